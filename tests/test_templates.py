@@ -1,0 +1,44 @@
+"""Every template in prototxt_templates/ is prepared, loaded, run and trained."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+import caffe
+from caffe_losses.templates import TEMPLATE_ROOT, list_templates, load_template, prepare_template
+
+TEMPLATES = list_templates()
+
+
+def test_there_are_templates():
+    assert TEMPLATES, "prototxt_templates/ is empty"
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_template_runs(name, tmp_path, monkeypatch):
+    folder = tmp_path / name
+    shutil.copytree(os.path.join(TEMPLATE_ROOT, name), folder)
+    meta = load_template(str(folder))
+    prepare_template(str(folder), small=True)
+    monkeypatch.chdir(folder)
+    weights = meta.get("weights")
+    for phase in (caffe.TRAIN, caffe.TEST):
+        if weights:
+            net = caffe.Net("train_val.prototxt", weights, phase)
+        else:
+            net = caffe.Net("train_val.prototxt", phase)
+        out = net.forward()
+        for key, value in out.items():
+            assert np.all(np.isfinite(value)), f"{name}: output {key} not finite"
+        if phase == caffe.TRAIN:
+            net.backward()
+    solver = caffe.get_solver("solver.prototxt")
+    if weights:
+        solver.net.copy_from(weights)
+    iterations = int(meta.get("iterations", 10))
+    solver.step(iterations)
+    assert solver.iter == iterations
+    for key in solver.net.outputs:
+        assert np.all(np.isfinite(solver.net.blobs[key].data)), f"{name}: {key} not finite after training"
