@@ -69,7 +69,7 @@ class _Progress:
         eta = (todo - done) / rate if rate and rate > 0 else float("nan")
         frac = done / todo if todo > 0 else 1.0
         pct = int(frac * 100)
-        if not self.tty and not final and pct // 10 == self.last_pct // 10:
+        if not self.tty and pct // 10 == self.last_pct // 10 and (not final or pct == self.last_pct):
             return
         self.last_pct = pct
         width = 24
@@ -130,9 +130,10 @@ def train(solver_path, *, weights=None, snapshot=None, max_iter=None, progress=T
     try:
         while solver.iter < total:
             solver.step(1)
+            value = net_loss(solver.net)
             iters.append(solver.iter)
-            losses.append(net_loss(solver.net))
-            bar.update(solver.iter, losses[-1])
+            losses.append(value)
+            bar.update(solver.iter, value)
         bar.update(solver.iter, losses[-1] if losses else float("nan"), final=True)
         if param.snapshot_after_train and param.snapshot_prefix and iters:
             solver.snapshot()
@@ -142,6 +143,8 @@ def train(solver_path, *, weights=None, snapshot=None, max_iter=None, progress=T
             stream.write("\ninterrupted: saving a snapshot before exiting\n")
         if param.snapshot_prefix:
             solver.snapshot()
+    n = min(len(iters), len(losses))   # an interrupt can fall between the two appends
+    iters, losses = iters[:n], losses[:n]
     if curve_png and iters:
         plot_curve({"iters": iters, "loss": losses}, curve_png,
                    title=f"Training loss: {os.path.basename(os.path.dirname(os.path.abspath(solver_path)))}"

@@ -28,8 +28,9 @@ ORIG_TGZ="caffe_1.0.0+git20180821.99bd997.orig.tar.gz"
 ORIG_SHA256="e0eb3f06794f7402c77b7dec8e8480273ee1a1bb192e9122b621a69d4147ad0c"
 DEB_TXZ="caffe_1.0.0+git20180821.99bd997-8.debian.tar.xz"
 DEB_SHA256="07cf073227494a6b07234e40cb5df91db566616593eef9baafdc4d06ad159f21"
-CUDA_WHEELS="nvidia-cuda-nvcc nvidia-cuda-runtime nvidia-cublas nvidia-curand nvidia-cuda-crt nvidia-nvvm nvidia-cuda-cccl"
-CUDA_WHEEL_SPEC=">=13,<14"
+# CUDA 13 toolkit wheels (cuRAND has its own version line: 10.4 ships with CUDA 13).
+CUDA_WHEELS="nvidia-cuda-nvcc>=13,<14 nvidia-cuda-runtime>=13,<14 nvidia-cublas>=13,<14 nvidia-curand>=10.4,<11
+nvidia-cuda-crt>=13,<14 nvidia-nvvm>=13,<14 nvidia-cuda-cccl>=13,<14"
 CUDA_ARCH_BIN="75 80 86 89 90"
 
 die() { echo "install_caffe.sh: ERROR: $*" >&2; exit 1; }
@@ -209,10 +210,8 @@ cuda_toolkit() {
   TK="$site/nvidia/cu13"
   if [ ! -x "$TK/bin/nvcc" ]; then
     log "installing the CUDA 13 toolkit wheels (about 1.4 GB)"
-    local specs="" w
-    for w in $CUDA_WHEELS; do specs="$specs $w$CUDA_WHEEL_SPEC"; done
     # shellcheck disable=SC2086
-    "$tv/bin/python" -m pip install -q $specs || die "pip install of CUDA wheels failed"
+    "$tv/bin/python" -m pip install -q $CUDA_WHEELS || die "pip install of CUDA wheels failed"
   fi
   [ -x "$TK/bin/nvcc" ] || die "nvcc not found under $TK after installing the CUDA wheels"
   local lib target
