@@ -1,0 +1,290 @@
+"""Regression layers: ``SmoothL1Loss``, ``Expectation`` and ``MeanVarianceLoss``.
+
+Thin ``caffe.Layer`` adapters over :mod:`caffe_losses.core.regression`; the
+formulas and their derivations are in the core's docstrings and in
+``docs/regression.md``.
+"""
+
+import numpy as np
+
+from caffe_losses.core import regression as core
+from caffe_losses.layers.base import LossLayer, PythonLayer
+from caffe_losses.params import Param, as_bool, as_float, as_float_list, normalization_param
+
+__all__ = ["SmoothL1Loss", "Expectation", "MeanVarianceLoss"]
+
+
+def as_values(value):
+    """``values``: a list of K numbers, or a mapping ``{start: S, step: D}``."""
+    if isinstance(value, (list, tuple)):
+        return as_float_list(value)
+    if isinstance(value, dict):
+        unknown = [str(k) for k in value if k not in ("start", "step")]
+        if unknown:
+            raise ValueError(f"has unknown key '{unknown[0]}' (expected a list of numbers, or "
+                             f"a mapping with 'start' and/or 'step')")
+        out = {}
+        for key in ("start", "step"):
+            if key in value:
+                try:
+                    out[key] = as_float(value[key])
+                except (TypeError, ValueError) as err:
+                    raise type(err)(f"'{key}' {err}") from None
+        return out
+    raise TypeError("must be a list of numbers (one per bin) or a mapping {start: S, step: D}")
+
+
+def _values_param():
+    return Param("values", as_values, None, doc=(
+        "bin values: a list of K numbers, or {start: S, step: D} for S, S+D, ... "
+        "(default 0, 1, ..., K-1)"))
+
+
+def _bins_shape(layer, blob, name):
+    """(N, K) of a scores blob shaped (N, K) or (N, K, 1, ...)."""
+    shape = tuple(blob.data.shape)
+    if len(shape) < 2 or any(s != 1 for s in shape[2:]):
+        layer.fail(f"bottom '{name}' must be (N, K) or (N, K, 1, 1), bins on axis 1. "
+                   f"Received shape {shape}")
+    return shape[0], shape[1]
+
+
+class SmoothL1Loss(LossLayer):
+    """Smooth L1 loss of Fast R-CNN, on CPU, with optional inside and outside weights.
+
+    Per element, with ``d = w_in * (pred - target)``::
+
+        f(d) = 0.5 * (sigma * d)^2        if |d| < 1 / sigma^2
+               |d| - 0.5 / sigma^2        otherwise
+        L = sum(w_out * f(d)) / norm      (norm = N by default, like EuclideanLoss)
+
+    Backward, with ``f'(d) = clip(sigma^2 * d, -1, 1)`` (``sigma^2 d`` inside,
+    ``sign(d)`` outside; the two agree at ``|d| = 1/sigma^2``)::
+
+        dL/dpred   =  top_diff * w_out * w_in * f'(d) / norm
+        dL/dtarget = -dL/dpred        (written when Caffe asks, e.g. force_backward)
+
+    In the quadratic region (every ``|d| < 1/sigma^2``, no weights) the loss is
+    ``sigma^2`` times Caffe's ``EuclideanLoss``, ``sum (pred - target)^2 / (2N)``,
+    with gradients to both bottoms like it.  The weights receive a zero diff.
+
+    The loss is computed as ``sigma^2 * (c.d - c.c/2)`` with
+    ``c = clip(d, -1/sigma^2, 1/sigma^2)``: two buffers allocated in ``reshape``,
+    two BLAS dot products, and a one-pass backward.
+
+    Shape:
+      bottom[0] ``pred``: (N, *).
+      bottom[1] ``target``: as many values as ``pred`` and the same N.
+      bottom[2] ``inside_weights`` (optional): as many values as ``pred``.
+      bottom[3] ``outside_weights`` (optional): as many values as ``pred``
+      (give ``inside_weights`` of ones to use outside weights alone).
+      top[0]: (1,), the loss.
+
+    param_str keys:
+      sigma (default 1.0): > 0; the quadratic region is ``|d| < 1/sigma^2``
+        (PyTorch's ``beta`` is ``1/sigma^2``).
+      normalization (default BATCH_SIZE): BATCH_SIZE (N), FULL or VALID (all
+        elements: nothing is ignored), NONE.
+
+    Prototxt::
+
+        layer {
+          name: "loss" type: "Python"
+          bottom: "pred_age" bottom: "true_age" top: "loss"
+          python_param { module: "caffe_losses" layer: "SmoothL1Loss"
+                         param_str: "{sigma: 1}" }
+          loss_weight: 1    # Python layers get no default loss weight
+        }
+
+    Reference:
+      R. Girshick, "Fast R-CNN", ICCV 2015; ``rbgirshick/caffe-fast-rcnn``'s
+      ``SmoothL1LossLayer`` (GPU only there; the sum is ``asum`` there, equal for
+      non-negative outside weights).
+    """
+
+    PARAMS = (Param("sigma", as_float, 1.0, low=0, low_open=True,
+                    doc="> 0; quadratic for |d| < 1/sigma^2, linear beyond"),
+              normalization_param("BATCH_SIZE"))
+    BOTTOMS = ("pred", "target")
+    OPTIONAL_BOTTOMS = ("inside_weights", "outside_weights")
+    DIFF_BOTTOMS = (0, 1)
+
+    def layer_setup(self, bottom, top):
+        super().layer_setup(bottom, top)
+        self._workspace = None
+
+    def check_bottoms(self, bottom):
+        pred = bottom[0]
+        n = pred.data.shape[0] if pred.data.ndim else 1
+        for i in range(1, len(bottom)):
+            self.require_same_count(bottom, 0, i)
+            other = bottom[i].data.shape
+            if other and other[0] != n:
+                self.fail(f"bottom '{self.bottom_name(i)}' must have the N of 'pred' "
+                          f"{tuple(pred.data.shape)}: expected {n} samples, got {other[0]} "
+                          f"{tuple(other)}")
+        shape = tuple(pred.data.shape)
+        if self._workspace is None or self._workspace[0].shape != shape:
+            self._workspace = (np.empty(shape, np.float32), np.empty(shape, np.float32))
+
+    def loss(self, bottom, top):
+        weights = [bottom[i].data for i in range(2, len(bottom))] + [None, None]
+        value, self.cache = core.smooth_l1_forward(
+            bottom[0].data, bottom[1].data, weights[0], weights[1],
+            sigma=self.params["sigma"], normalization=self.params["normalization"],
+            workspace=self._workspace)
+        return value
+
+    def gradients(self, bottom, propagate_down):
+        g = core.smooth_l1_backward(self.cache)
+        return {0: g, 1: -g}
+
+    def backward(self, top, propagate_down, bottom):
+        # Fused: the loss weight is folded into the core's one multiply, which
+        # writes straight into the diff (the base would take two passes).
+        if not any(propagate_down):
+            return
+        scale = float(top[0].diff.flat[0])
+        shape = bottom[0].data.shape
+        for i in range(len(bottom)):
+            if not propagate_down[i]:
+                continue
+            if i in (0, 1):
+                out = bottom[i].diff.reshape(shape)
+                core.smooth_l1_backward(self.cache, scale=scale if i == 0 else -scale, out=out)
+            else:
+                bottom[i].diff[...] = 0   # weights: asked for only under force_backward
+
+
+class Expectation(PythonLayer):
+    """Expected value over K bins, ``E = sum_k p_k v_k``: the predicted age of DEX.
+
+    Forward, per sample::
+
+        p = softmax(scores)          (or p = scores with softmax: false)
+        E = sum_k p_k v_k            v = values (default 0, 1, ..., K-1)
+
+    Backward, from ``dp_j/dx_k = p_j (delta_jk - p_k)``::
+
+        dE/dx_k = sum_j v_j p_j (delta_jk - p_k) = p_k (v_k - E)      (softmax)
+        dE/dp_k = v_k                                                 (softmax: false)
+
+    each times the top diff of its sample.  With a ``Softmax`` in front and
+    ``softmax: false`` this is exactly the seed's fixed ``Convolution`` whose
+    kernel net surgery sets to 0..99, with no surgery; with the default
+    ``softmax: true`` it takes the raw scores and needs no ``Softmax`` layer.
+    Train it end to end with ``SmoothL1Loss`` or ``EuclideanLoss`` on the age.
+
+    Shape:
+      bottom[0] ``scores``: (N, K) or (N, K, 1, 1).
+      top[0]: (N, 1), matching an HDF5 target of shape (N, 1).
+
+    param_str keys:
+      values (default {start: 0, step: 1}): a list of K numbers, or
+        ``{start: S, step: D}`` for ``S + k D``.
+      softmax (default true): apply a softmax over the bins first.
+
+    Prototxt::
+
+        layer {
+          name: "pred_age" type: "Python"
+          bottom: "fc100" top: "pred_age"
+          python_param { module: "caffe_losses" layer: "Expectation"
+                         param_str: "{values: {start: 0, step: 1}}" }
+        }
+
+    Reference:
+      R. Rothe, R. Timofte, L. Van Gool, "DEX: Deep EXpectation of apparent
+      age from a single image", ICCV Workshops 2015.
+    """
+
+    PARAMS = (_values_param(),
+              Param("softmax", as_bool, True, doc="apply a softmax over the bins first"))
+    BOTTOMS = ("scores",)
+    TOPS = ("expectation",)
+
+    def layer_setup(self, bottom, top):
+        self._values, self._k = None, None
+
+    def reshape(self, bottom, top):
+        n, k = _bins_shape(self, bottom[0], "scores")
+        if k != self._k:
+            self._values = core.bin_values(self.params["values"], k, np.float32, owner=self.owner)
+            self._k = k
+        top[0].reshape(n, 1)
+
+    def forward(self, bottom, top):
+        self.require_finite(bottom, 0)
+        e, self.cache = core.expectation_forward(bottom[0].data, self._values,
+                                                 softmax=self.params["softmax"])
+        top[0].data[...] = e
+
+    def backward(self, top, propagate_down, bottom):
+        if propagate_down[0]:
+            bottom[0].diff[...] = core.expectation_backward(self.cache, top[0].diff)
+
+
+class MeanVarianceLoss(LossLayer):
+    """Softmax cross-entropy plus the mean-variance penalties (Pan et al., CVPR 2018).
+
+    With ``p = softmax(scores)`` over K age bins of values ``v_k`` and the
+    label ``y`` (a bin index, value ``t = v_y``)::
+
+        m = sum_k p_k v_k,   s = sum_k p_k (v_k - m)^2
+        L = mean_n [ -log p_y + lambda_mean (m - t)^2 / 2 + lambda_var s ]
+
+    Backward (derivation in ``caffe_losses.core.regression.mean_variance_forward``)::
+
+        dL/dx_k = top_diff * [ p_k - 1{k=y} + lambda_mean (m - t) p_k (v_k - m)
+                               + lambda_var p_k ((v_k - m)^2 - s) ] / N
+
+    The mean term pulls the expected age to the label, the variance term
+    sharpens the distribution; the predicted age is ``m`` (an ``Expectation``
+    layer on the same scores).
+
+    Shape:
+      bottom[0] ``scores``: (N, K) or (N, K, 1, 1), raw.
+      bottom[1] ``label``: N bin indices in [0, K) (no gradient).
+      top[0]: (1,).
+
+    param_str keys:
+      lambda_mean (default 0.2), lambda_var (default 0.05): >= 0.
+      values: bin values as in ``Expectation`` (default 0..K-1).
+
+    Prototxt::
+
+        layer {
+          name: "loss" type: "Python"
+          bottom: "fc100" bottom: "true_age" top: "loss"
+          python_param { module: "caffe_losses" layer: "MeanVarianceLoss"
+                         param_str: "{lambda_mean: 0.2, lambda_var: 0.05}" }
+          loss_weight: 1
+        }
+
+    Reference:
+      H. Pan, H. Han, S. Shan, X. Chen, "Mean-Variance Loss for Deep Age
+      Estimation from a Face", CVPR 2018.
+    """
+
+    PARAMS = (Param("lambda_mean", as_float, 0.2, low=0, doc="weight of the mean penalty"),
+              Param("lambda_var", as_float, 0.05, low=0, doc="weight of the variance penalty"),
+              _values_param())
+    BOTTOMS = ("scores", "label")
+    DIFF_BOTTOMS = (0,)
+
+    def check_bottoms(self, bottom):
+        n, k = _bins_shape(self, bottom[0], "scores")
+        if bottom[1].count != n:
+            self.fail(f"bottom 'label' must hold one label per sample: expected {n}, "
+                      f"got {bottom[1].count} {tuple(bottom[1].data.shape)}")
+        self._values = core.bin_values(self.params["values"], k, np.float32, owner=self.owner)
+
+    def loss(self, bottom, top):
+        self.require_finite(bottom, 0)
+        value, self.cache = core.mean_variance_forward(
+            bottom[0].data, bottom[1].data, self._values,
+            lambda_mean=self.params["lambda_mean"], lambda_var=self.params["lambda_var"])
+        return value
+
+    def gradients(self, bottom, propagate_down):
+        return {0: core.mean_variance_backward(self.cache)}
