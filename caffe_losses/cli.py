@@ -7,6 +7,7 @@ the repository are thin scripts over the same functions.
 
 import argparse
 import importlib
+import os
 import sys
 
 # subcommand -> module under caffe_losses.tools
@@ -42,6 +43,13 @@ def build_parser():
 
 
 def main(argv=None):
+    # Like the `caffe` wrapper and `python -m`: Python layers named in a
+    # prototxt may live in the current folder.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    # Caffe's INFO log is very long; `--caffe-log` (train) or an explicit
+    # GLOG_minloglevel brings it back.
+    os.environ.setdefault("GLOG_minloglevel", "2")
     args = build_parser().parse_args(argv)
     return args._run(args) or 0
 

@@ -109,7 +109,7 @@ fi
 PYVER="$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 
 # BUILD_REV: bump when a change to this script changes what gets built.
-BUILD_REV=2
+BUILD_REV=3
 KEY="caffe-${CAFFE_VERSION}-r${BUILD_REV}-${FLAVOUR}-py${PYVER}"
 ROOT="$CACHE/$KEY"
 SRC="$ROOT/src"
@@ -192,6 +192,19 @@ prepare_source() {
          "$SRC/cmake/Dependencies.cmake"
   grep -q 'Caffe_DEFINITIONS PUBLIC -DWITH_PYTHON_LAYER' "$SRC/cmake/Dependencies.cmake" \
     || die "WITH_PYTHON_LAYER fix did not apply to cmake/Dependencies.cmake"
+  # GetPythonLayer prints a failed import (wrong module/layer name) with
+  # PyErr_Print, which also clears it, then rethrows: pycaffe then raises a
+  # bare "SystemError: ... returned NULL without setting an exception".
+  # Rethrow with the Python error intact (the caffe tool prints it itself).
+  python3 - "$SRC/src/caffe/layer_factory.cpp" <<'PYEOF' || die "layer_factory.cpp fix did not apply"
+import sys
+path = sys.argv[1]
+text = open(path).read()
+old = "  } catch (bp::error_already_set) {\n    PyErr_Print();\n    throw;\n  }"
+if old not in text:
+    sys.exit("pattern not found")
+open(path, "w").write(text.replace(old, "  } catch (bp::error_already_set) {\n    throw;\n  }"))
+PYEOF
   if [ "$FLAVOUR" = cuda ]; then
     # CUDA 13 removed these cudaDeviceProp fields; DeviceQuery only logs them.
     sed -i -e '/prop\.clockRate/d' -e '/prop\.deviceOverlap/d' -e '/prop\.kernelExecTimeoutEnabled/d' \

@@ -26,9 +26,14 @@ def add_arguments(parser):
                         "(default: training_curve.png next to the solver)")
     parser.add_argument("--gpu", type=int, help="GPU id (CUDA builds); default CPU")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--caffe-log", action="store_true",
+                        help="show Caffe's own INFO log (test-net scores, snapshots)")
 
 
 def run(args):
+    if args.caffe_log and "caffe" not in sys.modules:
+        os.environ["GLOG_minloglevel"] = "0"
+        os.environ.setdefault("GLOG_logtostderr", "1")
     if args.weights and args.snapshot:
         print("caffe-losses train: give --weights or --snapshot, not both", file=sys.stderr)
         return 2
