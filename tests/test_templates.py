@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import caffe
+from caffe_losses.lint import lint_file
 from caffe_losses.templates import TEMPLATE_ROOT, list_templates, load_template, prepare_template
 
 TEMPLATES = list_templates()
@@ -23,6 +24,9 @@ def test_template_runs(name, tmp_path, monkeypatch):
     meta = load_template(str(folder))
     prepare_template(str(folder), small=True)
     monkeypatch.chdir(folder)
+    # the linter passes every template (paths resolve from the template folder)
+    errors = [str(f) for _, f in lint_file("solver.prototxt") if f.severity == "error"]
+    assert not errors, errors
     weights = meta.get("weights")
     for phase in (caffe.TRAIN, caffe.TEST):
         if weights:

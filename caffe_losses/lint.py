@@ -1,0 +1,254 @@
+"""Lint a Caffe net for the mistakes users of these losses make.
+
+:func:`lint_net` reads a ``NetParameter`` (prototxt text) and returns
+:class:`Finding` s; ``caffe-losses check`` prints them.  Rules:
+
+* ``python-loss-weight``: a Python loss layer with no ``loss_weight``.
+  Caffe gives Python layers no default loss weight, so the loss is computed
+  and printed but never trains the net (seed 002's warning).
+* ``param-str``: a ``caffe_losses`` layer whose ``param_str`` does not parse
+  or validate, or an unknown ``caffe_losses`` layer class.
+* ``h-file``: an infogain H ``source`` that is missing, malformed, or not
+  L x L for the L classes of the classifier feeding the loss.
+* ``double-softmax``: a layer that applies softmax itself
+  (``SoftmaxWithInfogainLoss``, native ``InfogainLoss`` and
+  ``SoftmaxWithLoss``, ``Expectation`` by default) fed by a ``Softmax``.
+* ``raw-scores``: the classic ``InfogainLoss`` (ours), which expects
+  probabilities, fed straight by a classifier (InnerProduct/Convolution).
+* ``expectation-kernel-lr``: the seed's fixed expectation kernel (a
+  Convolution/InnerProduct with one output and no bias on top of a
+  Softmax) without ``param { lr_mult: 0 }``: the 0..K-1 kernel set by
+  net surgery would drift during training.
+* ``center-update``: a ``CenterLoss`` with ``update: direct`` whose centers
+  the solver would also move (no ``param { lr_mult: 0 }``), or with
+  ``update: solver`` whose centers the solver never moves (lr_mult 0).
+
+Rules are checked per phase (TRAIN and TEST, honouring include/exclude
+phase rules); relative H paths are resolved against the working directory,
+as Caffe does.
+"""
+
+import os
+
+__all__ = ["Finding", "lint_net", "lint_file", "read_net"]
+
+ERROR, WARNING = "error", "warning"
+CLASSIFIER_TYPES = ("InnerProduct", "Convolution", "Deconvolution")
+SOFTMAX_INSIDE_NATIVE = ("InfogainLoss", "SoftmaxWithLoss")
+
+
+class Finding:
+    """One problem: severity, rule id, layer name, message."""
+
+    __slots__ = ("severity", "rule", "layer", "message")
+
+    def __init__(self, severity, rule, layer, message):
+        self.severity, self.rule, self.layer, self.message = severity, rule, layer, message
+
+    def __repr__(self):
+        return f"Finding({self.severity!r}, {self.rule!r}, {self.layer!r})"
+
+    def __str__(self):
+        return f"{self.severity.upper()} [{self.rule}] layer '{self.layer}': {self.message}"
+
+    def key(self):
+        return (self.severity, self.rule, self.layer, self.message)
+
+
+def read_net(path):
+    """Parses a net prototxt; a solver prototxt is followed to its net(s).
+
+    Returns:
+      list of (path, NetParameter).
+    """
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"file not found: {path}")
+    with open(path) as f:
+        text = f.read()
+    net = caffe_pb2.NetParameter()
+    try:
+        text_format.Merge(text, net)
+        return [(path, net)]
+    except text_format.ParseError as net_err:
+        solver = caffe_pb2.SolverParameter()
+        try:
+            text_format.Merge(text, solver)
+        except text_format.ParseError:
+            raise ValueError(f"{path}: not a valid net prototxt ({net_err})") from None
+    nets = [n for n in (solver.net, solver.train_net) if n] + list(solver.test_net)
+    if not nets:
+        raise ValueError(f"{path}: a solver prototxt with no 'net' or 'train_net'")
+    out = []
+    for n in nets:
+        out.extend(read_net(n))
+    return out
+
+
+def _in_phase(layer, phase):
+    """Caffe's StateMeetsRule, for phase-only rules (the common case)."""
+    if layer.include:
+        return any(not r.HasField("phase") or r.phase == phase for r in layer.include)
+    return not any(r.HasField("phase") and r.phase == phase for r in layer.exclude)
+
+
+def _python_class(layer):
+    if layer.type != "Python":
+        return None, None
+    return layer.python_param.module, layer.python_param.layer
+
+
+def _our_class(name):
+    import caffe_losses
+    try:
+        return getattr(caffe_losses, name)
+    except AttributeError:
+        return None
+
+
+def _lr_mults(layer):
+    return [p.lr_mult if p.HasField("lr_mult") else 1.0 for p in layer.param]
+
+
+def _classifier_outputs(layer):
+    if layer.type == "InnerProduct":
+        return layer.inner_product_param.num_output
+    if layer.type in ("Convolution", "Deconvolution"):
+        return layer.convolution_param.num_output
+    return None
+
+
+def _parse(cls, param_str):
+    from caffe_losses.params import parse_params
+    return parse_params(cls.__name__, cls.PARAMS, param_str)
+
+
+def _check_h_file(findings, layer, source, classes, owner):
+    from caffe_losses.hmatrix import load_h
+    try:
+        H = load_h(source, owner=owner, key="source")
+    except (OSError, ValueError, TypeError) as err:
+        findings.append(Finding(ERROR, "h-file", layer.name, str(err)))
+        return
+    if classes is not None and H.shape[0] != classes:
+        findings.append(Finding(ERROR, "h-file", layer.name,
+                                f"H in '{source}' is {H.shape[0]} x {H.shape[1]} but the classifier "
+                                f"feeding the loss has {classes} outputs: expected {classes} x {classes}"))
+
+
+def _lint_phase(net, phase):
+    findings = []
+    producer = {}
+    for layer in net.layer:
+        if not _in_phase(layer, phase):
+            continue
+        module, cls_name = _python_class(layer)
+        src = producer.get(layer.bottom[0]) if layer.bottom else None
+        ours = module == "caffe_losses"
+        cls = _our_class(cls_name) if ours else None
+        params = None
+
+        # param-str ------------------------------------------------------
+        if ours and cls is None:
+            import caffe_losses
+            findings.append(Finding(ERROR, "param-str", layer.name,
+                                    f"caffe_losses has no layer '{cls_name}'. Layers: "
+                                    f"{', '.join(caffe_losses.__all__)}"))
+        elif cls is not None:
+            try:
+                params = _parse(cls, layer.python_param.param_str)
+            except (ValueError, TypeError) as err:
+                findings.append(Finding(ERROR, "param-str", layer.name, str(err)))
+
+        # python-loss-weight ------------------------------------------------
+        if module is not None:
+            is_loss = (cls_name.endswith("Loss") if ours
+                       else "loss" in cls_name.lower() or "loss" in layer.name.lower())
+            if is_loss and not any(w != 0 for w in layer.loss_weight):
+                findings.append(Finding(
+                    ERROR if ours else WARNING, "python-loss-weight", layer.name,
+                    f"Python loss layer {module}.{cls_name} has no loss_weight: Caffe gives Python "
+                    f"layers none, so this loss is printed but does not train the net. "
+                    f"Add 'loss_weight: 1' to the layer."))
+
+        # double-softmax / raw-scores ---------------------------------------
+        softmax_inside = layer.type in SOFTMAX_INSIDE_NATIVE or (
+            ours and cls_name == "SoftmaxWithInfogainLoss") or (
+            ours and cls_name == "Expectation" and (params or {}).get("softmax", True))
+        if softmax_inside and src is not None and src.type == "Softmax":
+            what = f"{module}.{cls_name}" if module else f"native {layer.type}"
+            findings.append(Finding(
+                ERROR, "double-softmax", layer.name,
+                f"{what} applies softmax itself, but its input '{layer.bottom[0]}' comes from Softmax "
+                f"layer '{src.name}': softmax is applied twice. Feed it the raw scores "
+                f"('{src.bottom[0]}')" + (" or set 'softmax: false'" if cls_name == "Expectation" else "")
+                + "."))
+        if ours and cls_name == "InfogainLoss" and src is not None and src.type in CLASSIFIER_TYPES:
+            findings.append(Finding(
+                ERROR, "raw-scores", layer.name,
+                f"caffe_losses.InfogainLoss expects probabilities, but its input '{layer.bottom[0]}' "
+                f"is raw scores from {src.type} layer '{src.name}'. Use SoftmaxWithInfogainLoss on "
+                f"the scores (stable, one layer), or put a Softmax in between."))
+
+        # h-file -------------------------------------------------------------
+        classifier = src
+        if classifier is not None and classifier.type == "Softmax" and classifier.bottom:
+            classifier = producer.get(classifier.bottom[0])
+        classes = _classifier_outputs(classifier) if classifier is not None else None
+        if ours and cls_name in ("SoftmaxWithInfogainLoss", "InfogainLoss") and params \
+                and params.get("source"):
+            _check_h_file(findings, layer, params["source"], classes, cls_name)
+        if layer.type == "InfogainLoss" and layer.infogain_loss_param.source:
+            _check_h_file(findings, layer, layer.infogain_loss_param.source, classes, "InfogainLoss")
+
+        # expectation-kernel-lr ---------------------------------------------
+        if layer.type in ("Convolution", "InnerProduct") and src is not None and src.type == "Softmax":
+            p = layer.convolution_param if layer.type == "Convolution" else layer.inner_product_param
+            if p.num_output == 1 and not p.bias_term:
+                mults = _lr_mults(layer)
+                if not mults or mults[0] != 0:
+                    findings.append(Finding(
+                        ERROR, "expectation-kernel-lr", layer.name,
+                        f"{layer.type} '{layer.name}' computes an expectation over the Softmax "
+                        f"'{src.name}' with a fixed kernel, but its kernel is learnable "
+                        f"(lr_mult {mults[0] if mults else 1:g}): the 0..K-1 values set by net surgery "
+                        f"would drift. Add 'param {{ lr_mult: 0 }}' (or use the Expectation layer)."))
+
+        # center-update --------------------------------------------------------
+        if ours and cls_name == "CenterLoss" and params is not None:
+            mults = _lr_mults(layer)
+            lr = mults[0] if mults else 1.0
+            if params.get("update") == "direct" and lr != 0:
+                findings.append(Finding(
+                    ERROR, "center-update", layer.name,
+                    f"CenterLoss with update: direct moves its centers itself, and the solver would "
+                    f"move them too (lr_mult {lr:g}). Add 'param {{ lr_mult: 0 decay_mult: 0 }}', or "
+                    f"set 'update: solver'."))
+            if params.get("update") == "solver" and lr == 0:
+                findings.append(Finding(
+                    WARNING, "center-update", layer.name,
+                    "CenterLoss with update: solver leaves the centers to the solver, but lr_mult is 0: "
+                    "the centers never move. Set lr_mult to alpha / base_lr, or use update: direct."))
+
+        for top in layer.top:
+            if top not in layer.bottom:      # in-place layers keep the original producer
+                producer[top] = layer
+    return findings
+
+
+def lint_net(net):
+    """All findings for a ``NetParameter``, TRAIN then TEST, without duplicates."""
+    from caffe.proto import caffe_pb2
+    seen, out = set(), []
+    for phase in (caffe_pb2.TRAIN, caffe_pb2.TEST):
+        for f in _lint_phase(net, phase):
+            if f.key() not in seen:
+                seen.add(f.key())
+                out.append(f)
+    return out
+
+
+def lint_file(path):
+    """Findings for a net or solver prototxt: list of (net path, Finding)."""
+    return [(p, f) for p, net in read_net(path) for f in lint_net(net)]

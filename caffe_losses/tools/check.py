@@ -1,0 +1,45 @@
+"""Lint a net (or a solver's nets) for the mistakes that make losses silently wrong.
+
+Checks, per phase: Python loss layers without loss_weight; caffe_losses
+param_str that does not parse or validate; infogain H files that are missing,
+malformed or of the wrong size for the classifier before them; softmax
+applied twice (SoftmaxWithInfogainLoss / InfogainLoss / SoftmaxWithLoss fed
+by a Softmax) and the classic InfogainLoss fed raw scores; the fixed
+expectation kernel without lr_mult: 0; CenterLoss centers moved by both the
+layer and the solver. Relative paths are resolved against the current folder,
+as Caffe does: run it where you run `caffe train`.
+
+  caffe-losses check train_val.prototxt
+  caffe-losses check solver.prototxt          # checks the solver's net(s)
+
+Exit status: 0 clean (warnings allowed), 1 errors found (or warnings with
+--strict), 2 the file could not be read.
+"""
+
+import sys
+
+from caffe_losses.lint import lint_file
+
+
+def add_arguments(parser):
+    parser.add_argument("prototxt", nargs="+", help="net or solver prototxt(s)")
+    parser.add_argument("--strict", action="store_true", help="warnings fail too")
+
+
+def run(args):
+    status = 0
+    for path in args.prototxt:
+        try:
+            findings = lint_file(path)
+        except (FileNotFoundError, ValueError) as err:
+            print(f"caffe-losses check: {err}", file=sys.stderr)
+            status = max(status, 2)
+            continue
+        errors = sum(f.severity == "error" for _, f in findings)
+        warnings = len(findings) - errors
+        for net_path, f in findings:
+            print(f"{net_path}: {f}")
+        print(f"{path}: {errors} error(s), {warnings} warning(s)")
+        if errors or (args.strict and warnings):
+            status = max(status, 1)
+    return status
