@@ -1,0 +1,191 @@
+"""The ``CenterLoss`` Caffe layer: center loss with centers kept as a layer blob."""
+
+import warnings
+
+import numpy as np
+
+import caffe
+
+from caffe_losses.core import center as core
+from caffe_losses.core.common import check_labels
+from caffe_losses.layers.base import LossLayer
+from caffe_losses.params import REQUIRED, Param, as_float, as_int, normalization_param
+
+__all__ = ["CenterLoss", "CenterUpdateWarning"]
+
+UPDATES = ("direct", "solver")
+
+
+class CenterUpdateWarning(UserWarning):
+    """The centers of a ``update: direct`` CenterLoss were also moved by someone else."""
+
+
+def _as_update(value):
+    if not isinstance(value, str) or value.strip().lower() not in UPDATES:
+        raise ValueError("must be one of " + ", ".join(UPDATES))
+    return value.strip().lower()
+
+
+class CenterLoss(LossLayer):
+    """Center loss (Wen et al. 2016): pulls each feature towards its class center.
+
+    Loss, for N features ``x_i`` (D values each) with labels ``y_i`` and the
+    centers ``c_j`` (one row per class, the layer's own blob)::
+
+        L = (1/2) sum_i ||x_i - c_{y_i}||^2 / norm
+
+    ``norm`` is N for ``normalization`` BATCH_SIZE (default), FULL and VALID
+    (one position per sample, nothing ignored), 1 for NONE.  The paper's
+    weight lambda is the prototxt's ``loss_weight`` (0.01 in the authors'
+    MNIST example); Caffe writes it into the top's diff.
+
+    Backward (features): ``L`` depends on ``x_i`` only through its own term,
+    so ``dL/dx_i = (x_i - c_{y_i}) / norm``, times the loss weight.  The
+    gradient uses the centers of the forward pass, i.e. from *before* this
+    iteration's center update.  No gradient goes to the labels (a zero diff
+    under ``force_backward``).
+
+    Center update (paper, eq. (4)), once per backward pass, in the TRAIN
+    phase only (a TEST net never moves them)::
+
+        delta_c_j = sum_{i: y_i = j} (c_j - x_i) / (1 + n_j)      n_j = #{i: y_i = j}
+        c_j      <- c_j - alpha * delta_c_j
+
+    Classes absent from the batch keep their center.  ``delta_c`` is not the
+    gradient of ``L`` and is not scaled by the loss weight: it is a damped
+    running mean of each class's features.  Two ways to apply it:
+
+    * ``update: direct`` (default): the layer applies the rule itself in
+      ``backward``.  The solver must leave the centers alone: give the layer
+      ``param { lr_mult: 0 decay_mult: 0 }`` (with lr_mult 0 no solver moves
+      a blob; decay_mult 0 keeps weight decay out of the diff as well).  If
+      the centers change between a backward and the next TRAIN forward, the
+      layer warns once (``CenterUpdateWarning``).
+    * ``update: solver``: the layer adds ``alpha * delta_c`` to the centers'
+      diff and the solver applies it with its own rate, as the authors'
+      Caffe code (ydwen/caffe-face) does.  The step is then
+      ``base_lr * lr_mult * alpha * delta_c`` plus whatever the solver adds
+      (momentum, weight decay unless ``decay_mult: 0``, ``iter_size``
+      averaging).  Plain SGD with rate 1 (``base_lr * lr_mult = 1``, no
+      momentum, no decay) gives exactly ``update: direct``.  To reproduce
+      caffe-face, where the rate is ``base_lr * lr_mult`` alone, set
+      ``alpha: 1``.
+
+    The centers are a parameter blob (``num_classes x D``, zeros at set-up):
+    they are in ``net.params[<layer name>][0]``, saved in every snapshot
+    ``.caffemodel``/``.solverstate`` and restored on resume (``-snapshot``) or
+    fine-tuning (``-weights``), and shared with the TEST net like any weight.
+    Caffe calls this layer's backward only when something below needs a
+    gradient or the centers have a non-zero ``lr_mult``; with frozen features
+    and ``update: direct`` the centers would not move.
+
+    Shape:
+      bottom[0] ``features``: (N, D) or (N, D, 1, 1) (dims after the first are
+      flattened; D is fixed at set-up).
+      bottom[1] ``label``: N integers in [0, num_classes), any shape with N
+      values, e.g. (N,) or (N, 1, 1, 1).
+      top[0] ``loss``: (1,).
+      blobs[0] centers: (num_classes, D).
+
+    param_str keys:
+      num_classes (required): number of classes C (rows of the centers).
+      alpha (default 0.5): center rate, in (0, 1].
+      normalization (default BATCH_SIZE): FULL, VALID, BATCH_SIZE or NONE.
+      update (default direct): ``direct`` or ``solver``, as above.
+
+    Prototxt::
+
+        layer {
+          name: "center_loss" type: "Python"
+          bottom: "feature"      # N x 2, e.g. the InnerProduct before the classifier
+          bottom: "label"
+          top: "center_loss"
+          python_param { module: "caffe_losses" layer: "CenterLoss"
+                         param_str: "{num_classes: 10, alpha: 0.5}" }
+          param { lr_mult: 0 decay_mult: 0 }   # update: direct moves the centers itself
+          loss_weight: 0.01      # lambda; Python layers have no default loss weight
+        }
+
+    Reference:
+      Y. Wen, K. Zhang, Z. Li, Y. Qiao, "A Discriminative Feature Learning
+      Approach for Deep Face Recognition", ECCV 2016.
+    """
+
+    PARAMS = (
+        Param("num_classes", as_int, REQUIRED, low=1, doc="number of classes (rows of the centers)"),
+        Param("alpha", as_float, 0.5, low=0, low_open=True, high=1, doc="center rate, in (0, 1]"),
+        normalization_param("BATCH_SIZE"),
+        Param("update", _as_update, "direct", choices=UPDATES, doc=(
+            "direct (the layer moves the centers; set param { lr_mult: 0 decay_mult: 0 }) or "
+            "solver (the layer writes alpha * delta_c into the centers' diff)")),
+    )
+    BOTTOMS = ("features", "label")
+    DIFF_BOTTOMS = (0,)
+
+    def layer_setup(self, bottom, top):
+        super().layer_setup(bottom, top)
+        shape = bottom[0].data.shape
+        if len(shape) < 2:
+            self.fail(f"bottom 'features' must be (N, D) or (N, D, 1, 1); got shape {tuple(shape)}")
+        self.dim = int(np.prod(shape[1:]))
+        self.num_classes = self.params["num_classes"]
+        self.blobs.add_blob(self.num_classes, self.dim)   # the centers: learnable, snapshotted
+        self.blobs[0].data[...] = 0
+        self.train = self.phase == caffe.TRAIN
+        self._after_update = None     # the centers this layer left, for the direct-mode guard
+        self._warned = False
+
+    def check_bottoms(self, bottom):
+        shape = tuple(bottom[0].data.shape)
+        if len(shape) < 2 or int(np.prod(shape[1:])) != self.dim:
+            self.fail(f"bottom 'features' must be (N, {self.dim}) or (N, {self.dim}, 1, 1), the "
+                      f"feature size of the centers ({self.num_classes} x {self.dim}); got shape {shape}")
+        n = shape[0]
+        labels = bottom[1]
+        if labels.count != n:
+            self.fail(f"bottom 'label' must hold one label per sample of 'features' {shape}: "
+                      f"expected {n} values, got {labels.count} {tuple(labels.data.shape)}")
+        # buffers reused every iteration: x - c_y and delta_c
+        if getattr(self, "_diff", None) is None or self._diff.shape[0] != n:
+            self._diff = np.empty((n, self.dim), dtype=bottom[0].data.dtype)
+            self._delta = np.empty((self.num_classes, self.dim), dtype=bottom[0].data.dtype)
+
+    def loss(self, bottom, top):
+        centers = self.blobs[0].data        # fresh view: the TEST net may share another buffer
+        if self.train and self._after_update is not None:
+            self._check_untouched(centers)
+        labels = bottom[1].data
+        check_labels(self.owner, labels, self.num_classes, name="label")
+        value, self.cache = core.center_loss_forward(
+            bottom[0].data, labels, centers, normalization=self.params["normalization"], out=self._diff)
+        return value
+
+    def gradients(self, bottom, propagate_down):
+        return {0: core.center_loss_backward(self.cache)}
+
+    def backward(self, top, propagate_down, bottom):
+        # 1. the feature gradient, from the forward's x - c_y (pre-update centers)
+        super().backward(top, propagate_down, bottom)
+        # 2. the center update, TRAIN phase only
+        if not self.train:
+            return
+        delta = core.center_update(self.cache, out=self._delta)          # (C, D)
+        alpha = self.params["alpha"]
+        if self.params["update"] == "direct":
+            centers = self.blobs[0].data
+            core.apply_center_update(centers, delta, alpha)
+            self._after_update = centers.copy()
+        else:
+            # accumulate, as Caffe layers do with parameter diffs (iter_size > 1)
+            diff = self.blobs[0].diff
+            diff += diff.dtype.type(alpha) * delta
+
+    def _check_untouched(self, centers):
+        if self._warned or np.array_equal(centers, self._after_update):
+            return
+        self._warned = True
+        warnings.warn(
+            f"{self.owner}: the centers changed between the last backward and this forward although "
+            f"update is 'direct'. Unless you loaded weights in between, the solver is moving them as "
+            f"well: add 'param {{ lr_mult: 0 decay_mult: 0 }}' to the layer, or use update: solver.",
+            CenterUpdateWarning, stacklevel=3)
