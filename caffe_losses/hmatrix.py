@@ -1,0 +1,352 @@
+"""H matrices for the infogain losses: load, validate, save, and the ways to build one.
+
+``H[k, l]`` weights ``-log p_l`` for a sample of true class ``k``, so:
+
+* ``identity_h(L)``: plain softmax loss;
+* ``weights_h(class_weights(counts, weighting=...))``: class weights on the
+  diagonal, against class imbalance (inverse frequency, its square root, or
+  the effective number of samples of Cui et al. 2019), normalised so that
+  the mean weight over the training samples is 1 (the loss keeps its scale,
+  so the learning rate need not change);
+* ``read_matrix(path)``: a full matrix the user made (.npy, .csv, .binaryproto);
+* ``similarity_from_distances(D, temperature=T)``: ``exp(-D / T)`` from a
+  label distance matrix (cat/dog closer than cat/car). H must hold
+  *similarities*: the loss is minimised by ``p_l`` proportional to
+  ``H[y, l]``, so a large entry means "predicting l for y is fine".
+
+Files: :func:`save_h` writes the (1, 1, L, L) ``.binaryproto`` that Caffe's
+native ``InfogainLoss`` (``infogain_loss_param { source }``) and this
+package's layers read; :func:`load_blob` reads a ``.binaryproto`` (the
+``BlobProto`` written by ``caffe.io.array_to_blobproto``, legacy 4-D shape or
+``shape { dim }``, ``data`` or ``double_data``) or a ``.npy`` with
+``allow_pickle=False`` (a pickle can run code when loaded).
+
+This module imports caffe only to read or write a ``.binaryproto``.
+"""
+
+import os
+
+import numpy as np
+
+from caffe_losses.core.infogain import infogain_matrix, square_shape
+
+__all__ = ["load_blob", "load_h", "check_h", "save_h", "describe_h", "identity_h",
+           "read_labels", "class_counts", "class_weights", "weights_h", "read_matrix",
+           "similarity_from_distances", "WEIGHTINGS"]
+
+NPY_MAGIC = b"\x93NUMPY"
+WEIGHTINGS = ("inverse", "sqrt-inverse", "effective-number")
+
+
+def _where(path):
+    """The path as given, plus where a relative one was looked for."""
+    if os.path.isabs(path):
+        return f"'{path}'"
+    return f"'{path}' (relative to the working directory {os.getcwd()})"
+
+
+def load_blob(path, *, owner="load_blob", key="source"):
+    """Reads an array from a ``.binaryproto`` (Caffe BlobProto) or ``.npy`` file.
+
+    The format is recognised by content: a ``.npy`` starts with ``\\x93NUMPY``;
+    anything else is parsed as a BlobProto.
+
+    Args:
+      path: the file.
+      owner, key: for messages (``"SoftmaxWithInfogainLoss"``, ``"source"``).
+
+    Returns:
+      float64 array with the stored shape (Caffe's legacy num/channels/
+      height/width when set, else ``shape.dim``).
+
+    Raises:
+      FileNotFoundError when the file is missing; ValueError when it is
+      empty, a pickle, an object array, not a BlobProto, or its value count
+      does not match its shape.
+    """
+    path = os.fspath(path)
+    what = f"{owner}: '{key}' file {_where(path)}"
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} not found")
+    with open(path, "rb") as f:
+        raw = f.read()
+    if not raw:
+        raise ValueError(f"{what} is empty")
+    if raw.startswith(NPY_MAGIC):
+        return _load_npy(path, what)
+    if path.lower().endswith(".npy") or raw[:1] == b"\x80":
+        hint = "a pickle" if raw[:1] == b"\x80" else "not a .npy file"
+        raise ValueError(f"{what} is {hint}: expected a .npy array (numpy.save) or a "
+                         f".binaryproto; pickles are refused (allow_pickle=False) because "
+                         f"loading one can run code")
+    return _parse_blobproto(raw, what)
+
+
+def _load_npy(path, what):
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except ValueError as err:   # object arrays need pickle
+        raise ValueError(f"{what} holds a pickled object array ({err}); save a numeric "
+                         f"array with numpy.save") from None
+    except Exception as err:    # truncated or corrupt file
+        raise ValueError(f"{what} is not a readable .npy array ({err})") from None
+    if arr.dtype.kind not in "fiub":
+        raise ValueError(f"{what} holds dtype {arr.dtype}; expected real numbers")
+    return np.asarray(arr, dtype=np.float64)
+
+
+def _parse_blobproto(raw, what):
+    from google.protobuf.message import DecodeError
+    from caffe.proto import caffe_pb2
+    blob = caffe_pb2.BlobProto()
+    try:
+        blob.ParseFromString(raw)
+    except (DecodeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{what} is not a BlobProto .binaryproto ({err}); write H with "
+                         f"tools/make_infogain_h.py or caffe.io.array_to_blobproto") from None
+    if any(blob.HasField(f) for f in ("num", "channels", "height", "width")):
+        shape = (blob.num, blob.channels, blob.height, blob.width)
+    else:
+        shape = tuple(blob.shape.dim)
+    values = blob.double_data if len(blob.double_data) else blob.data
+    count = int(np.prod(shape, dtype=np.int64)) if shape else 0
+    if not len(values) or count != len(values):
+        raise ValueError(f"{what} is not a valid BlobProto: its shape {shape} needs {count} "
+                         f"values, it holds {len(values)}; write H with tools/make_infogain_h.py "
+                         f"or caffe.io.array_to_blobproto")
+    return np.asarray(values, dtype=np.float64).reshape(shape)
+
+
+def check_h(H, num_classes=None, *, owner="check_h", name="H", allow_zero_rows=True):
+    """Validates H and returns it as an (L, L) float64 array.
+
+    H must be L x L (or 1 x 1 x L x L), finite and non-negative; with
+    ``allow_zero_rows=False`` every row must also hold a positive value (a
+    zero row silently drops that class from the loss).
+    """
+    M = infogain_matrix(np.asarray(H), num_classes, owner=owner, name=name, fast=False,
+                        dtype=np.float64).matrix
+    if not allow_zero_rows:
+        zero = np.flatnonzero(M.sum(axis=1) == 0)
+        if zero.size:
+            raise ValueError(f"{owner}: {name} has all-zero rows for class(es) "
+                             f"{zero.tolist()}: samples of those classes would add no loss")
+    return M
+
+
+def load_h(path, num_classes=None, *, owner="load_h", key="source"):
+    """Loads and validates H from a file (see :func:`load_blob`): (L, L) float64."""
+    blob = load_blob(path, owner=owner, key=key)
+    return check_h(blob, num_classes, owner=owner, name=f"'{key}' file {_where(os.fspath(path))}")
+
+
+def save_h(path, H):
+    """Writes H as a (1, 1, L, L) BlobProto ``.binaryproto`` (what Caffe reads).
+
+    Validates H first (L x L, finite, non-negative, no all-zero row).
+
+    Returns:
+      the (L, L) float64 matrix written (stored as float32, Caffe's ``data``).
+    """
+    M = check_h(H, owner="save_h", allow_zero_rows=False)
+    import caffe.io
+    L = M.shape[0]
+    blob = caffe.io.array_to_blobproto(M.reshape(1, 1, L, L))
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(blob.SerializeToString())
+    return M
+
+
+def describe_h(H, *, max_print=12):
+    """A few lines describing H: shape, kind, row sums, the matrix when small."""
+    M = np.asarray(H, dtype=np.float64)
+    L = M.shape[0]
+    off = M - np.diag(np.diagonal(M))
+    if not off.any():
+        kind = "identity (plain softmax loss)" if np.all(np.diagonal(M) == 1) else \
+            "diagonal (class weights)"
+    else:
+        kind = "full (label similarities)" if np.allclose(M, M.T) else "full"
+    lines = [f"H: {L} x {L}, {kind}",
+             f"  values in [{M.min():.6g}, {M.max():.6g}], row sums in "
+             f"[{M.sum(1).min():.6g}, {M.sum(1).max():.6g}]"]
+    if kind.startswith("diagonal"):
+        lines.append("  diagonal: " + np.array2string(np.diagonal(M), precision=4,
+                                                       max_line_width=100, separator=", "))
+    if L <= max_print:
+        lines.append(np.array2string(M, precision=4, suppress_small=True, max_line_width=120))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# Ways to build H
+# ---------------------------------------------------------------------------
+
+def identity_h(num_classes):
+    """``np.eye(L)``: the infogain loss becomes the plain softmax loss."""
+    num_classes = int(num_classes)
+    if num_classes < 1:
+        raise ValueError(f"identity_h: the number of classes must be >= 1. Received: {num_classes}")
+    return np.eye(num_classes)
+
+
+def read_labels(path, *, dataset="label"):
+    """Reads labels from a text file, a ``.npy`` or an HDF5 dataset: 1-D float64.
+
+    Text: numbers separated by spaces, commas or newlines, or a Caffe list
+    file of ``<image path> <label>`` lines (the last column is taken).
+    HDF5 (``.h5``, ``.hdf5``): the dataset ``dataset`` (default ``label``,
+    what Caffe's HDF5Data layer reads), all values.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"read_labels: label file {_where(path)} not found")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head.startswith(NPY_MAGIC) or path.lower().endswith(".npy"):
+        return _load_npy(path, f"read_labels: label file {_where(path)}").ravel()
+    if head.startswith(b"\x89HDF") or path.lower().endswith((".h5", ".hdf5")):
+        import h5py
+        with h5py.File(path, "r") as f:
+            if dataset not in f:
+                raise ValueError(f"read_labels: HDF5 file '{path}' has no dataset '{dataset}'. "
+                                 f"Datasets: {', '.join(sorted(f.keys()))}")
+            return np.asarray(f[dataset][...], dtype=np.float64).ravel()
+    values = []
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            fields = line.split("#")[0].replace(",", " ").split()
+            if not fields:
+                continue
+            try:
+                values.extend(float(v) for v in fields)
+            except ValueError:
+                try:   # "<image path> <label>": a Caffe ImageData list file
+                    values.append(float(fields[-1]))
+                except ValueError:
+                    raise ValueError(f"read_labels: {path}, line {number}: expected numbers or "
+                                     f"'<path> <label>'. Received: {line.strip()!r}") from None
+    return np.asarray(values, dtype=np.float64)
+
+
+def class_counts(labels, num_classes=None, *, ignore_label=None):
+    """Samples per class: (L,) int64, L = ``num_classes`` or ``max(label) + 1``."""
+    labels = np.asarray(labels, dtype=np.float64).ravel()
+    if ignore_label is not None:
+        labels = labels[labels != ignore_label]
+    if labels.size == 0:
+        raise ValueError("class_counts: no labels (all ignored, or an empty file)")
+    as_int = np.rint(labels)
+    bad = ~np.isfinite(labels) | (as_int != labels) | (as_int < 0)
+    if num_classes is not None:
+        bad |= as_int >= num_classes
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        rng = f"[0, {num_classes})" if num_classes is not None else ">= 0"
+        raise ValueError(f"class_counts: label {labels[i]!r} at position {i} is not an integer "
+                         f"in {rng} ({int(bad.sum())} bad value(s))")
+    L = int(as_int.max()) + 1 if num_classes is None else int(num_classes)
+    return np.bincount(as_int.astype(np.int64), minlength=L)
+
+
+def class_weights(counts, *, weighting="inverse", beta=0.999):
+    """Per-class weights from class counts, mean weight over samples 1.
+
+    ``n_c`` samples of class c:
+
+    * ``inverse``: ``w_c ~ 1 / n_c`` (every class weighs the same in total);
+    * ``sqrt-inverse``: ``w_c ~ 1 / sqrt(n_c)`` (milder);
+    * ``effective-number``: ``w_c ~ (1 - beta) / (1 - beta^n_c)``, the inverse
+      effective number of samples (Cui et al., "Class-Balanced Loss Based on
+      Effective Number of Samples", CVPR 2019): ``beta = 0`` gives no
+      weighting, ``beta -> 1`` tends to ``inverse``.
+
+    then scaled so that ``sum_c n_c w_c / sum_c n_c = 1``.
+
+    Raises:
+      ValueError for a class with no sample (its weight would be infinite;
+      pass counts with every class present), negative counts, or a bad
+      ``weighting``/``beta``.
+    """
+    counts = np.asarray(counts, dtype=np.float64).ravel()
+    if counts.size == 0 or not np.all(np.isfinite(counts)) or np.any(counts < 0):
+        raise ValueError(f"class_weights: counts must be non-negative numbers. Received: {counts.tolist()}")
+    empty = np.flatnonzero(counts == 0)
+    if empty.size:
+        raise ValueError(f"class_weights: class(es) {empty.tolist()} have no samples, so their "
+                         f"weight would be infinite; give every class at least one sample "
+                         f"(or set num_classes to the classes present)")
+    if weighting == "inverse":
+        w = 1.0 / counts
+    elif weighting == "sqrt-inverse":
+        w = 1.0 / np.sqrt(counts)
+    elif weighting == "effective-number":
+        if not 0 <= beta < 1:
+            raise ValueError(f"class_weights: 'beta' must be in [0, 1). Received: beta={beta}")
+        # 1 - beta^n computed as -expm1(n log beta): exact for beta near 1
+        w = (1.0 - beta) / -np.expm1(counts * np.log(beta)) if beta > 0 else np.ones_like(counts)
+    else:
+        raise ValueError(f"class_weights: 'weighting' must be one of {', '.join(WEIGHTINGS)}. "
+                         f"Received: weighting={weighting!r}")
+    return w * (counts.sum() / np.dot(counts, w))
+
+
+def weights_h(weights):
+    """``diag(weights)``: a class-weighted softmax loss (the layers' fast path)."""
+    w = np.asarray(weights, dtype=np.float64).ravel()
+    return np.diag(w)
+
+
+def read_matrix(path):
+    """Reads a square matrix from ``.npy``, ``.csv``/``.txt`` or ``.binaryproto``: (L, L)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"read_matrix: matrix file {_where(path)} not found")
+    if path.lower().endswith((".csv", ".txt", ".tsv")):
+        with open(path) as f:
+            text = f.read()
+        delimiter = "," if "," in text else None
+        try:
+            M = np.loadtxt(path, delimiter=delimiter, ndmin=2, comments="#")
+        except ValueError as err:
+            raise ValueError(f"read_matrix: '{path}' is not a table of numbers ({err})") from None
+    else:
+        M = load_blob(path, owner="read_matrix", key="matrix")
+    shape = square_shape(M.shape)
+    if shape is None:
+        raise ValueError(f"read_matrix: '{path}' must hold an L x L matrix. Received shape {M.shape}")
+    return M.reshape(shape)
+
+
+def similarity_from_distances(D, *, temperature=1.0):
+    """H from a label distance matrix: ``H = exp(-D / T)``.
+
+    ``D[k, l] >= 0`` is how far apart classes k and l are (``D[k, k] = 0``,
+    so ``H[k, k] = 1``). The loss is minimised by ``p_l`` proportional to
+    ``H[y, l]``: a small ``T`` keeps H near the identity (plain softmax), a
+    large one spreads the target over near classes. For a sample of class
+    k, every class l with a large ``H[k, l]`` is part of the target, so
+    putting probability on a near class costs less than on a far one (seed
+    001: calling a cat a dog costs less than calling it a car). Distances
+    themselves must not go into H: they would reward the far classes.
+
+    Raises:
+      ValueError unless D is square, finite, non-negative with a zero
+      diagonal, and ``T > 0``.
+    """
+    D = np.asarray(D, dtype=np.float64)
+    shape = square_shape(D.shape)
+    if shape is None:
+        raise ValueError(f"similarity_from_distances: D must be L x L. Received shape {D.shape}")
+    D = D.reshape(shape)
+    if not np.all(np.isfinite(D)) or np.any(D < 0):
+        raise ValueError("similarity_from_distances: D must be finite and non-negative")
+    if np.any(np.diagonal(D) != 0):
+        raise ValueError(f"similarity_from_distances: D must have a zero diagonal (a class is at "
+                         f"distance 0 from itself). Received diagonal {np.diagonal(D).tolist()}")
+    if not temperature > 0:
+        raise ValueError(f"similarity_from_distances: 'temperature' must be > 0. "
+                         f"Received: temperature={temperature}")
+    return np.exp(-D / float(temperature))

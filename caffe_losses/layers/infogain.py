@@ -1,0 +1,303 @@
+"""Infogain loss layers and the ``Constant`` layer that feeds H as a bottom.
+
+* :class:`SoftmaxWithInfogainLoss`: raw scores in, softmax inside, exact.
+* :class:`InfogainLoss`: probabilities in (after a Softmax layer), Caffe's
+  classic form with ``log(max(p, eps))``.
+* :class:`Constant`: a blob read once from a file and emitted every
+  iteration, so H can be a third bottom without a data layer that advances.
+
+The maths lives in :mod:`caffe_losses.core.infogain`; H files are read by
+:mod:`caffe_losses.hmatrix`.
+"""
+
+import numpy as np
+
+from caffe_losses.core import infogain as core
+from caffe_losses.core.common import canonical_shape
+from caffe_losses.core.infogain import square_shape
+from caffe_losses.hmatrix import load_blob
+from caffe_losses.layers.base import LossLayer, PythonLayer
+from caffe_losses.params import (Param, REQUIRED, as_float, as_int, as_str, ignore_label_param,
+                                 normalization_param)
+
+__all__ = ["SoftmaxWithInfogainLoss", "InfogainLoss", "Constant"]
+
+_SOURCE = Param("source", as_str, None, doc=(
+    "H file: .binaryproto (1 x 1 x L x L, as caffe.io.array_to_blobproto or "
+    "tools/make_infogain_h.py write it) or .npy (read with allow_pickle=False); "
+    "relative to the working directory; omit it when H is the third bottom"))
+_AXIS = Param("axis", as_int, 1, doc="the class axis of the predictions (1 for N x C and N x C x H x W)")
+
+
+class _InfogainLayer(LossLayer):
+    """What both infogain losses share: H from ``source`` or a bottom, shapes, buffers."""
+
+    OPTIONAL_BOTTOMS = ("H",)
+    DIFF_BOTTOMS = (0,)
+
+    def layer_setup(self, bottom, top):
+        super().layer_setup(bottom, top)
+        source = self.params["source"]
+        if len(bottom) == 3 and source is not None:
+            self.fail(f"H is given twice: by 'source' ({source!r}) and by the third bottom "
+                      f"'{self.bottom_name(2)}'; keep one")
+        if len(bottom) == 2 and source is None:
+            self.fail("needs H: set 'source' in param_str (a .binaryproto or .npy file, e.g. "
+                      "made with tools/make_infogain_h.py) or give H as a third bottom "
+                      "(e.g. the top of a Constant layer)")
+        self._h_name = None
+        self._h_source = None
+        if source is not None:
+            blob = load_blob(source, owner=self.owner, key="source")
+            self._h_name = f"'source' file '{source}'"
+            # validated now (shape, finite, non-negative); the class count in reshape
+            self._h_source = core.infogain_matrix(blob, owner=self.owner, name=self._h_name,
+                                                  dtype=np.float32)
+        self._h_bottom_copy = None     # last H seen on the bottom, and its InfogainMatrix
+        self._h_bottom = None
+        self._work = None
+        self._classes = None
+
+    def check_bottoms(self, bottom):
+        data = bottom[0].data
+        name0 = self.bottom_name(0)
+        axis = self.params["axis"]
+        try:
+            O, C, I = canonical_shape(data.shape, axis)
+        except ValueError:
+            self.fail(f"'axis' must be in [-{data.ndim}, {data.ndim}) for bottom '{name0}' of "
+                      f"shape {tuple(data.shape)}. Received: axis={axis}")
+        if bottom[1].count != O * I:
+            self.fail(f"bottom 'label' must hold one label per position of '{name0}' "
+                      f"{tuple(data.shape)} (axis {axis}): expected {O * I} values, got "
+                      f"{bottom[1].count} {tuple(bottom[1].data.shape)}; e.g. scores N x C x H x W "
+                      f"need labels N x H x W or N x 1 x H x W")
+        if self._h_source is not None:
+            L = self._h_source.num_classes
+            if L != C:
+                self.fail(f"{self._h_name} holds a {L} x {L} H, but bottom '{name0}' "
+                          f"{tuple(data.shape)} has {C} classes on axis {axis}: H must be {C} x {C}")
+        else:
+            shape = tuple(bottom[2].data.shape)
+            if square_shape(shape) != (C, C):
+                self.fail(f"bottom 'H' must be a {C} x {C} matrix (or 1 x 1 x {C} x {C}) for the "
+                          f"{C} classes of '{name0}' {tuple(data.shape)}. Received shape {shape}")
+        self._classes = C
+        if self._work is None or self._work.shape != data.shape:
+            self._work = np.empty(data.shape, np.float32)
+
+    def current_h(self, bottom):
+        """H for this forward: from ``source``, or the bottom (re-validated when it changed)."""
+        if self._h_source is not None:
+            return self._h_source
+        data = bottom[2].data
+        if self._h_bottom_copy is None or not np.array_equal(data, self._h_bottom_copy):
+            self._h_bottom = core.infogain_matrix(data, self._classes, owner=self.owner,
+                                                  name="bottom 'H'", dtype=np.float32)
+            self._h_bottom_copy = data.copy()
+        return self._h_bottom
+
+
+class SoftmaxWithInfogainLoss(_InfogainLayer):
+    """Infogain loss on raw scores with the softmax inside: exact at any scale.
+
+    Forward, with ``p = softmax(scores)`` along ``axis`` and labels ``y``::
+
+        L = -(1/norm) * sum_i sum_l H[y_i, l] * log p_il
+
+    with ``log p`` taken as ``x - logsumexp(x)`` (never ``log`` of a rounded
+    ``p``), so logits of 1e4 give exact, finite values.
+
+    Backward (BVLC/caffe #3855): ``d log p_il / d x_ik = [l == k] - p_ik``,
+    hence::
+
+        dL/dx_ik = (p_ik * sum_l H[y_i, l] - H[y_i, k]) / norm
+
+    times the loss weight; 0 at ignored positions. With H = identity this is
+    ``SoftmaxWithLoss`` (``p - onehot(y)``); with H diagonal, a class-weighted
+    softmax loss, computed without gathering rows of H (the fast path).
+
+    Caffe's native ``InfogainLoss`` computes the same but clamps ``log p`` at
+    ``log(1e-20) = -46.05``, so it underestimates the loss of confident
+    mistakes; both agree everywhere else (tested).
+
+    Shape:
+      bottom[0] 'scores': (N, C, *) raw scores, classes on ``axis``;
+      bottom[1] 'label': N * prod(*) integers in [0, C) or ``ignore_label``
+      (e.g. (N,) for (N, C); (N, H, W) or (N, 1, H, W) for (N, C, H, W));
+      bottom[2] 'H' (optional): (C, C) or (1, 1, C, C), e.g. a Constant top;
+      top[0] 'loss': (1,);
+      top[1] 'prob' (optional): softmax probabilities, shaped like scores
+      (not back-propagated, as in Caffe).
+
+    param_str keys:
+      source: the H file (.binaryproto or .npy); or H as bottom[2], not both.
+      axis (default 1), ignore_label (default none),
+      normalization (VALID (default), FULL, BATCH_SIZE, NONE).
+
+    H must be C x C, finite and non-negative, and hold similarities or class
+    weights (``tools/make_infogain_h.py`` makes one).
+
+    Prototxt::
+
+        layer {
+          name: "loss" type: "Python"
+          bottom: "fc8" bottom: "label" top: "loss"
+          python_param { module: "caffe_losses" layer: "SoftmaxWithInfogainLoss"
+                         param_str: "{source: H.binaryproto}" }
+          loss_weight: 1   # Python layers get no default loss weight
+        }
+
+    With the probabilities as a second top, give one loss weight per top::
+
+        top: "loss" top: "prob"  loss_weight: 1 loss_weight: 0
+
+    Reference:
+      BVLC/caffe PR #3855 (the fused InfogainLoss, 2017); the infogain
+      matrix: Caffe's ``InfogainLossLayer``.
+    """
+
+    PARAMS = (_SOURCE, _AXIS, ignore_label_param(), normalization_param("VALID"))
+    BOTTOMS = ("scores", "label")
+    OPTIONAL_TOPS = ("prob",)
+
+    def reshape_extra_tops(self, bottom, top):
+        if len(top) > 1:
+            top[1].reshape(*bottom[0].data.shape)
+
+    def loss(self, bottom, top):
+        p = self.params
+        value, self.cache = core.softmax_infogain_forward(
+            bottom[0].data, bottom[1].data, self.current_h(bottom), axis=p["axis"],
+            ignore_label=p["ignore_label"], normalization=p["normalization"], owner=self.owner,
+            workspace=self._work)
+        if len(top) > 1:
+            core.softmax_infogain_prob(self.cache, out=top[1].data)
+        return value
+
+    def gradients(self, bottom, propagate_down):
+        # written straight into the diff; the base scales it by the loss weight in place
+        return {0: core.softmax_infogain_backward(self.cache, out=bottom[0].diff)}
+
+
+class InfogainLoss(_InfogainLayer):
+    """Infogain loss on probabilities (a Softmax layer's output), Caffe's classic form.
+
+    Forward::
+
+        L = -(1/norm) * sum_i sum_l H[y_i, l] * log(max(p_il, eps))
+
+    Backward: the derivative of ``log p`` is ``1/p``, hence the division by
+    ``p`` that surprises readers of Caffe's code (seed 001)::
+
+        dL/dp_ik = -H[y_i, k] / (max(p_ik, eps) * norm)
+
+    times the loss weight, 0 at ignored positions; below ``eps`` the same
+    formula with ``eps`` (as Caffe), a finite push up rather than 0.
+    Composed with the Softmax backward it equals
+    ``(p * rowsum(H)[y] - H[y]) / norm``, the gradient of
+    :class:`SoftmaxWithInfogainLoss`, which is exact where this form is not
+    (``p`` rounded to 0 in float32 below ``exp(-103)``): prefer it.
+
+    Probabilities outside [0, 1] (raw scores fed by mistake) raise an error.
+
+    Shape:
+      bottom[0] 'prob': (N, C, *) probabilities in [0, 1], classes on ``axis``;
+      bottom[1] 'label': N * prod(*) integers in [0, C) or ``ignore_label``;
+      bottom[2] 'H' (optional): (C, C) or (1, 1, C, C);
+      top[0] 'loss': (1,).
+
+    param_str keys:
+      source, axis (default 1), ignore_label, normalization (default VALID),
+      as :class:`SoftmaxWithInfogainLoss`; eps (default 1e-20, Caffe's
+      ``kLOG_THRESHOLD``), the clamp of ``p``.
+
+    Prototxt::
+
+        layer { name: "prob" type: "Softmax" bottom: "fc8" top: "prob" }
+        layer {
+          name: "loss" type: "Python"
+          bottom: "prob" bottom: "label" top: "loss"
+          python_param { module: "caffe_losses" layer: "InfogainLoss"
+                         param_str: "{source: H.binaryproto}" }
+          loss_weight: 1   # Python layers get no default loss weight
+        }
+
+    Reference:
+      Caffe's ``InfogainLossLayer`` before BVLC/caffe #3855.
+    """
+
+    PARAMS = (_SOURCE, _AXIS, ignore_label_param(), normalization_param("VALID"),
+              Param("eps", as_float, 1e-20, low=0, low_open=True, high=1,
+                    doc="clamp of p inside log (Caffe's kLOG_THRESHOLD)"))
+    BOTTOMS = ("prob", "label")
+
+    def loss(self, bottom, top):
+        p = self.params
+        value, self.cache = core.infogain_forward(
+            bottom[0].data, bottom[1].data, self.current_h(bottom), axis=p["axis"],
+            ignore_label=p["ignore_label"], normalization=p["normalization"], eps=p["eps"],
+            owner=self.owner, workspace=self._work)
+        return value
+
+    def gradients(self, bottom, propagate_down):
+        return {0: core.infogain_backward(self.cache, out=bottom[0].diff)}
+
+
+class Constant(PythonLayer):
+    """A blob read once from a file and emitted unchanged every iteration.
+
+    This is how H becomes a third bottom of an infogain loss without an
+    HDF5/LMDB data layer (which would re-read it every iteration, and whose
+    every data layer advances together).
+
+    Forward: ``top = blob`` (copied every iteration, so a layer that writes
+    into its bottom in place cannot change the next iteration's value).
+    Backward: none (no bottoms, no parameters).
+
+    Shape:
+      no bottoms; top[0]: the stored shape, e.g. (1, 1, L, L) for an H written
+      by ``tools/make_infogain_h.py``, (L, L) for a ``.npy``.
+
+    param_str keys:
+      source (required): a .binaryproto (BlobProto) or .npy file (read with
+      allow_pickle=False), relative to the working directory.
+
+    Prototxt::
+
+        layer {
+          name: "H" type: "Python" top: "H"
+          python_param { module: "caffe_losses" layer: "Constant"
+                         param_str: "{source: H.binaryproto}" }
+        }
+        layer {
+          name: "loss" type: "Python"
+          bottom: "fc8" bottom: "label" bottom: "H" top: "loss"
+          python_param { module: "caffe_losses" layer: "SoftmaxWithInfogainLoss" }
+          loss_weight: 1
+        }
+
+    Reference:
+      the question of seed 000 (how to feed H as a bottom without a data
+      layer that advances every iteration).
+    """
+
+    PARAMS = (Param("source", as_str, REQUIRED, doc="the .binaryproto or .npy file to emit"),)
+    TOPS = ("data",)
+
+    def layer_setup(self, bottom, top):
+        blob = load_blob(self.params["source"], owner=self.owner, key="source")
+        if blob.ndim == 0:
+            blob = blob.reshape(1)
+        if not np.all(np.isfinite(blob)):
+            self.fail(f"'source' file '{self.params['source']}' holds non-finite values")
+        self.blob = np.ascontiguousarray(blob, dtype=np.float32)
+
+    def reshape(self, bottom, top):
+        top[0].reshape(*self.blob.shape)
+
+    def forward(self, bottom, top):
+        top[0].data[...] = self.blob
+
+    def backward(self, top, propagate_down, bottom):
+        pass
