@@ -170,8 +170,8 @@ def test_direct_update_in_train_phase_applies_the_paper_rule_after_the_gradient(
         0.5 * np.sum((X - UPDATED[Y]) ** 2) / 3, rel=1e-6)
 
 
-def test_solver_mode_writes_alpha_delta_into_the_centers_diff():
-    net = center_net("{num_classes: 3, alpha: 0.25, update: solver}", n=3, d=2, loss_weight=7)
+def test_solver_mode_adds_delta_to_the_centers_diff():
+    net = center_net("{num_classes: 3, update: solver}", n=3, d=2, loss_weight=7)
     net.params["under_test"][0].data[...] = CENTERS
     net.blobs["x"].data[...] = X
     net.blobs["y"].data[...] = Y
@@ -179,8 +179,12 @@ def test_solver_mode_writes_alpha_delta_into_the_centers_diff():
     net.backward()
     np.testing.assert_array_equal(net.params["under_test"][0].data, CENTERS)   # not moved
     # not scaled by the loss weight (7): the update is not a gradient of the loss
-    np.testing.assert_allclose(net.params["under_test"][0].diff, 0.25 * DELTA, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(net.params["under_test"][0].diff, DELTA, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(net.blobs["x"].diff, 7 * (X - CENTERS[Y]) / 3, rtol=1e-6)
+    # diffs accumulate (iter_size > 1) until the solver clears them
+    net.forward()
+    net.backward()
+    np.testing.assert_allclose(net.params["under_test"][0].diff, 2 * DELTA, rtol=1e-6, atol=1e-7)
 
 
 def test_normalization_none_in_net():
@@ -206,6 +210,9 @@ def test_layer_bad_input():
         center_net("{num_classes: 3, lambda: 0.1}")
     with pytest.raises(ValueError, match=r"CenterLoss: 'update' must be one of direct, solver"):
         center_net("{num_classes: 3, update: sgd}")
+    with pytest.raises(ValueError, match=r"CenterLoss: 'alpha' is not used with update: solver.*"
+                                         r"base_lr \* lr_mult.*Received: alpha=0\.5"):
+        center_net("{num_classes: 3, alpha: 0.5, update: solver}")
     with pytest.raises(ValueError, match=r"CenterLoss: 'num_classes' must be >= 1"):
         center_net("{num_classes: 0}")
     with pytest.raises(ValueError, match=r"CenterLoss: bottom 'label' must hold one label per sample "

@@ -17,8 +17,9 @@ RNG = np.random.RandomState(11)
 N, D, C = 8, 2, 3
 
 
-def write_solver(folder, update, *, lr_mult, decay_mult=0, weight_decay=0, alpha=0.5, base_lr=1.0):
+def write_solver(folder, update, *, lr_mult, decay_mult=0, weight_decay=0, alpha=None, base_lr=1.0):
     """A net of Input blobs feeding CenterLoss, and a plain SGD solver."""
+    alpha_key = f"alpha: {alpha}, " if alpha is not None else ""
     spec = f"param {{ lr_mult: {lr_mult} decay_mult: {decay_mult} }}" if lr_mult is not None else ""
     (folder / "net.prototxt").write_text(textwrap.dedent(f"""
         # force_backward: the Inputs need no gradient, and with lr_mult 0 Caffe
@@ -28,7 +29,7 @@ def write_solver(folder, update, *, lr_mult, decay_mult=0, weight_decay=0, alpha
         layer {{ name: "y" type: "Input" top: "y" input_param {{ shape {{ dim: {N} }} }} }}
         layer {{ name: "center_loss" type: "Python" bottom: "x" bottom: "y" top: "loss"
                 python_param {{ module: "caffe_losses" layer: "CenterLoss"
-                               param_str: "{{num_classes: {C}, alpha: {alpha}, update: {update}}}" }}
+                               param_str: "{{num_classes: {C}, {alpha_key}update: {update}}}" }}
                 {spec}
                 loss_weight: 0.1 }}
     """))
@@ -49,28 +50,19 @@ def run_steps(solver, batches, init):
     return np.array(history)
 
 
-def test_solver_update_with_sgd_rate_1_reproduces_direct_update(tmp_path):
+@pytest.mark.parametrize("alpha, base_lr, lr_mult", [(1.0, 1.0, 1), (0.5, 1.0, 0.5), (0.5, 0.25, 2)])
+def test_solver_update_with_sgd_at_rate_alpha_reproduces_direct_update(tmp_path, alpha, base_lr, lr_mult):
+    # plain SGD at rate base_lr * lr_mult = alpha; (1, 1, 1) is "SGD at lr 1" == direct with alpha 1
     batches = [(RNG.randn(N, D) * 3, RNG.randint(0, C, N)) for _ in range(6)]
     batches[2][1][:] = 0          # one batch with a single class: the others must stay put
     init = RNG.randn(C, D)
     (tmp_path / "direct").mkdir()
     (tmp_path / "solver").mkdir()
-    direct = run_steps(write_solver(tmp_path / "direct", "direct", lr_mult=0), batches, init)
-    solver = run_steps(write_solver(tmp_path / "solver", "solver", lr_mult=1), batches, init)
+    direct = run_steps(write_solver(tmp_path / "direct", "direct", lr_mult=0, alpha=alpha), batches, init)
+    solver = run_steps(write_solver(tmp_path / "solver", "solver", lr_mult=lr_mult, base_lr=base_lr),
+                       batches, init)
     assert not np.allclose(direct[-1], init.astype(np.float32), atol=1e-2)   # the centers did move
     np.testing.assert_array_equal(direct[2][1:], direct[1][1:])              # classes 1, 2 absent
-    np.testing.assert_allclose(solver, direct, rtol=1e-6, atol=1e-6)
-
-
-def test_solver_mode_rate_is_base_lr_times_alpha(tmp_path):
-    # caffe-face's convention: the solver's rate scales the step (here 0.5 * alpha 1 = direct 0.5)
-    batches = [(RNG.randn(N, D), RNG.randint(0, C, N)) for _ in range(3)]
-    init = RNG.randn(C, D)
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    direct = run_steps(write_solver(tmp_path / "a", "direct", lr_mult=0, alpha=0.5), batches, init)
-    solver = run_steps(write_solver(tmp_path / "b", "solver", lr_mult=1, alpha=1, base_lr=0.5),
-                       batches, init)
     np.testing.assert_allclose(solver, direct, rtol=1e-6, atol=1e-6)
 
 

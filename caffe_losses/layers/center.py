@@ -14,6 +14,7 @@ from caffe_losses.params import REQUIRED, Param, as_float, as_int, normalization
 __all__ = ["CenterLoss", "CenterUpdateWarning"]
 
 UPDATES = ("direct", "solver")
+DEFAULT_ALPHA = 0.5
 
 
 class CenterUpdateWarning(UserWarning):
@@ -61,15 +62,16 @@ class CenterLoss(LossLayer):
       a blob; decay_mult 0 keeps weight decay out of the diff as well).  If
       the centers change between a backward and the next TRAIN forward, the
       layer warns once (``CenterUpdateWarning``).
-    * ``update: solver``: the layer adds ``alpha * delta_c`` to the centers'
-      diff and the solver applies it with its own rate, as the authors'
-      Caffe code (ydwen/caffe-face) does.  The step is then
-      ``base_lr * lr_mult * alpha * delta_c`` plus whatever the solver adds
-      (momentum, weight decay unless ``decay_mult: 0``, ``iter_size``
-      averaging).  Plain SGD with rate 1 (``base_lr * lr_mult = 1``, no
-      momentum, no decay) gives exactly ``update: direct``.  To reproduce
-      caffe-face, where the rate is ``base_lr * lr_mult`` alone, set
-      ``alpha: 1``.
+    * ``update: solver``: the layer adds ``delta_c`` to the centers' diff and
+      the solver applies it with its own rate, exactly as the authors' Caffe
+      code (ydwen/caffe-face) does: the paper's alpha is then
+      ``base_lr * lr_mult`` of the centers (give them e.g.
+      ``param { lr_mult: <alpha / base_lr> decay_mult: 0 }``), and the
+      solver adds its momentum, weight decay (unless ``decay_mult: 0``) and
+      ``iter_size`` averaging on top.  Plain SGD (no momentum, no decay) at
+      rate ``base_lr * lr_mult = alpha`` gives exactly ``update: direct``;
+      at rate 1 it is ``update: direct`` with ``alpha: 1``.  The ``alpha`` key
+      is refused in this mode, since the solver's rate takes its place.
 
     The centers are a parameter blob (``num_classes x D``, zeros at set-up):
     they are in ``net.params[<layer name>][0]``, saved in every snapshot
@@ -89,7 +91,7 @@ class CenterLoss(LossLayer):
 
     param_str keys:
       num_classes (required): number of classes C (rows of the centers).
-      alpha (default 0.5): center rate, in (0, 1].
+      alpha (default 0.5): center rate, in (0, 1]; update: direct only.
       normalization (default BATCH_SIZE): FULL, VALID, BATCH_SIZE or NONE.
       update (default direct): ``direct`` or ``solver``, as above.
 
@@ -113,11 +115,12 @@ class CenterLoss(LossLayer):
 
     PARAMS = (
         Param("num_classes", as_int, REQUIRED, low=1, doc="number of classes (rows of the centers)"),
-        Param("alpha", as_float, 0.5, low=0, low_open=True, high=1, doc="center rate, in (0, 1]"),
+        Param("alpha", as_float, None, low=0, low_open=True, high=1,
+              doc="center rate, in (0, 1] (default 0.5; update: direct only)"),
         normalization_param("BATCH_SIZE"),
         Param("update", _as_update, "direct", choices=UPDATES, doc=(
             "direct (the layer moves the centers; set param { lr_mult: 0 decay_mult: 0 }) or "
-            "solver (the layer writes alpha * delta_c into the centers' diff)")),
+            "solver (the layer adds delta_c to the centers' diff; rate = base_lr * lr_mult)")),
     )
     BOTTOMS = ("features", "label")
     DIFF_BOTTOMS = (0,)
@@ -129,6 +132,12 @@ class CenterLoss(LossLayer):
             self.fail(f"bottom 'features' must be (N, D) or (N, D, 1, 1); got shape {tuple(shape)}")
         self.dim = int(np.prod(shape[1:]))
         self.num_classes = self.params["num_classes"]
+        if self.params["update"] == "solver" and self.params["alpha"] is not None:
+            self.fail(f"'alpha' is not used with update: solver: the solver's rate (base_lr * lr_mult "
+                      f"of the centers) is the center rate there. Remove alpha, or use update: direct. "
+                      f"Received: alpha={self.params['alpha']}")
+        if self.params["alpha"] is None:
+            self.params["alpha"] = DEFAULT_ALPHA
         self.blobs.add_blob(self.num_classes, self.dim)   # the centers: learnable, snapshotted
         self.blobs[0].data[...] = 0
         self.train = self.phase == caffe.TRAIN
@@ -170,15 +179,15 @@ class CenterLoss(LossLayer):
         if not self.train:
             return
         delta = core.center_update(self.cache, out=self._delta)          # (C, D)
-        alpha = self.params["alpha"]
         if self.params["update"] == "direct":
             centers = self.blobs[0].data
-            core.apply_center_update(centers, delta, alpha)
+            core.apply_center_update(centers, delta, self.params["alpha"])
             self._after_update = centers.copy()
         else:
-            # accumulate, as Caffe layers do with parameter diffs (iter_size > 1)
+            # accumulate, as Caffe layers do with parameter diffs (iter_size > 1);
+            # the solver zeroes the diffs before each iteration
             diff = self.blobs[0].diff
-            diff += diff.dtype.type(alpha) * delta
+            diff += delta
 
     def _check_untouched(self, centers):
         if self._warned or np.array_equal(centers, self._after_update):
