@@ -112,7 +112,7 @@ def infogain_matrix(H, num_classes=None, *, owner="infogain_matrix", name="H", f
             bad_mask = ~np.isfinite(M) | (M < 0)
             idx = tuple(int(i) for i in np.argwhere(bad_mask)[0])
             what = "a negative" if np.isfinite(M[idx]) else "a non-finite"
-            raise ValueError(f"{owner}: {name} holds {what} value {M[idx]!r} at H{list(idx)}; "
+            raise ValueError(f"{owner}: {name} holds {what} value {float(M[idx])} at H{list(idx)}; "
                              f"H must be finite and non-negative (it weights -log p: it holds "
                              f"similarities or class weights, not distances)")
         rowsum = M.sum(axis=1)
@@ -140,7 +140,10 @@ def _prepare(owner, x, label, H, axis, ignore_label, xname):
             f"{owner}: bottom 'label' must hold one label per position of '{xname}' "
             f"{tuple(x.shape)} (axis {axis}): expected {O * I} values, got {label.size} "
             f"{tuple(label.shape)}; e.g. scores N x C x H x W need labels N x H x W or N x 1 x H x W")
-    y, valid = common.check_labels(owner, label.reshape(O, I), C, ignore_label)
+    # checked in the label blob's own shape, so errors give its own indexes
+    y, valid = common.check_labels(owner, label, C, ignore_label)
+    y = y.reshape(O, I)
+    valid = None if valid is None else valid.reshape(O, I)
     info = infogain_matrix(H, C, owner=owner, dtype=x.dtype)
     return x.reshape(O, C, I), y, valid, info
 
@@ -173,7 +176,7 @@ def _raise_not_finite(owner, x, xname):
     bad = ~np.isfinite(x)
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"{owner}: bottom '{xname}' holds a non-finite value {x[idx]} at index {idx}")
+        raise ValueError(f"{owner}: bottom '{xname}' holds a non-finite value {float(x[idx])} at index {idx}")
     raise ValueError(f"{owner}: the loss overflowed {x.dtype} (scores span "
                      f"{float(x.max()) - float(x.min()):.3g}); scale the scores down")
 
@@ -240,28 +243,30 @@ def softmax_infogain_forward(x, label, H, *, axis=1, ignore_label=None, normaliz
     if workspace is None or workspace.size != x3.size or workspace.dtype != x3.dtype:
         workspace = np.empty_like(x3)
     e = workspace.reshape(O, C, I)
-    m = x3.max(axis=1, keepdims=True)                       # (O, 1, I)
-    np.subtract(x3, m, out=e)                               # s = x - max <= 0
-    yy = y[:, None, :]                                      # (O, 1, I)
-    if info.diagonal is not None:
-        # fast path: only s at the label is needed
-        wy = _row_weights(info.diagonal, y, valid)          # (O, I)
-        s_y = np.take_along_axis(e, yy, axis=1)[:, 0, :]
-        np.exp(e, out=e)
-        z = e.sum(axis=1)                                   # Z >= 1
-        per_pos = wy * (np.log(z) - s_y)
-        Hy = None
-        rs_y = wy
-    else:
-        Hy = _gather_rows(info, y, valid)                   # (O, C, I)
-        rs_y = _row_weights(info.rowsum, y, valid)          # (O, I)
-        cross = np.einsum("ocj,ocj->oj", Hy, e)             # sum_l H[y,l] s_l <= 0
-        np.exp(e, out=e)
-        z = e.sum(axis=1)
-        per_pos = rs_y * np.log(z) - cross
+    # a non-finite score makes the loss non-finite: diagnosed below, not warned about
+    with np.errstate(invalid="ignore", over="ignore"):
+        m = x3.max(axis=1, keepdims=True)                       # (O, 1, I)
+        np.subtract(x3, m, out=e)                               # s = x - max <= 0
+        yy = y[:, None, :]                                      # (O, 1, I)
+        if info.diagonal is not None:
+            # fast path: only s at the label is needed
+            wy = _row_weights(info.diagonal, y, valid)          # (O, I)
+            s_y = np.take_along_axis(e, yy, axis=1)[:, 0, :]
+            np.exp(e, out=e)
+            z = e.sum(axis=1)                                   # Z >= 1
+            per_pos = wy * (np.log(z) - s_y)
+            Hy = None
+            rs_y = wy
+        else:
+            Hy = _gather_rows(info, y, valid)                   # (O, C, I)
+            rs_y = _row_weights(info.rowsum, y, valid)          # (O, I)
+            cross = np.einsum("ocj,ocj->oj", Hy, e)             # sum_l H[y,l] s_l <= 0
+            np.exp(e, out=e)
+            z = e.sum(axis=1)
+            per_pos = rs_y * np.log(z) - cross
     loss = float(np.sum(per_pos, dtype=np.float64)) / norm
     if not np.isfinite(loss):
-        _raise_not_finite(owner, x3, "scores")
+        _raise_not_finite(owner, np.asarray(x), "scores")
     cache = {"shape": np.shape(x), "e": e, "z": z, "y": y, "rs_y": rs_y, "Hy": Hy,
              "norm": norm}
     return loss, cache
@@ -315,7 +320,7 @@ def check_probabilities(owner, p, name="prob"):
     bad = ~((p >= 0) & (p <= 1 + PROB_TOLERANCE))
     idx = tuple(int(i) for i in np.argwhere(bad)[0])
     raise ValueError(
-        f"{owner}: bottom '{name}' holds {p[idx]!r} at index {idx}; expected probabilities in "
+        f"{owner}: bottom '{name}' holds {float(p[idx])} at index {idx}; expected probabilities in "
         f"[0, 1], the output of a Softmax layer ({int(bad.sum())} bad value(s)). To feed raw "
         f"scores, use SoftmaxWithInfogainLoss, which applies the softmax itself and is exact "
         f"where Softmax followed by InfogainLoss is not")
@@ -358,7 +363,7 @@ def infogain_forward(p, label, H, *, axis=1, ignore_label=None, normalization="V
       Caffe's ``InfogainLossLayer`` before BVLC/caffe #3855 (2017).
     """
     p3, y, valid, info = _prepare(owner, p, label, H, axis, ignore_label, "prob")
-    check_probabilities(owner, p3)
+    check_probabilities(owner, np.asarray(p))     # indexes of p's own shape in messages
     O, C, I = p3.shape
     norm = common.normalizer(normalization, O, I, _count(valid))
     yy = y[:, None, :]
