@@ -87,7 +87,7 @@ def test_collect_features_covers_the_test_set_once(trained):
     assert accuracy == pytest.approx(expected)    # SMALL_TEST == one TEST batch
 
 
-def test_errors_name_the_problem(trained, tmp_path):
+def test_errors_name_the_problem(trained, tmp_path, capsys):
     folder, model = trained
     net = plot_features.load_net(str(folder / "train_val.prototxt"), str(model))
     with pytest.raises(ValueError, match=r"blob 'ip2' has 10 values per sample; expected a 2-D feature"):
@@ -101,6 +101,10 @@ def test_errors_name_the_problem(trained, tmp_path):
     shutil.copy(folder / "train_val.prototxt", bare)
     with pytest.raises(FileNotFoundError, match=r"TEST data source 'data/test.txt' exists neither.*prepare"):
         plot_features.load_net(str(bare / "train_val.prototxt"), str(model))
+    status = cli.main(["plot-features", "--model", str(bare / "train_val.prototxt"), str(model),
+                       "--out", str(tmp_path / "x.png")])
+    assert status == 2 and not (tmp_path / "x.png").exists()
+    assert "exists neither" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="one --title per --model"):
         cli.main(["plot-features", "--model", str(folder / "train_val.prototxt"), str(model),
                   "--title", "a", "--title", "b", "--out", str(tmp_path / "x.png")])

@@ -80,7 +80,11 @@ def center_loss_forward(x, labels, centers, *, normalization="BATCH_SIZE", out=N
                          f"got {labels.size} labels of shape {labels.shape}")
     y, _ = check_labels(_OWNER, labels.reshape(-1), centers.shape[0])
     norm = normalizer(normalization, x2.shape[0], 1)
-    diff = np.subtract(x2, centers[y], out=out)             # (N, D): x_i - c_{y_i}
+    if out is None:
+        diff = x2 - centers[y]                              # (N, D): x_i - c_{y_i}
+    else:                                                   # same, without temporaries
+        diff = np.take(centers, y, axis=0, out=out)
+        np.subtract(x2, diff, out=diff)
     loss = 0.5 * float(np.sum(np.square(diff, dtype=np.float64))) / norm
     cache = {"diff": diff, "labels": y, "norm": norm, "shape": np.shape(x),
              "num_classes": centers.shape[0]}

@@ -81,6 +81,14 @@ class CenterLoss(LossLayer):
     gradient or the centers have a non-zero ``lr_mult``; with frozen features
     and ``update: direct`` the centers would not move.
 
+    Gradient checks: a checker that runs forward, backward, then perturbed
+    forwards (Caffe's GradientChecker, ``caffe_losses.testing``,
+    ``caffe-losses gradcheck``) sees the centers of the backward's
+    ``update: direct`` step in its finite differences, and reports a
+    mismatch.  Check with ``update: solver`` (backward only writes the
+    centers' diff; no solver runs, so the centers stay fixed) or in a TEST
+    net; the feature gradient is the same code in every mode.
+
     Shape:
       bottom[0] ``features``: (N, D) or (N, D, 1, 1) (dims after the first are
       flattened; D is fixed at set-up).

@@ -22,6 +22,7 @@ exist there but do next to the prototxt, the prototxt's folder is used
 
 import contextlib
 import os
+import sys
 
 import numpy as np
 
@@ -60,9 +61,13 @@ def run(args):
         raise SystemExit(f"plot-features: --samples must be >= 1, got {args.samples}")
     panels = []
     for k, (prototxt, weights) in enumerate(models):
-        net = load_net(prototxt, weights, root=args.root)
-        samples = args.samples if args.samples is not None else _default_samples(prototxt, args.root)
-        feats, labels = collect_features(net, args.feature, args.label, samples)
+        try:
+            net = load_net(prototxt, weights, root=args.root)
+            samples = args.samples if args.samples is not None else _default_samples(prototxt, args.root)
+            feats, labels = collect_features(net, args.feature, args.label, samples)
+        except (FileNotFoundError, ValueError) as err:
+            print(err, file=sys.stderr)
+            return 2
         title = titles[k] if titles else os.path.basename(weights)
         panels.append((feats, labels, title))
     draw_features(panels, args.out, suptitle=args.suptitle)
