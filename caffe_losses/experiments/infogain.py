@@ -25,7 +25,7 @@ from caffe_losses.training import train
 __all__ = ["run", "TEMPLATE", "SEEDS"]
 
 TEMPLATE = "infogain_digits_source"
-SEEDS = (1701, 1702, 1703)
+SEEDS = (1701, 1702, 1703, 1704, 1705)
 
 
 def _set_solver(path, **values):
