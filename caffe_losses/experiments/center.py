@@ -134,7 +134,7 @@ def run(out_dir, *, small=False, progress=False):
         suptitle=f"LeNet++ 2-D features of the {n_test} digits test images "
                  f"({center['iters']} iterations each)")
 
-    recipe = f"{TEMPLATE}: LeNet++ (2-D feature) on 8x8 digits, softmax + {lam:g} x center loss"
+    recipe = f"LeNet++ (2-D feature) on 8x8 digits, softmax + {lam:g} x center loss ({TEMPLATE})"
     common = {"loss": "CenterLoss", "recipe": recipe, "baseline": "SoftmaxWithLoss", "figure": figure}
     return [
         dict(common, metric="test accuracy", value=center["accuracy"],
