@@ -217,6 +217,7 @@ def weighted_sigmoid_cross_entropy_forward(scores, target, *, pos_weight=1.0, ne
     t = np.asarray(target)
     if t.dtype != dtype:
         t = t.astype(dtype)
+    x_in, t_in = x, t                               # error messages index these shapes
     n, c, inner = channel_shape(x.shape)
     shape = (n, c, inner)
     x = x.reshape(shape)
@@ -228,7 +229,9 @@ def weighted_sigmoid_cross_entropy_forward(scores, target, *, pos_weight=1.0, ne
     wn = _weight(owner, "neg_weight", neg_weight, 1, dtype)
     if not np.ndim(wn) == 0:
         wn = float(wn.reshape(()))
-    ignored = check_targets(owner, t, ignore_label)
+    ignored = check_targets(owner, t_in, ignore_label)
+    if ignored is not None:
+        ignored = ignored.reshape(shape)
 
     # Algorithm (one exp, one log1p, the rest adds and dot products):
     #   m = min(x, 0), r = max(x, 0), e = exp(m - r) = exp(-|x|)
@@ -284,7 +287,7 @@ def weighted_sigmoid_cross_entropy_forward(scores, target, *, pos_weight=1.0, ne
         cache = {"q": Q, "a": A, "b": U, "norm": norm, "shape": shape,
                  "out_shape": np.shape(scores), "dtype": dtype, "workspace": workspace}
     if not np.isfinite(total):
-        common.check_finite(owner, "scores", x)
+        common.check_finite(owner, "scores", x_in)
         raise ValueError(f"{owner}: the loss overflowed ({total}); the weights are too large")
     return total / norm, cache
 
@@ -357,9 +360,11 @@ def count_targets(target, *, ignore_label=None, owner="count_targets"):
       (pos, neg): float64 arrays of shape (C,).
     """
     t = np.asarray(target, dtype=np.float64)
+    ignored = check_targets(owner, t, ignore_label, name="labels")
     n, c, inner = channel_shape(t.shape)
     t = t.reshape(n, c, inner)
-    ignored = check_targets(owner, t, ignore_label, name="labels")
+    if ignored is not None:
+        ignored = ignored.reshape(n, c, inner)
     if ignored is not None:
         valid = ~ignored
         pos = np.where(valid, t, 0).sum(axis=(0, 2))

@@ -11,8 +11,8 @@ __all__ = ["WeightedSigmoidCrossEntropyLoss"]
 
 
 def _as_balance(value):
-    if value is False:
-        return "none"
+    if isinstance(value, bool):                     # YAML true/false
+        return "auto" if value else "none"
     if isinstance(value, str) and value.strip().lower() in core.BALANCES:
         return value.strip().lower()
     raise ValueError("must be one of " + ", ".join(core.BALANCES))
@@ -56,7 +56,7 @@ class WeightedSigmoidCrossEntropyLoss(LossLayer):
       cls_weight: an alias of pos_weight, so the forum layer's prototxt
         (``param_str: "{\\"cls_weight\\":100}"``) works unchanged.
       neg_weight (default 1): ``w_n``, a number >= 0.
-      balance (default none): ``auto`` multiplies the weights, per sample, by
+      balance (default none): ``auto`` (or true) multiplies the weights, per sample, by
         HED's class balance over its non-ignored elements: ``w_p *= |Y-|/|Y|``,
         ``w_n *= |Y+|/|Y|`` (``|Y+| = sum t``, ``|Y-| = sum (1 - t)``).
       ignore_label (default none): targets equal to it add no loss and get a
