@@ -160,7 +160,7 @@ def save_h(path, H):
 
 
 def describe_h(H, *, max_print=12):
-    """A few lines describing H: shape, kind, row sums, the matrix when small."""
+    """A few lines describing H: shape, kind, row sums; the diagonal, or a small full matrix."""
     M = np.asarray(H, dtype=np.float64)
     L = M.shape[0]
     off = M - np.diag(np.diagonal(M))
@@ -175,7 +175,7 @@ def describe_h(H, *, max_print=12):
     if kind.startswith("diagonal"):
         lines.append("  diagonal: " + np.array2string(np.diagonal(M), precision=4,
                                                        max_line_width=100, separator=", "))
-    if L <= max_print:
+    if L <= max_print and kind.startswith("full"):
         lines.append(np.array2string(M, precision=4, suppress_small=True, max_line_width=120))
     return "\n".join(lines)
 
