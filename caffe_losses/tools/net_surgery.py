@@ -176,10 +176,12 @@ def check_weights(path, net):
         except Exception as err:  # protobuf's DecodeError
             raise SurgeryError(f"--weights {path}: not a binary .caffemodel ({err})") from None
     layers = list(source.layer) or list(source.layers)
+    index = {name: i for i, name in enumerate(net._layer_names)}
     for layer in layers:
-        if layer.name not in net.params:
-            continue
-        ours = [tuple(b.data.shape) for b in net.params[layer.name]]
+        if layer.name not in index:
+            continue   # Caffe skips layers the net does not have
+        blobs = net.layers[index[layer.name]].blobs
+        ours = [tuple(blobs[i].data.shape) for i in range(len(blobs))]
         if len(layer.blobs) != len(ours):
             raise SurgeryError(f"--weights: layer '{layer.name}' has {len(layer.blobs)} blob(s) in "
                                f"{path} but {len(ours)} in the model (bias_term differs?)")
@@ -197,9 +199,10 @@ def lr_mults(layer):
     return [layer.param[i].lr_mult if i < len(layer.param) else 1.0 for i in range(n)]
 
 
-def surgery(model, layer_name, values, output, *, weights=None, phase="TRAIN", out=sys.stdout,
-            err=sys.stderr):
+def surgery(model, layer_name, values, output, *, weights=None, phase="TRAIN", out=None, err=None):
     """Sets ``layer_name``'s kernel to ``values`` and saves the net's weights to ``output``.
+
+    Messages go to ``out`` (default stdout) and warnings to ``err`` (default stderr).
 
     Returns:
       dict with ``layer``, ``type``, ``shape``, ``values`` (float32), ``before``
@@ -208,6 +211,8 @@ def surgery(model, layer_name, values, output, *, weights=None, phase="TRAIN", o
     Raises:
       SurgeryError with a message naming the file, layer or option at fault.
     """
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
     os.environ.setdefault("GLOG_minloglevel", "2")
     import caffe
     from caffe.proto import caffe_pb2
