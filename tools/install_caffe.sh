@@ -292,12 +292,29 @@ if [ -n "$VENV" ]; then
   VENV_ABS="$(cd "$VENV" && pwd)"
   SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
   echo "$SRC/python" > "$SITE/pycaffe.pth"
+  # The tool embeds the system's libpython, which knows nothing of this venv;
+  # a sitecustomize.py on its PYTHONPATH adds the venv's site-packages with
+  # site.addsitedir, so its .pth files run too (pycaffe.pth and the editable
+  # install's import hook: a plain PYTHONPATH entry would skip them).
+  mkdir -p "$VENV_ABS/lib/caffe-tool-site"
+  cat > "$VENV_ABS/lib/caffe-tool-site/sitecustomize.py" <<EOF
+# Written by tools/install_caffe.sh for the caffe tool's embedded Python:
+# make this virtualenv's packages (and their .pth files) importable, ahead of
+# the system's.
+import site
+import sys
+
+_before = list(sys.path)
+site.addsitedir("$SITE")
+sys.path[:] = [p for p in sys.path if p not in _before] + _before
+EOF
   cat > "$VENV_ABS/bin/caffe" <<EOF
 #!/usr/bin/env bash
 # Caffe's command-line tool ($KEY), wired to this virtualenv: the tool embeds
-# Python for Python layers, so it needs pycaffe, this project and the venv's
-# site-packages on PYTHONPATH.  Written by tools/install_caffe.sh.
-export PYTHONPATH="$SRC/python:$SITE\${PYTHONPATH:+:\$PYTHONPATH}:\$PWD"
+# Python for Python layers; lib/caffe-tool-site/sitecustomize.py adds the
+# venv (pycaffe, caffe_losses, numpy ...), and the current folder is on the
+# path for your own layers.  Written by tools/install_caffe.sh.
+export PYTHONPATH="$VENV_ABS/lib/caffe-tool-site\${PYTHONPATH:+:\$PYTHONPATH}:\$PWD"
 export LD_LIBRARY_PATH="$LIBDIRS\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
 exec "$BUILD/tools/caffe" "\$@"
 EOF
