@@ -89,6 +89,20 @@ def test_equals_native_with_weights_one(param_str, loss_param):
         assert np.all(g_ours[t == ign] == 0) and np.all(g_native[t == ign] == 0)
 
 
+@pytest.mark.parametrize("ign", [0, 1])
+def test_equals_native_for_0_1_targets_with_ignore_label_inside_0_1(ign):
+    # the native layer compares int(t) with ignore_label; for 0/1 targets that
+    # is t == ignore_label, as here
+    x = (RNG.randn(4, 6) * 3).astype(np.float32)
+    t = binary((4, 6), 0.4)
+    ours, native, g_ours, g_native = run_pair(
+        pair_net((4, 6), (4, 6), f"{{ignore_label: {ign}, normalization: VALID}}",
+                 f"ignore_label: {ign} normalization: VALID"), x, t)
+    assert ours == pytest.approx(native, rel=2e-6)
+    np.testing.assert_allclose(g_ours, g_native, rtol=1e-5, atol=1e-7)
+    assert np.all(g_ours[t == ign] == 0)
+
+
 def test_equals_native_for_n_by_c_targets_shaped_differently():
     # multi-label: scores N x C, targets N x C x 1 x 1 (same count, same N)
     x = (RNG.randn(6, 5) * 3).astype(np.float32)

@@ -29,11 +29,9 @@ SEED = 1701
 # template -> (prepare function, iterations (full, small), recipe text)
 TASKS = {
     "sigmoid_edges": (data.prepare_edges, (600, 10),
-                      "toy edge maps N x 1 x 32 x 32, 9.6% positive pixels; pos_weight 9.47 "
-                      "(neg/pos)"),
+                      "toy edges N x 1 x 32 x 32 (9.6% positive), pos_weight 9.47"),
     "sigmoid_multilabel": (data.prepare_multilabel, (1000, 10),
-                           "toy multi-label, 8 tags 2%-16% positive; one pos_weight per tag "
-                           "(neg/pos, 5.4 to 44)"),
+                           "toy 8-tag multi-label (2-16% positive), per-tag pos_weight 5.4-44"),
 }
 
 
@@ -125,7 +123,8 @@ def _plot(examples, path):
             ax.set_yticks([])
             if i == 0:
                 ax.set_title(titles[j], fontsize=9)
-    fig.suptitle("Edges at sigmoid > 0.5: the positive weight finds the faint ones", fontsize=10)
+    fig.suptitle("Edges at sigmoid > 0.5: the positive weight finds more edges, and more false ones",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -56,9 +56,10 @@ class WeightedSigmoidCrossEntropyLoss(LossLayer):
       cls_weight: an alias of pos_weight, so the forum layer's prototxt
         (``param_str: "{\\"cls_weight\\":100}"``) works unchanged.
       neg_weight (default 1): ``w_n``, a number >= 0.
-      balance (default none): ``auto`` (or true) multiplies the weights, per sample, by
-        HED's class balance over its non-ignored elements: ``w_p *= |Y-|/|Y|``,
-        ``w_n *= |Y+|/|Y|`` (``|Y+| = sum t``, ``|Y-| = sum (1 - t)``).
+      balance (default none): ``auto`` (or true) multiplies the weights, per
+        sample, by HED's class balance over its non-ignored elements:
+        ``w_p *= |Y-|/|Y|``, ``w_n *= |Y+|/|Y|`` (``|Y+| = sum t``,
+        ``|Y-| = sum (1 - t)``); a sample without positives adds nothing.
       ignore_label (default none): targets equal to it add no loss and get a
         zero gradient.
       normalization (default BATCH_SIZE, as the native layer): FULL (all
@@ -66,9 +67,11 @@ class WeightedSigmoidCrossEntropyLoss(LossLayer):
         divisor is at least 1.  It counts elements, not weights.
 
     Differences from the native layer: the native one ignores an element when
-    ``int(t) == ignore_label`` (truncation: with ``ignore_label: 0`` it also
-    drops every soft target below 1); here ``t == ignore_label`` exactly, and
-    any other target outside [0, 1] is an error instead of a silent value.
+    ``int(t) == ignore_label`` (truncated: ``ignore_label: 0`` drops every
+    target in [0, 1), ``255`` also drops 255.7); here ``t == ignore_label``
+    exactly, and any other target outside [0, 1] is an error instead of a
+    silently wrong loss.  The two agree for targets in [0, 1] with an ignore
+    label outside it, and for 0/1 targets with any ignore label.
     The forum layer this replaces returns the plain sum: its value is this
     layer's times N (or use ``normalization: NONE``).
 
