@@ -465,3 +465,18 @@ def test_mean_variance_bad_input():
         layer_net(MOD, "MeanVarianceLoss", {"scores": (2, 4), "label": (3,)})
     with pytest.raises(ValueError, match=r"MeanVarianceLoss: 'lambda_var' must be >= 0"):
         layer_net(MOD, "MeanVarianceLoss", {"scores": (2, 4), "label": (2,)}, param_str="{lambda_var: -1}")
+
+
+def test_mean_variance_extreme_logits_are_finite():
+    net = layer_net(MOD, "MeanVarianceLoss", {"scores": (2, 100), "label": (2,)}, loss_weight=1)
+    x = np.full((2, 100), -1e4)
+    x[0, 30] = 1e4        # confident and right
+    x[1, 90] = 1e4        # confident and 80 bins wrong
+    net.blobs["scores"].data[...] = x
+    net.blobs["label"].data[...] = [30, 10]
+    net.forward()
+    net.backward()
+    loss = float(net.blobs["loss"].data[0])
+    # sample 1: cross-entropy 2e4 (exact log-softmax), mean term 0.2 * 80^2 / 2; variance 0
+    assert loss == pytest.approx((2e4 + 0.2 * 80 ** 2 / 2) / 2, rel=1e-5)
+    assert np.all(np.isfinite(net.blobs["scores"].diff))
