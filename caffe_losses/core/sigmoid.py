@@ -78,17 +78,13 @@ def check_targets(owner, target, ignore_label=None, name="target"):
             ignored = None
     if target.size == 0:
         return ignored
-    if ignored is None:
-        lo, hi = target.min(), target.max()
-    else:
-        keep = ~ignored
-        lo = np.min(target, initial=np.inf, where=keep)
-        hi = np.max(target, initial=-np.inf, where=keep)
-    if lo >= 0 and hi <= 1:                     # False for NaN
+    if target.min() >= 0 and target.max() <= 1:     # two fast reductions; False for NaN
         return ignored
-    bad = ~((target >= 0) & (target <= 1))
+    bad = ~((target >= 0) & (target <= 1))          # boolean passes (np.min(where=) is slow)
     if ignored is not None:
         bad &= ~ignored
+    if not bad.any():
+        return ignored
     idx = tuple(int(i) for i in np.argwhere(bad)[0])
     extra = f" or the ignore_label {ignore_label}" if ignore_label is not None else ""
     raise ValueError(f"{owner}: bottom '{name}' holds {float(target[idx])} at index {idx}; "
@@ -262,8 +258,8 @@ def weighted_sigmoid_cross_entropy_forward(scores, target, *, pos_weight=1.0, ne
     norm = common.normalizer(normalization, n, c * inner, valid_count)
     if balance == "auto":
         # HED: per sample, positives weighted |Y-|/|Y|, negatives |Y+|/|Y|.
-        pos = np.add.reduce(T.reshape(n, -1), axis=1, dtype=np.float64)
-        neg = np.add.reduce(U.reshape(n, -1), axis=1, dtype=np.float64)
+        pos = T.reshape(n, -1).sum(axis=1).astype(np.float64)     # pairwise sums: exact
+        neg = U.reshape(n, -1).sum(axis=1).astype(np.float64)     # counts below 2^24
         tot = pos + neg
         safe = np.where(tot > 0, tot, 1.0)
         bp = np.where(tot > 0, neg / safe, 0.0).astype(dtype).reshape(n, 1, 1)
