@@ -13,6 +13,8 @@ import time
 
 import numpy as np
 
+from caffe_losses.preflight import check_data_sources, check_weights
+
 __all__ = ["read_solver", "train", "plot_curve", "net_loss"]
 
 
@@ -29,6 +31,26 @@ def read_solver(path):
         except text_format.ParseError as err:
             raise ValueError(f"{path}: not a valid solver prototxt ({err})") from None
     return param
+
+
+def _preflight_data(param):
+    """Caffe aborts on a missing data source: look before building the nets."""
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    files = [(param.net, caffe_pb2.TRAIN), (param.net, caffe_pb2.TEST), (param.train_net, caffe_pb2.TRAIN)]
+    files += [(path, caffe_pb2.TEST) for path in param.test_net]
+    for path, phase in files:
+        if not path:
+            continue
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"the solver's net file not found: {path} (relative to {os.getcwd()})")
+        net = caffe_pb2.NetParameter()
+        with open(path) as f:
+            try:
+                text_format.Merge(f.read(), net)
+            except text_format.ParseError as err:
+                raise ValueError(f"{path}: not a valid net prototxt ({err})") from None
+        check_data_sources(net, phase)
 
 
 def net_loss(net):
@@ -112,10 +134,12 @@ def train(solver_path, *, weights=None, snapshot=None, max_iter=None, progress=T
         caffe.set_device(int(gpu))
         caffe.set_mode_gpu()
     param = read_solver(solver_path)
+    _preflight_data(param)
     solver = caffe.get_solver(solver_path)
     if weights:
         if not os.path.isfile(weights):
             raise FileNotFoundError(f"weights file not found: {weights}")
+        check_weights(weights, solver.net, option="--weights")
         solver.net.copy_from(weights)
         for net in solver.test_nets:
             net.share_with(solver.net)

@@ -86,3 +86,30 @@ def test_demo_verdicts(value, base, higher, expected):
            "baseline_value": base, "higher_is_better": higher}
     assert verdict(row) == expected
     assert expected in format_table([row])
+
+
+def test_train_reports_missing_data_and_misfit_weights_instead_of_aborting(tmp_path):
+    # Caffe itself LOG(FATAL)s (SIGABRT) on both; the command checks first.
+    (tmp_path / "net.prototxt").write_text(
+        'layer { name: "d" type: "HDF5Data" top: "x" top: "y" hdf5_data_param { source: "data/train.txt" '
+        'batch_size: 4 } }\n'
+        'layer { name: "fc" type: "InnerProduct" bottom: "x" top: "fc" inner_product_param { num_output: 2 } }\n'
+        'layer { name: "loss" type: "EuclideanLoss" bottom: "fc" bottom: "y" top: "loss" }\n')
+    (tmp_path / "solver.prototxt").write_text('net: "net.prototxt"\nbase_lr: 0.1\nlr_policy: "fixed"\nmax_iter: 2\n')
+    proc = subprocess.run([CLI, "train", "solver.prototxt"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "data layer 'd' (HDF5Data) reads 'data/train.txt', which does not exist" in proc.stderr
+
+    from caffe_losses.data import write_hdf5
+    import numpy as np
+    write_hdf5(tmp_path / "data", "train", x=np.zeros((8, 3)), y=np.zeros((8, 2)))
+    # weights from a net whose fc has 5 inputs instead of 3
+    (tmp_path / "other.prototxt").write_text(
+        'layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 1 dim: 5 } } }\n'
+        'layer { name: "fc" type: "InnerProduct" bottom: "x" top: "fc" inner_product_param { num_output: 2 } }\n')
+    import caffe
+    caffe.Net(str(tmp_path / "other.prototxt"), caffe.TEST).save(str(tmp_path / "other.caffemodel"))
+    proc = subprocess.run([CLI, "train", "solver.prototxt", "--weights", "other.caffemodel"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "--weights: layer 'fc' blob 0 has shape (2, 5) in other.caffemodel but (2, 3) in the model" in proc.stderr
