@@ -213,11 +213,19 @@ if old not in text:
 open(path, "w").write(text.replace(old, "  } catch (bp::error_already_set) {\n    throw;\n  }"))
 PYEOF
   if [ "$FLAVOUR" = cuda ]; then
-    # CUDA 13 removed these cudaDeviceProp fields; DeviceQuery only logs them.
-    sed -i -e '/prop\.clockRate/d' -e '/prop\.deviceOverlap/d' -e '/prop\.kernelExecTimeoutEnabled/d' \
-      "$SRC/src/caffe/common.cpp"
-    ! grep -q -e 'prop\.clockRate' -e 'prop\.deviceOverlap' -e 'prop\.kernelExecTimeoutEnabled' "$SRC/src/caffe/common.cpp" \
-      || die "CUDA 13 DeviceQuery fix did not apply"
+    # CUDA 13 removed three cudaDeviceProp fields; DeviceQuery only logs them.
+    # Drop each whole LOG statement (some span two lines).
+    python3 - "$SRC/src/caffe/common.cpp" <<'PYEOF' || die "CUDA 13 DeviceQuery fix did not apply"
+import re
+import sys
+path = sys.argv[1]
+text = open(path).read()
+pattern = re.compile(r"[ \t]*LOG\(INFO\)[^;]*?prop\.(clockRate|deviceOverlap|kernelExecTimeoutEnabled)[^;]*;\n")
+text, n = pattern.subn("", text)
+if n != 3 or re.search(r"prop\.(clockRate|deviceOverlap|kernelExecTimeoutEnabled)", text):
+    sys.exit(f"expected 3 statements to drop, found {n}")
+open(path, "w").write(text)
+PYEOF
   fi
 }
 
