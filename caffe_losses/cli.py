@@ -14,6 +14,7 @@ import sys
 SUBCOMMANDS = {
     "train": "train",
     "demo": "demo",
+    "template": "template",
     "make-h": "make_infogain_h",
     "make-pos-weight": "make_pos_weight",
     "net-surgery": "net_surgery",
