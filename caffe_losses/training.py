@@ -6,6 +6,7 @@ iteration, so it can show a progress bar (iteration, loss, rate, ETA), record
 the training curve, and save a snapshot when interrupted with Ctrl-C.
 """
 
+import contextlib
 import math
 import os
 import sys
@@ -15,7 +16,24 @@ import numpy as np
 
 from caffe_losses.preflight import check_data_sources, check_weights
 
-__all__ = ["read_solver", "train", "plot_curve", "net_loss"]
+__all__ = ["read_solver", "train", "plot_curve", "net_loss", "collect_histories"]
+
+_COLLECTORS = []
+
+
+@contextlib.contextmanager
+def collect_histories():
+    """Collects the history of every :func:`train` call made inside the block.
+
+    Yields a list that fills with ``{"label", "solver", "iters", "loss"}``
+    dicts (``caffe-losses demo`` draws its training curves from them).
+    """
+    runs = []
+    _COLLECTORS.append(runs)
+    try:
+        yield runs
+    finally:
+        _COLLECTORS.remove(runs)
 
 
 def read_solver(path):
@@ -169,6 +187,10 @@ def train(solver_path, *, weights=None, snapshot=None, max_iter=None, progress=T
             solver.snapshot()
     n = min(len(iters), len(losses))   # an interrupt can fall between the two appends
     iters, losses = iters[:n], losses[:n]
+    solver_dir = os.path.basename(os.path.dirname(os.path.abspath(solver_path)))
+    for runs in _COLLECTORS:
+        runs.append({"label": label or solver_dir, "solver": os.path.abspath(solver_path),
+                     "iters": list(iters), "loss": list(losses)})
     if curve_png and iters:
         plot_curve({"iters": iters, "loss": losses}, curve_png,
                    title=f"Training loss: {os.path.basename(os.path.dirname(os.path.abspath(solver_path)))}"
@@ -194,8 +216,11 @@ def plot_curve(histories, path, *, title="Training loss", smooth=10):
         else:
             line.set_alpha(1.0)
             line.set_label(label)
+    positive = [v for h in histories.values() for v in h["loss"] if v > 0]
+    if positive and max(positive) / max(min(positive), 1e-12) > 1e2:
+        ax.set_yscale("log")
     ax.set_xlabel("iteration")
-    ax.set_ylabel("weighted training loss")
+    ax.set_ylabel("weighted training loss" + (" (log scale)" if ax.get_yscale() == "log" else ""))
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()

@@ -18,6 +18,27 @@ import sys
 import time
 
 from caffe_losses.experiments import MODULES
+from caffe_losses.training import collect_histories, plot_curve
+
+
+def curves_figure(runs, path, title):
+    """One PNG with a curve per label; runs sharing a label (seeds) are averaged."""
+    import numpy as np
+    import re
+    groups = {}
+    for run in runs:
+        if run["iters"]:   # runs that differ only by their seed are averaged
+            label = re.sub(r"\s*\(?seed \d+\)?", "", run["label"]).strip() or run["label"]
+            groups.setdefault(label, []).append(run)
+    if not groups:
+        return None
+    curves = {}
+    for label, group in groups.items():
+        n = min(len(r["loss"]) for r in group)
+        mean = np.mean([r["loss"][:n] for r in group], axis=0)
+        name = label if len(group) == 1 else f"{label} (mean of {len(group)} runs)"
+        curves[name] = {"iters": group[0]["iters"][:n], "loss": list(mean)}
+    return plot_curve(curves, path, title=title)
 
 
 def add_arguments(parser):
@@ -61,8 +82,13 @@ def run(args):
         module = importlib.import_module(f"caffe_losses.experiments.{name}")
         print(f"== {name}: training ...", file=sys.stderr, flush=True)
         t0 = time.time()
-        got = module.run(os.path.join(out, name), small=args.small, progress=not args.no_progress)
+        with collect_histories() as runs:
+            got = module.run(os.path.join(out, name), small=args.small, progress=not args.no_progress)
         timings[name] = time.time() - t0
+        curve = curves_figure(runs, os.path.join(out, name, "training_curves.png"),
+                              f"Training curves: {name} (ours and baseline)")
+        if curve:
+            figures.append(curve)
         print(f"== {name}: done in {timings[name]:.0f} s", file=sys.stderr, flush=True)
         rows.extend(got)
         figures.extend(r["figure"] for r in got if r.get("figure"))
