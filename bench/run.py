@@ -28,7 +28,7 @@ import numpy as np
 os.environ.setdefault("GLOG_minloglevel", "2")
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-for p in (ROOT, os.path.join(ROOT, "tests")):   # tests/seed_layers.py: the seed snippets
+for p in (ROOT, HERE, os.path.join(ROOT, "tests")):   # tests/seed_layers.py: the seed snippets
     if p not in sys.path:
         sys.path.insert(0, p)
 
@@ -70,7 +70,8 @@ def build(shapes, layer_text):
 
 def fill(net, data):
     for name, value in data.items():
-        net.blobs[name].data[...] = value
+        if name in net.blobs:
+            net.blobs[name].data[...] = value
 
 
 def fwd_bwd(net):
@@ -146,6 +147,15 @@ def cases(tmp, quick=False):
                build({"feat": (n, c), "target": (n, c)}, native_layer("EuclideanLoss", ["feat", "target"])),
                {"feat": feats, "label": lab10, "target": rng.randn(n, c).astype(np.float32)},
                4 * (2 * feats.size + n))
+
+    # the fixed cost of any Python layer: a layer that does nothing, against
+    # the cheapest native loss, at the smallest size
+    n, c = 32, 10
+    pred = rng.randn(n, c).astype(np.float32)
+    yield ("python floor", "N=32 C=10", "NoOp Python layer (bench)", "EuclideanLoss (native)",
+           build({"pred": (n, c), "target": (n, c)}, python_layer("NoOpLoss", ["pred", "target"], module="noop_layer")),
+           build({"pred": (n, c), "target": (n, c)}, native_layer("EuclideanLoss", ["pred", "target"])),
+           {"pred": pred, "target": pred * 0}, 4 * 3 * pred.size)
 
     # segmentation: N=8, C=21, 128x128, classes on axis 1
     n, c, hh, ww = 8, 21, 128, 128
@@ -236,6 +246,8 @@ TARGETS = {   # family, size label prefix -> (max ratio ours/native, text)
 def target_for(family, size):
     if (family, size) in TARGETS:
         return TARGETS[(family, size)]
+    if family == "python floor":
+        return None
     if family == "sigmoid vs seed":
         return (0.1, "at least 10x faster than the seed's layer")
     if size == "N=32 C=10":
