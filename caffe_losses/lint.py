@@ -61,22 +61,14 @@ def read_net(path):
     Returns:
       list of (path, NetParameter).
     """
-    from caffe.proto import caffe_pb2
-    from google.protobuf import text_format
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"file not found: {path}")
-    with open(path) as f:
-        text = f.read()
-    net = caffe_pb2.NetParameter()
+    from caffe_losses.prototxt import read_net_param, read_solver_param
     try:
-        text_format.Merge(text, net)
-        return [(path, net)]
-    except text_format.ParseError as net_err:
-        solver = caffe_pb2.SolverParameter()
+        return [(path, read_net_param(path))]
+    except ValueError as net_err:
         try:
-            text_format.Merge(text, solver)
-        except text_format.ParseError:
-            raise ValueError(f"{path}: not a valid net prototxt ({net_err})") from None
+            solver = read_solver_param(path)
+        except ValueError:
+            raise net_err from None
     nets = [n for n in (solver.net, solver.train_net) if n] + list(solver.test_net)
     if not nets:
         raise ValueError(f"{path}: a solver prototxt with no 'net' or 'train_net'")

@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from caffe_losses.preflight import check_data_sources, check_weights
+from caffe_losses.prototxt import read_net_param, read_solver_param
 
 __all__ = ["read_solver", "train", "plot_curve", "net_loss", "collect_histories"]
 
@@ -38,37 +39,18 @@ def collect_histories():
 
 def read_solver(path):
     """Parses a ``solver.prototxt`` into a ``caffe_pb2.SolverParameter``."""
-    from caffe.proto import caffe_pb2
-    from google.protobuf import text_format
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"solver file not found: {path}")
-    param = caffe_pb2.SolverParameter()
-    with open(path) as f:
-        try:
-            text_format.Merge(f.read(), param)
-        except text_format.ParseError as err:
-            raise ValueError(f"{path}: not a valid solver prototxt ({err})") from None
-    return param
+    return read_solver_param(path)
 
 
 def _preflight_data(param):
     """Caffe aborts on a missing data source: look before building the nets."""
     from caffe.proto import caffe_pb2
-    from google.protobuf import text_format
     files = [(param.net, caffe_pb2.TRAIN), (param.net, caffe_pb2.TEST), (param.train_net, caffe_pb2.TRAIN)]
     files += [(path, caffe_pb2.TEST) for path in param.test_net]
     for path, phase in files:
         if not path:
             continue
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"the solver's net file not found: {path} (relative to {os.getcwd()})")
-        net = caffe_pb2.NetParameter()
-        with open(path) as f:
-            try:
-                text_format.Merge(f.read(), net)
-            except text_format.ParseError as err:
-                raise ValueError(f"{path}: not a valid net prototxt ({err})") from None
-        check_data_sources(net, phase)
+        check_data_sources(read_net_param(path), phase)
 
 
 def net_loss(net):

@@ -264,7 +264,7 @@ def test_bad_layer(tmp_path, capsys, layer, message):
 def test_missing_files_are_errors_not_aborts(tmp_path, capsys):
     status, _, stderr = run_cli(["--model", str(tmp_path / "none.prototxt"), "--layer", "pred",
                                  "--values", "0:5", "--output", "w.caffemodel"], capsys)
-    assert status == 2 and "--model: file not found" in stderr
+    assert status == 2 and "--model: net file not found" in stderr
     # a data layer whose source is missing would make Caffe abort the process
     model = tmp_path / "data.prototxt"
     model.write_text(textwrap.dedent("""

@@ -23,11 +23,11 @@ shuffled order and read with ``shuffle: false`` (Caffe's HDF5 shuffle is not
 seeded by the solver's ``random_seed``).
 """
 
-import contextlib
 import os
 
 import numpy as np
 
+from caffe_losses.prototxt import working_directory
 from caffe_losses.data import write_hdf5
 
 __all__ = ["make_ages", "render_faces", "load_age", "write_age", "trivial_mae",
@@ -122,15 +122,6 @@ def write_age(folder, *, small=False, seed=0):
             "trivial": trivial_mae(y_train, y_test)}
 
 
-@contextlib.contextmanager
-def _inside(folder):
-    old = os.getcwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(old)
-
 
 def prepare_smooth_l1(folder, *, small=False, seed=0):
     """Template ``age_sigmoid_smoothl1``: writes the data."""
@@ -163,7 +154,7 @@ def prepare_surgery(folder, *, small=False, seed=0, quiet=True):
     from caffe_losses.tools.net_surgery import parse_values, surgery
     info = write_age(folder, small=small, seed=seed)
     sink = io.StringIO() if quiet else None
-    with _inside(os.path.abspath(folder)):
+    with working_directory(os.path.abspath(folder)):
         kwargs = {"out": sink, "err": sink} if quiet else {}
         surgery("train_val.prototxt", "pred_age", parse_values("0:100"), "init_weights.caffemodel",
                 **kwargs)

@@ -14,13 +14,13 @@ the training set's median age (the constant with the least training MAE):
 seconds (the numbers then mean little).
 """
 
-import contextlib
 import os
 import shutil
 import sys
 
 import numpy as np
 
+from caffe_losses.prototxt import working_directory
 from caffe_losses.data import age as age_data
 from caffe_losses.templates import TEMPLATE_ROOT, load_template, prepare_template
 from caffe_losses.training import train
@@ -40,15 +40,6 @@ RECIPES = (
 )
 SMALL_ITERS = 20
 
-
-@contextlib.contextmanager
-def _inside(folder):
-    old = os.getcwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(old)
 
 
 def evaluate(net, n_rows):
@@ -111,7 +102,7 @@ def run(out_dir, *, small=False, progress=False):
         _, y_train = age_data.load_age("train", n=n_train)
         _, y_test = age_data.load_age("test", n=n_test)
         trivial = age_data.trivial_mae(y_train, y_test)["median"]
-        with _inside(folder):
+        with working_directory(folder):
             weights = meta.get("weights")
             history = train("solver.prototxt", weights=weights,
                             max_iter=SMALL_ITERS if small else None, progress=progress,

@@ -30,6 +30,7 @@ import sys
 import numpy as np
 
 from caffe_losses import preflight
+from caffe_losses.prototxt import read_net_param
 
 SUPPORTED = ("Convolution", "InnerProduct")
 
@@ -86,17 +87,10 @@ def _describe(values):
 
 def read_net(path):
     """Parses a net prototxt into a ``caffe_pb2.NetParameter``."""
-    from caffe.proto import caffe_pb2
-    from google.protobuf import text_format
-    if not os.path.isfile(path):
-        raise SurgeryError(f"--model: file not found: {path}")
-    param = caffe_pb2.NetParameter()
-    with open(path) as f:
-        try:
-            text_format.Merge(f.read(), param)
-        except text_format.ParseError as err:
-            raise SurgeryError(f"--model {path}: not a valid net prototxt ({err})") from None
-    return param
+    try:
+        return read_net_param(path)
+    except (FileNotFoundError, ValueError) as err:
+        raise SurgeryError(f"--model: {err}") from None
 
 
 def _in_phase(layer, phase):

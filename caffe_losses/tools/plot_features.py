@@ -20,11 +20,12 @@ exist there but do next to the prototxt, the prototxt's folder is used
 (``--root`` sets it explicitly).
 """
 
-import contextlib
 import os
 import sys
 
 import numpy as np
+
+from caffe_losses.prototxt import working_directory
 
 __all__ = ["add_arguments", "run", "load_net", "collect_features", "intra_inter_ratio",
            "draw_features", "evaluate"]
@@ -80,15 +81,6 @@ def run(args):
 # ---------------------------------------------------------------------------
 # Nets and data
 # ---------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def _cwd(folder):
-    old = os.getcwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(old)
 
 
 def _read_net_param(prototxt):
@@ -159,7 +151,7 @@ def load_net(prototxt, weights, *, root=None):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"plot-features: {what} file not found: {path}")
     prototxt, weights = os.path.abspath(prototxt), os.path.abspath(weights)
-    with _cwd(_resolve_root(prototxt, root)):
+    with working_directory(_resolve_root(prototxt, root)):
         return caffe.Net(prototxt, caffe.TEST, weights=weights)
 
 
