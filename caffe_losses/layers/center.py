@@ -1,5 +1,6 @@
 """The ``CenterLoss`` Caffe layer: center loss with centers kept as a layer blob."""
 
+import math
 import warnings
 
 import numpy as np
@@ -7,7 +8,8 @@ import numpy as np
 import caffe
 
 from caffe_losses.core import center as core
-from caffe_losses.core.common import check_labels
+from caffe_losses.core.common import normalizer
+from caffe_losses.core.infogain import check_labels   # common.check_labels with a fast path
 from caffe_losses.layers.base import LossLayer
 from caffe_losses.params import REQUIRED, Param, as_float, as_int, normalization_param
 
@@ -138,7 +140,7 @@ class CenterLoss(LossLayer):
         shape = bottom[0].data.shape
         if len(shape) < 2:
             self.fail(f"bottom 'features' must be (N, D) or (N, D, 1, 1); got shape {tuple(shape)}")
-        self.dim = int(np.prod(shape[1:]))
+        self.dim = math.prod(shape[1:])
         self.num_classes = self.params["num_classes"]
         if self.params["update"] == "solver" and self.params["alpha"] is not None:
             self.fail(f"'alpha' is not used with update: solver: the solver's rate (base_lr * lr_mult "
@@ -149,12 +151,26 @@ class CenterLoss(LossLayer):
         self.blobs.add_blob(self.num_classes, self.dim)   # the centers: learnable, snapshotted
         self.blobs[0].data[...] = 0
         self.train = self.phase == caffe.TRAIN
-        self._after_update = None     # the centers this layer left, for the direct-mode guard
+        self._after_update = None     # the centers' bytes this layer left, for the direct-mode guard
         self._warned = False
+        self._shapes = None           # the bottom shapes last checked
+        self._x = self._labels = None
+
+    def reshape(self, bottom, top):
+        # Caffe calls reshape before every forward: the shapes are checked, and
+        # the buffers made, only when they change.  The bottoms' arrays are
+        # kept for the forward that follows (Layer::Forward calls Reshape then
+        # Forward_cpu, with nothing in between).
+        x, labels = bottom[0].data, bottom[1].data
+        shapes = (x.shape, labels.shape)
+        if shapes != self._shapes:
+            super().reshape(bottom, top)       # check_bottoms, top shape
+            self._shapes = shapes
+        self._x, self._labels = x, labels
 
     def check_bottoms(self, bottom):
         shape = tuple(bottom[0].data.shape)
-        if len(shape) < 2 or int(np.prod(shape[1:])) != self.dim:
+        if len(shape) < 2 or math.prod(shape[1:]) != self.dim:
             self.fail(f"bottom 'features' must be (N, {self.dim}) or (N, {self.dim}, 1, 1), the "
                       f"feature size of the centers ({self.num_classes} x {self.dim}); got shape {shape}")
         n = shape[0]
@@ -162,6 +178,7 @@ class CenterLoss(LossLayer):
         if labels.count != n:
             self.fail(f"bottom 'label' must hold one label per sample of 'features' {shape}: "
                       f"expected {n} values, got {labels.count} {tuple(labels.data.shape)}")
+        self._norm = normalizer(self.params["normalization"], n, 1)
         # buffers reused every iteration: x - c_y and delta_c
         if getattr(self, "_diff", None) is None or self._diff.shape[0] != n:
             self._diff = np.empty((n, self.dim), dtype=bottom[0].data.dtype)
@@ -171,34 +188,40 @@ class CenterLoss(LossLayer):
         centers = self.blobs[0].data        # fresh view: the TEST net may share another buffer
         if self.train and self._after_update is not None:
             self._check_untouched(centers)
-        labels = bottom[1].data
-        check_labels(self.owner, labels, self.num_classes, name="label")
-        value, self.cache = core.center_loss_forward(
-            bottom[0].data, labels, centers, normalization=self.params["normalization"], out=self._diff)
+        y, _ = check_labels(self.owner, self._labels, self.num_classes, name="label")
+        x = self._x
+        value, self.cache = core.center_loss_forward_checked(
+            x.reshape(x.shape[0], self.dim), y.reshape(-1), centers, self._norm, out=self._diff,
+            shape=x.shape)
         return value
 
     def gradients(self, bottom, propagate_down):
         return {0: core.center_loss_backward(self.cache)}
 
     def backward(self, top, propagate_down, bottom):
-        # 1. the feature gradient, from the forward's x - c_y (pre-update centers)
-        super().backward(top, propagate_down, bottom)
+        # 1. the feature gradient, from the forward's x - c_y (pre-update centers):
+        #    LossLayer.backward's contract in fewer Python steps, the loss weight
+        #    (top diff) folded into the gradient written straight into the diff;
+        #    a zero diff for the labels when asked
+        if propagate_down[0]:
+            core.center_loss_backward(self.cache, out=bottom[0].diff, scale=float(top[0].diff[0]))
+        if len(bottom) > 1 and propagate_down[1]:
+            bottom[1].diff[...] = 0
         # 2. the center update, TRAIN phase only
         if not self.train:
             return
-        delta = core.center_update(self.cache, out=self._delta)          # (C, D)
         if self.params["update"] == "direct":
             centers = self.blobs[0].data
-            core.apply_center_update(centers, delta, self.params["alpha"])
-            self._after_update = centers.copy()
+            centers -= core.center_update(self.cache, out=self._delta, scale=self.params["alpha"])
+            self._after_update = centers.tobytes()
         else:
             # accumulate, as Caffe layers do with parameter diffs (iter_size > 1);
             # the solver zeroes the diffs before each iteration
             diff = self.blobs[0].diff
-            diff += delta
+            diff += core.center_update(self.cache, out=self._delta)
 
     def _check_untouched(self, centers):
-        if self._warned or np.array_equal(centers, self._after_update):
+        if self._warned or centers.tobytes() == self._after_update:
             return
         self._warned = True
         warnings.warn(

@@ -53,10 +53,24 @@ class _InfogainLayer(LossLayer):
             # validated now (shape, finite, non-negative); the class count in reshape
             self._h_source = core.infogain_matrix(blob, owner=self.owner, name=self._h_name,
                                                   dtype=np.float32)
-        self._h_bottom_copy = None     # last H seen on the bottom, and its InfogainMatrix
+        self._h_bottom_bytes = None    # last H seen on the bottom, and its InfogainMatrix
         self._h_bottom = None
-        self._work = None
-        self._classes = None
+        self._ws = None                # core.Workspace of the current shape
+        self._shapes = None            # the bottom shapes last checked
+        self._x = self._label = self._h = None
+
+    def reshape(self, bottom, top):
+        # Caffe calls reshape before every forward: the shapes are checked, and
+        # the workspace made, only when they change.  The bottoms' arrays are
+        # kept for the forward that follows (Layer::Forward calls Reshape then
+        # Forward_cpu, with nothing in between).
+        x, label = bottom[0].data, bottom[1].data
+        h = bottom[2].data if len(bottom) > 2 else None
+        shapes = (x.shape, label.shape, None if h is None else h.shape)
+        if shapes != self._shapes:
+            super().reshape(bottom, top)       # check_bottoms, top shapes
+            self._shapes = shapes
+        self._x, self._label, self._h = x, label, h
 
     def check_bottoms(self, bottom):
         data = bottom[0].data
@@ -82,20 +96,33 @@ class _InfogainLayer(LossLayer):
             if square_shape(shape) != (C, C):
                 self.fail(f"bottom 'H' must be a {C} x {C} matrix (or 1 x 1 x {C} x {C}) for the "
                           f"{C} classes of '{name0}' {tuple(data.shape)}. Received shape {shape}")
-        self._classes = C
-        if self._work is None or self._work.shape != data.shape:
-            self._work = np.empty(data.shape, np.float32)
+        if self._ws is None or not self._ws.fits(data, axis):
+            self._ws = core.Workspace(data.shape, axis, data.dtype, owner=self.owner, xname=name0)
 
     def current_h(self, bottom):
         """H for this forward: from ``source``, or the bottom (re-validated when it changed)."""
         if self._h_source is not None:
             return self._h_source
-        data = bottom[2].data
-        if self._h_bottom_copy is None or not np.array_equal(data, self._h_bottom_copy):
-            self._h_bottom = core.infogain_matrix(data, self._classes, owner=self.owner,
+        data = self._h
+        key = data.tobytes()
+        if key != self._h_bottom_bytes:
+            self._h_bottom = core.infogain_matrix(data, self._ws.C, owner=self.owner,
                                                   name="bottom 'H'", dtype=np.float32)
-            self._h_bottom_copy = data.copy()
+            self._h_bottom_bytes = key
         return self._h_bottom
+
+    def backward(self, top, propagate_down, bottom):
+        # LossLayer.backward's contract, in fewer Python steps: the loss weight
+        # (top diff) is folded into the gradient written straight into the
+        # scores' diff; the label (and H) bottoms get a zero diff when asked.
+        if propagate_down[0]:
+            self.write_gradient(bottom[0].diff, float(top[0].diff[0]))
+        for i in range(1, len(bottom)):
+            if propagate_down[i]:
+                bottom[i].diff[...] = 0
+
+    def gradients(self, bottom, propagate_down):
+        return {0: self.write_gradient(bottom[0].diff, 1.0)}
 
 
 class SoftmaxWithInfogainLoss(_InfogainLayer):
@@ -168,16 +195,16 @@ class SoftmaxWithInfogainLoss(_InfogainLayer):
     def loss(self, bottom, top):
         p = self.params
         value, self.cache = core.softmax_infogain_forward(
-            bottom[0].data, bottom[1].data, self.current_h(bottom), axis=p["axis"],
+            self._x, self._label, self.current_h(bottom), axis=p["axis"],
             ignore_label=p["ignore_label"], normalization=p["normalization"], owner=self.owner,
-            workspace=self._work)
+            workspace=self._ws)
         if len(top) > 1:
             core.softmax_infogain_prob(self.cache, out=top[1].data)
         return value
 
-    def gradients(self, bottom, propagate_down):
-        # written straight into the diff; the base scales it by the loss weight in place
-        return {0: core.softmax_infogain_backward(self.cache, out=bottom[0].diff)}
+    def write_gradient(self, diff, scale):
+        # written straight into the diff, loss weight included
+        return core.softmax_infogain_backward(self.cache, out=diff, scale=scale)
 
 
 class InfogainLoss(_InfogainLayer):
@@ -235,13 +262,13 @@ class InfogainLoss(_InfogainLayer):
     def loss(self, bottom, top):
         p = self.params
         value, self.cache = core.infogain_forward(
-            bottom[0].data, bottom[1].data, self.current_h(bottom), axis=p["axis"],
+            self._x, self._label, self.current_h(bottom), axis=p["axis"],
             ignore_label=p["ignore_label"], normalization=p["normalization"], eps=p["eps"],
-            owner=self.owner, workspace=self._work)
+            owner=self.owner, workspace=self._ws)
         return value
 
-    def gradients(self, bottom, propagate_down):
-        return {0: core.infogain_backward(self.cache, out=bottom[0].diff)}
+    def write_gradient(self, diff, scale):
+        return core.infogain_backward(self.cache, out=diff, scale=scale)
 
 
 class Constant(PythonLayer):
