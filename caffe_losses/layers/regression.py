@@ -7,7 +7,7 @@ formulas and their derivations are in the core's docstrings and in
 
 import numpy as np
 
-from caffe_losses.core import regression as core
+from caffe_losses.core import common, regression as core
 from caffe_losses.layers.base import LossLayer, PythonLayer
 from caffe_losses.params import Param, as_bool, as_float, as_float_list, normalization_param
 
@@ -111,7 +111,26 @@ class SmoothL1Loss(LossLayer):
 
     def layer_setup(self, bottom, top):
         super().layer_setup(bottom, top)
-        self._workspace = None
+        self._plan = None             # core.SmoothL1 for the current shape
+        self._shapes = None           # the bottoms' shapes it was checked for
+        self._bottom_data = None      # the bottoms' arrays, from reshape to the forward that follows
+
+    # Caffe calls reshape before every forward (Layer::Forward), so the per-call
+    # cost counts: the bottoms are checked and the plan built only when a shape
+    # changes, and the data arrays fetched here (each pycaffe ``.data`` makes a
+    # new array) serve the forward that Caffe runs right after.
+    def reshape(self, bottom, top):
+        if len(bottom) == 2:
+            data = (bottom[0].data, bottom[1].data)
+            shapes = (data[0].shape, data[1].shape)
+        else:
+            data = tuple(bottom[i].data for i in range(len(bottom)))
+            shapes = tuple(a.shape for a in data)
+        if shapes != self._shapes:
+            self.check_bottoms(bottom)
+            top[0].reshape(1)                           # only this layer reshapes its top
+            self._shapes = shapes
+        self._bottom_data = data
 
     def check_bottoms(self, bottom):
         pred = bottom[0]
@@ -123,37 +142,33 @@ class SmoothL1Loss(LossLayer):
                 self.fail(f"bottom '{self.bottom_name(i)}' must have the N of 'pred' "
                           f"{tuple(pred.data.shape)}: expected {n} samples, got {other[0]} "
                           f"{tuple(other)}")
-        shape = tuple(pred.data.shape)
-        if self._workspace is None or self._workspace[0].shape != shape:
-            self._workspace = (np.empty(shape, np.float32), np.empty(shape, np.float32))
+        self._plan = core.SmoothL1(pred.data.shape, pred.data.dtype, sigma=self.params["sigma"],
+                                   normalization=self.params["normalization"])
+
+    def forward(self, bottom, top):
+        data, self._bottom_data = self._bottom_data, None
+        if data is None or not self._weight_checked:    # not after reshape; the first pass
+            return super().forward(bottom, top)         # (once: the loss-weight warning)
+        top[0].data[0] = self._plan.forward(*data)
 
     def loss(self, bottom, top):
-        weights = [bottom[i].data for i in range(2, len(bottom))] + [None, None]
-        value, self.cache = core.smooth_l1_forward(
-            bottom[0].data, bottom[1].data, weights[0], weights[1],
-            sigma=self.params["sigma"], normalization=self.params["normalization"],
-            workspace=self._workspace)
-        return value
+        return self._plan.forward(*(bottom[i].data for i in range(len(bottom))))
 
     def gradients(self, bottom, propagate_down):
-        g = core.smooth_l1_backward(self.cache)
+        g = self._plan.backward()
         return {0: g, 1: -g}
 
     def backward(self, top, propagate_down, bottom):
         # Fused: the loss weight is folded into the core's one multiply, which
         # writes straight into the diff (the base would take two passes).
-        if not any(propagate_down):
-            return
-        scale = float(top[0].diff.flat[0])
-        shape = bottom[0].data.shape
-        for i in range(len(bottom)):
-            if not propagate_down[i]:
-                continue
-            if i in (0, 1):
-                out = bottom[i].diff.reshape(shape)
-                core.smooth_l1_backward(self.cache, scale=scale if i == 0 else -scale, out=out)
-            else:
-                bottom[i].diff[...] = 0   # weights: asked for only under force_backward
+        scale = float(top[0].diff[0])
+        if propagate_down[0]:
+            self._plan.backward(scale, bottom[0].diff)
+        if propagate_down[1]:
+            self._plan.backward(-scale, bottom[1].diff)
+        for i in range(2, len(bottom)):
+            if propagate_down[i]:
+                bottom[i].diff.fill(0)    # weights: asked for only under force_backward
 
 
 class Expectation(PythonLayer):
@@ -205,18 +220,27 @@ class Expectation(PythonLayer):
 
     def layer_setup(self, bottom, top):
         self._values, self._k = None, None
+        self._shape = None            # the scores' shape last checked
+        self._bottom_data = None      # the scores' array, from reshape to the forward that follows
 
     def reshape(self, bottom, top):
-        n, k = _bins_shape(self, bottom[0], "scores")
-        if k != self._k:
-            self._values = core.bin_values(self.params["values"], k, np.float32, owner=self.owner)
-            self._k = k
-        top[0].reshape(n, 1)
+        x = bottom[0].data
+        if x.shape != self._shape:    # checked (and the top reshaped) only when it changes
+            n, k = _bins_shape(self, bottom[0], "scores")
+            if k != self._k:
+                self._values = core.bin_values(self.params["values"], k, np.float32, owner=self.owner)
+                self._k = k
+            top[0].reshape(n, 1)
+            self._shape = x.shape
+        self._bottom_data = x
 
     def forward(self, bottom, top):
-        self.require_finite(bottom, 0)
-        e, self.cache = core.expectation_forward(bottom[0].data, self._values,
-                                                 softmax=self.params["softmax"])
+        x, self._bottom_data = self._bottom_data, None
+        if x is None:
+            x = bottom[0].data
+        if not np.isfinite(x).all():
+            self.require_finite(bottom, 0)
+        e, self.cache = core.expectation_forward(x, self._values, softmax=self.params["softmax"])
         top[0].data[...] = e
 
     def backward(self, top, propagate_down, bottom):
@@ -272,19 +296,56 @@ class MeanVarianceLoss(LossLayer):
     BOTTOMS = ("scores", "label")
     DIFF_BOTTOMS = (0,)
 
+    def layer_setup(self, bottom, top):
+        super().layer_setup(bottom, top)
+        self._values, self._k = None, None
+        self._shapes = None           # (scores shape, label shape) last checked
+        self._bottom_data = None      # the bottoms' arrays, from reshape to the forward that follows
+
+    def reshape(self, bottom, top):
+        x, y = bottom[0].data, bottom[1].data
+        shapes = (x.shape, y.shape)
+        if shapes != self._shapes:    # checked (and the top reshaped) only when they change
+            self.check_bottoms(bottom)
+            top[0].reshape(1)
+            self._shapes = shapes
+        self._bottom_data = (x, y)
+
     def check_bottoms(self, bottom):
         n, k = _bins_shape(self, bottom[0], "scores")
         if bottom[1].count != n:
             self.fail(f"bottom 'label' must hold one label per sample: expected {n}, "
                       f"got {bottom[1].count} {tuple(bottom[1].data.shape)}")
-        self._values = core.bin_values(self.params["values"], k, np.float32, owner=self.owner)
+        if k != self._k:
+            self._values = core.bin_values(self.params["values"], k, np.float32, owner=self.owner)
+            self._k = k
+
+    def forward(self, bottom, top):
+        data, self._bottom_data = self._bottom_data, None
+        if data is None or not self._weight_checked:    # not after reshape; the first pass
+            return super().forward(bottom, top)         # (once: the loss-weight warning)
+        top[0].data[0] = self._loss(*data)
 
     def loss(self, bottom, top):
-        self.require_finite(bottom, 0)
+        return self._loss(bottom[0].data, bottom[1].data)
+
+    def _loss(self, scores, labels):
+        if not np.isfinite(scores).all():
+            common.check_finite(self.owner, "scores", scores)
         value, self.cache = core.mean_variance_forward(
-            bottom[0].data, bottom[1].data, self._values,
+            scores, labels, self._values,
             lambda_mean=self.params["lambda_mean"], lambda_var=self.params["lambda_var"])
         return value
 
     def gradients(self, bottom, propagate_down):
         return {0: core.mean_variance_backward(self.cache)}
+
+    def backward(self, top, propagate_down, bottom):
+        # The base's contract in one pass: the loss weight scales the gradient
+        # as it is written; the label gets a zero diff under force_backward.
+        if propagate_down[0]:
+            diff = bottom[0].diff
+            np.multiply(core.mean_variance_backward(self.cache).reshape(diff.shape),
+                        float(top[0].diff[0]), out=diff)
+        if propagate_down[1]:
+            bottom[1].diff.fill(0)

@@ -107,8 +107,22 @@ class WeightedSigmoidCrossEntropyLoss(LossLayer):
 
     def layer_setup(self, bottom, top):
         super().layer_setup(bottom, top)
-        self._workspace = {}
-        self._cache = None
+        self._plan = None             # core.WeightedSigmoidCrossEntropy for the current shape
+        self._shapes = None           # (scores shape, target shape) it was checked for
+        self._bottom_data = None      # the bottoms' arrays, from reshape to the forward that follows
+
+    # Caffe calls reshape before every forward (Layer::Forward), so the per-call
+    # cost counts: the bottoms are checked and the plan built only when a shape
+    # changes, and the data arrays fetched here (each pycaffe ``.data`` makes a
+    # new array) serve the forward that Caffe runs right after.
+    def reshape(self, bottom, top):
+        x, t = bottom[0].data, bottom[1].data
+        shapes = (x.shape, t.shape)
+        if shapes != self._shapes:
+            self.check_bottoms(bottom)
+            top[0].reshape(1)                           # only this layer reshapes its top
+            self._shapes = shapes
+        self._bottom_data = (x, t)
 
     def check_bottoms(self, bottom):
         self.require_same_count(bottom, 0, 1)
@@ -124,25 +138,27 @@ class WeightedSigmoidCrossEntropyLoss(LossLayer):
                 self.fail(f"'pos_weight' has {len(weights)} weight(s) but bottom 'scores' "
                           f"{shape} has {channels} channel(s) along axis 1: expected one "
                           f"weight per channel")
-        core.allocate_workspace(self._workspace, shape, bottom[0].data.dtype)
+        self._plan = core.WeightedSigmoidCrossEntropy(shape, bottom[0].data.dtype, owner=self.owner,
+                                                      **self.params)
+
+    def forward(self, bottom, top):
+        data, self._bottom_data = self._bottom_data, None
+        if data is None or not self._weight_checked:    # not after reshape; the first pass
+            return super().forward(bottom, top)         # (once: the loss-weight warning)
+        top[0].data[0] = self._plan.forward(*data)
 
     def loss(self, bottom, top):
-        value, self._cache = core.weighted_sigmoid_cross_entropy_forward(
-            bottom[0].data, bottom[1].data, owner=self.owner, workspace=self._workspace,
-            **self.params)
-        return value
+        return self._plan.forward(bottom[0].data, bottom[1].data)
 
     def gradients(self, bottom, propagate_down):
-        return {0: core.weighted_sigmoid_cross_entropy_backward(self._cache)}
+        return {0: self._plan.backward().copy()}
 
     def backward(self, top, propagate_down, bottom):
         # Fused: the loss weight joins the normalizer in one factor and the
         # gradient is written straight into the diff (the base would take an
         # extra pass).  Same contract: skip what is not asked for, zero diff
         # for the target under force_backward.
-        scale = float(top[0].diff.flat[0])
         if propagate_down[0]:
-            core.weighted_sigmoid_cross_entropy_backward(self._cache, scale=scale,
-                                                         out=bottom[0].diff)
-        if len(bottom) > 1 and propagate_down[1]:
-            bottom[1].diff[...] = 0
+            self._plan.backward(float(top[0].diff[0]), bottom[0].diff)
+        if propagate_down[1]:
+            bottom[1].diff.fill(0)
