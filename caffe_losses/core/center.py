@@ -184,9 +184,8 @@ def center_update(cache, out=None, *, scale=1.0):
     dtype = diff.dtype
     if out is None:
         out = np.empty((C, diff.shape[1]), dtype=dtype)
-    factor = np.bincount(y, minlength=C).astype(dtype)     # n_j
-    factor += 1
-    np.divide(-scale, factor, out=factor)                  # -scale / (1 + n_j)
+    # -scale / (1 + n_j), looked up by the class counts n_j
+    factor = _step_factors(y.size, float(scale), dtype)[np.bincount(y, minlength=C)]
     if C * y.size <= _ONEHOT_MAX:
         onehot = np.empty((C, y.size), dtype)
         np.equal(y, _class_column(C), out=onehot)          # (C, N): [y_i == j]
@@ -201,6 +200,14 @@ def center_update(cache, out=None, *, scale=1.0):
     present = ys[starts]
     out[present] = sums * factor[present][:, None]
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def _step_factors(batch_size, scale, dtype):
+    """``-scale / (1 + n)`` for every class count n in [0, N], made once per (N, scale, dtype)."""
+    factors = (-scale / (1.0 + np.arange(batch_size + 1))).astype(dtype)
+    factors.flags.writeable = False
+    return factors
 
 
 @functools.lru_cache(maxsize=8)
