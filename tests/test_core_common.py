@@ -56,3 +56,21 @@ def test_check_labels():
         check_labels("L", np.array([np.nan]), 3)
     with pytest.raises(ValueError, match="-1.0 at index"):
         check_labels("L", np.array([-1.0]), 3, ignore_label=255)
+
+
+def test_check_labels_fast_path_agrees_with_the_full_check():
+    rng = np.random.RandomState(0)
+    for dtype in (np.float32, np.float64, np.int64):
+        lab = rng.randint(0, 7, (4, 5)).astype(dtype)
+        y, valid = check_labels("L", lab, 7)
+        assert valid is None and y.shape == (4, 5) and np.array_equal(y, lab.astype(np.int64))
+    # an ignore label that is itself a class index takes the full path
+    y, valid = check_labels("L", np.array([0., 2., 1.]), 3, ignore_label=2)
+    assert y.tolist() == [0, 0, 1] and valid.tolist() == [True, False, True]
+    # more classes than the probe covers
+    y, _ = check_labels("L", np.array([70000.0, 3.0]), 100000)
+    assert y.tolist() == [70000, 3]
+    with pytest.raises(ValueError, match=r"holds 100000\.0 at index \(0,\)"):
+        check_labels("L", np.array([100000.0, 3.0]), 100000)
+    with pytest.raises(ValueError, match=r"holds 4294967296\.0"):
+        check_labels("L", np.array([2.0**32]), 5)

@@ -15,7 +15,7 @@ import functools
 import numpy as np
 
 from caffe_losses.core.common import normalizer
-from caffe_losses.core.infogain import check_labels   # common.check_labels with a fast path
+from caffe_losses.core.common import check_labels
 
 __all__ = ["center_loss_forward", "center_loss_forward_checked", "center_loss_backward",
            "center_update", "apply_center_update"]

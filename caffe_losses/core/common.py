@@ -101,6 +101,35 @@ def check_same_count(owner, name_a, a_shape, name_b, b_shape):
                          f"'{name_a}' {tuple(a_shape)}: expected {ca}, got {cb} {tuple(b_shape)}")
 
 
+def _fast_labels(labels, num_classes):
+    """``labels`` as intp when every one is an integer in [0, C), else None.
+
+    A few vectorised steps for the usual batch: the cast to uint32 and back
+    must reproduce the bytes (which fails for non-integers, negatives, NaN,
+    inf and values from 2**32), and indexing a length-C probe with them must
+    not raise (which fails for values >= C).  Anything else returns None and
+    goes through the full check, which names the first bad value.
+    """
+    if labels.dtype.kind not in "fiu" or not labels.size:
+        return None
+    with np.errstate(invalid="ignore"):     # casting NaN, inf or a negative sets it
+        y = labels.astype(np.uint32)
+        if y.astype(labels.dtype).tobytes() != labels.tobytes():
+            return None
+    y = y.astype(np.intp)
+    try:
+        _PROBE[:num_classes][y]
+    except IndexError:
+        return None
+    if num_classes > _PROBE.size:           # a huge class count: check the range directly
+        if y.max() >= num_classes:
+            return None
+    return y
+
+
+_PROBE = np.empty(1 << 16, np.int8)
+
+
 def check_labels(owner, labels, num_classes, ignore_label=None, name="label"):
     """Validates class labels and returns them as integers.
 
@@ -119,6 +148,10 @@ def check_labels(owner, labels, num_classes, ignore_label=None, name="label"):
       only check in debug builds, and read out of bounds otherwise).
     """
     labels = np.asarray(labels)
+    if ignore_label is None or not 0 <= ignore_label < num_classes:
+        y = _fast_labels(labels, num_classes)     # every label a class index: done
+        if y is not None:
+            return y, None
     as_int = np.rint(labels)
     bad = ~np.isfinite(labels) | (as_int != labels)
     if ignore_label is not None:

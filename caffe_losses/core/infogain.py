@@ -163,54 +163,9 @@ _TRANSPOSED_MAX_BELOW = 64
 # Labels
 # ---------------------------------------------------------------------------
 
-def _fast_labels(labels, probe):
-    """``labels`` as intp when every one is an integer in [0, C), else None.
-
-    A few vectorised steps, no per-element Python: the cast to uint32 and
-    back must reproduce the bytes (which fails for non-integers, negatives,
-    NaN, inf and values from 2**32), and indexing ``probe`` (any array of
-    length C) with them must not raise (which fails for values >= C; intp
-    indexes take NumPy's fast path, and these are never negative).  Call
-    under ``np.errstate(invalid="ignore")``: casting NaN, inf or a negative
-    sets the invalid flag.
-    """
-    if labels.dtype.kind not in "fiu":
-        return None
-    y = labels.astype(np.uint32)
-    if y.astype(labels.dtype).tobytes() != labels.tobytes():
-        return None
-    y = y.astype(np.intp)
-    try:
-        probe[y]
-    except IndexError:
-        return None
-    return y
-
-
-def _could_be_ignored(ignore_label, num_classes):
-    """True when ``ignore_label`` is itself a class index (so no fast path)."""
-    return ignore_label is not None and 0 <= ignore_label < num_classes
-
-
-@np.errstate(invalid="ignore")
-def check_labels(owner, labels, num_classes, ignore_label=None, name="label"):
-    """``core.common.check_labels`` with a fast path for the usual batch.
-
-    When every label is an integer class index (and ``ignore_label`` is not
-    one), the labels are converted and checked in three vectorised steps (see
-    :func:`_fast_labels`); any other batch, including one with an ignored
-    label or a bad one, goes through ``core.common.check_labels``, which
-    reports the first bad value and its index.  Same results, same errors.
-
-    Returns:
-      (int labels in the shape of ``labels``, boolean valid mask or None).
-    """
-    labels = np.asarray(labels)
-    if labels.size and not _could_be_ignored(ignore_label, num_classes):
-        y = _fast_labels(labels, np.empty(num_classes, np.int8))
-        if y is not None:
-            return y, None
-    return common.check_labels(owner, labels, num_classes, ignore_label, name)
+# common.check_labels has the fast path for the usual batch (kept under this
+# name for the modules that import it from here).
+check_labels = common.check_labels
 
 
 # ---------------------------------------------------------------------------
@@ -287,11 +242,7 @@ class Workspace:
                 f"{owner}: bottom 'label' must hold one label per position of '{self.xname}' "
                 f"{self.shape} (axis {self.axis}): expected {self.count} values, got {label.size} "
                 f"{tuple(label.shape)}; e.g. scores N x C x H x W need labels N x H x W or N x 1 x H x W")
-        if self.count and not (ignore_label is not None and 0 <= ignore_label < self.C):
-            y = _fast_labels(label.reshape(-1), self.ones)
-            if y is not None:
-                return y, None
-        y, valid = common.check_labels(owner, label, self.C, ignore_label)
+        y, valid = common.check_labels(owner, label, self.C, ignore_label)   # fast for the usual batch
         return y.reshape(-1), (None if valid is None else valid.reshape(-1))
 
     def normalizer(self, mode, valid):

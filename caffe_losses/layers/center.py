@@ -9,7 +9,7 @@ import caffe
 
 from caffe_losses.core import center as core
 from caffe_losses.core.common import normalizer
-from caffe_losses.core.infogain import check_labels   # common.check_labels with a fast path
+from caffe_losses.core.common import check_labels
 from caffe_losses.layers.base import LossLayer
 from caffe_losses.params import REQUIRED, Param, as_float, as_int, normalization_param
 
