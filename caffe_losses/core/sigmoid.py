@@ -461,14 +461,18 @@ class WeightedSigmoidCrossEntropy:
         # by [p, 1 - p]; both contiguous (a reversed view costs 2x the call).
         utu = np.empty((3, size), dtype)
         lpq = np.empty((2, size), dtype)                 # [log p, log(1 - p)]
-        zeros = np.zeros(size, dtype)                    # np.minimum(x, array): 3x faster than (x, 0)
+        small = size <= _GEMV_MAX
+        # np.minimum(x, array) is 3x faster than np.minimum(x, 0); beyond the
+        # gemv size one sample's row of zeros, broadcast (it stays in cache).
+        row = size if small else size // n
+        zeros = np.zeros(row, dtype)
         zeros.flags.writeable = False
         u0, t, u = utu
         # Unpacked in one go by the calls (attribute lookups add up at small sizes).
-        self._fwd = (t, u, u0, utu[1:].reshape(-1), lpq, lpq.reshape(-1), np.ones((), dtype), zeros,
-                     np.empty(size, dtype), a_in, a_post, t.reshape(n, c, inner), b_post, factor)
-        self._bwd = (t, u, utu[:2], lpq, np.empty((2, size), dtype), np.empty(2, dtype), factor,
-                     size <= _GEMV_MAX)
+        self._fwd = (t, u, u0 if small else None, utu[1:].reshape(-1), lpq, lpq.reshape(-1),
+                     np.ones((), dtype), zeros, (size // row, row), np.empty(size, dtype), a_in, a_post,
+                     t.reshape(n, c, inner), b_post, factor)
+        self._bwd = (t, u, utu[:2], lpq, np.empty((2, size), dtype), np.empty(2, dtype), factor, small)
         self._grad = None
 
     def forward(self, scores, target):
@@ -484,7 +488,7 @@ class WeightedSigmoidCrossEntropy:
             common.check_same_count(self.owner, "scores", scores.shape, "target", target.shape)
         self._ready = True
         if self._fast:
-            t, u, u0, tu, lpq, lpq_flat, one, zeros, e, a_in, a_post, t3, b_post, factor = self._fwd
+            t, u, u0, tu, lpq, lpq_flat, one, zeros, rows, e, a_in, a_post, t3, b_post, factor = self._fwd
             tf = target.ravel()
             if a_in is None:
                 t[...] = tf
@@ -497,12 +501,16 @@ class WeightedSigmoidCrossEntropy:
                     _multiply(t3, a_post, t3)           # a t (per channel, or a < 1)
                 if b_post is not None:
                     _multiply(u, b_post, u)             # b (1 - t), b = 0
-                u0[...] = u
+                if u0 is not None:
+                    u0[...] = u                         # the gemv backward's copy
                 x = scores.ravel()
                 if x.dtype != self.dtype:
                     x = x.astype(self.dtype)
                 lp, lq = lpq
-                _minimum(x, zeros, out=lp)              # m = min(x, 0)
+                if u0 is not None:
+                    _minimum(x, zeros, out=lp)          # m = min(x, 0)
+                else:
+                    _minimum(x.reshape(rows), zeros, out=lp.reshape(rows))
                 _subtract(lp, x, lq)                    # -r = m - x = -max(x, 0), exact
                 _add(lp, lq, e)                         # -|x| = m - r, exact (one of them is 0)
                 _exp(e, e)                              # exp(-|x|) in (0, 1]: no overflow
