@@ -150,10 +150,9 @@ class SmoothL1:
     :func:`smooth_l1_backward`, with ``sigma`` checked, the normalizer computed
     and the two arrays allocated once, here (the layer builds one in
     ``reshape`` when the shape changes).  Without weights a forward is four
-    NumPy calls (``d = pred - target``, ``c = clip(d)`` as a ``minimum`` and a
-    ``maximum`` with bound arrays, a third of ``np.clip``'s cost at small
-    sizes, and two dot products) and a backward one per diff; with inside or
-    outside weights it calls :func:`smooth_l1_forward`.
+    NumPy calls (``d = pred - target``, ``c = clip(d)``, two dot products)
+    and a backward one per diff; with inside or outside weights it calls
+    :func:`smooth_l1_forward`.
 
     Args:
       shape: ``pred``'s shape (N, *).
@@ -176,12 +175,15 @@ class SmoothL1:
         self._s2 = s2 = float(sigma) * float(sigma)
         self._d = np.empty(self.shape, dtype)
         self._c = np.empty(self.shape, dtype)
-        # The bounds as arrays: np.minimum(d, array) is ~3x faster than with
-        # a scalar at any size (the scalar loop is not vectorized).
-        hi = np.full(size, 1.0 / s2, dtype)
-        lo = np.full(size, -1.0 / s2, dtype)
+        # c = clip(d): up to 4096 elements as np.minimum / np.maximum with
+        # bound arrays (np.clip's wrapper costs 1 us more per call); beyond,
+        # np.clip with 0-d bounds, one vectorized pass (minimum/maximum with
+        # a scalar are not vectorized, and bound arrays cost memory traffic).
+        small = size <= 4096
+        hi = np.full(size if small else (), 1.0 / s2, dtype)
+        lo = np.full(size if small else (), -1.0 / s2, dtype)
         hi.flags.writeable = lo.flags.writeable = False
-        self._fwd = (self._d.reshape(-1), self._c.reshape(-1), hi, lo)
+        self._fwd = (self._d.reshape(-1), self._c.reshape(-1), hi, lo, small)
         self._cache = None            # smooth_l1_forward's cache (with weights); None: fast path
         self._ready = False
 
@@ -200,10 +202,13 @@ class SmoothL1:
                 normalization=self._normalization, workspace=(self._d, self._c))
             return value
         self._cache = None
-        d, c, hi, lo = self._fwd
+        d, c, hi, lo, small = self._fwd
         _subtract(pred.ravel(), target.ravel(), d)      # d = pred - target
-        _minimum(d, hi, out=c)
-        _maximum(c, lo, out=c)                          # c = clip(d, -1/s2, 1/s2); np.clip: 4x the call
+        if small:
+            _minimum(d, hi, out=c)
+            _maximum(c, lo, out=c)                      # c = clip(d, -1/s2, 1/s2)
+        else:
+            np.clip(d, lo, hi, out=c)
         return self._s2 * (float(_vdot(c, d)) - 0.5 * float(_vdot(c, c))) / self._norm
 
     def backward(self, scale=1.0, out=None):
