@@ -1,11 +1,11 @@
 """The per-call shortcuts of the regression layers: ``core.SmoothL1`` (what
-``SmoothL1Loss`` runs), the fast label check of ``MeanVarianceLoss``, and the
-layers' reshape, which re-checks the bottoms only when a shape changes."""
+``SmoothL1Loss`` runs) and the layers' reshape, which re-checks the bottoms
+only when a shape changes (bad values are still caught on every pass)."""
 
 import numpy as np
 import pytest
 
-from caffe_losses.core import common, regression as core
+from caffe_losses.core import regression as core
 from caffe_losses.testing import layer_net
 
 MOD = "caffe_losses"
@@ -90,22 +90,13 @@ def test_smooth_l1_layer_follows_shape_and_bottom_changes():
 # MeanVarianceLoss labels, Expectation and MeanVarianceLoss reshapes
 # ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("labels", [
-    [0.0, 3.0, 1.0], [-0.0, 2.0, 2.0], np.array([1, 0, 3]), np.array([[2.0], [0.0], [3.0]]),
-    np.array([], np.float32)])
-def test_bin_labels_fast_path_equals_check_labels(labels):
-    got = core._bin_labels(labels, 4, "o")
-    want = common.check_labels("o", np.reshape(labels, -1), 4)[0]
-    assert got.dtype == np.int64 and got.tolist() == want.tolist()
-
-
 @pytest.mark.parametrize("bad, shown", [(4.0, "4.0"), (-1.0, "-1.0"), (1.5, "1.5"), (np.nan, "nan"),
                                         (np.inf, "inf"), (-np.inf, "-inf"), (3.0000002, "3.0000002")])
-def test_bin_labels_bad_values_raise_with_index(bad, shown):
+def test_mean_variance_bad_labels_raise_with_index(bad, shown):
     labels = np.array([0.0, 3.0, bad, 1.0])
-    with pytest.raises(ValueError, match=rf"^o: bottom 'label' holds {shown}\d* at index \(2,\); "
-                                         rf"expected integers in \[0, 4\)"):
-        core._bin_labels(labels, 4, "o")
+    with pytest.raises(ValueError, match=rf"^MeanVarianceLoss: bottom 'label' holds {shown}\d* at index "
+                                         rf"\(2,\); expected integers in \[0, 4\)"):
+        core.mean_variance_forward(np.zeros((4, 4)), labels)
 
 
 def test_expectation_and_mean_variance_follow_shape_changes():

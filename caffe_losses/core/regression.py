@@ -327,23 +327,6 @@ def expectation_backward(cache, top_diff):
 # Mean-variance loss
 # ---------------------------------------------------------------------------
 
-def _bin_labels(labels, k, owner):
-    """Labels as int64 bin indices in [0, k): ``common.check_labels``'s result and errors.
-
-    The common case (every label an integer in range) takes four NumPy calls
-    instead of ``check_labels``' dozen; anything else (NaN included: the
-    comparisons are False) goes to ``check_labels``, which names the bad value.
-    """
-    lab = np.reshape(labels, -1)
-    if lab.size:
-        lo, hi = lab.min(), lab.max()
-        if lo >= 0 and hi < k:
-            y = lab.astype(np.int64)
-            if (y == lab).all():
-                return y
-    return common.check_labels(owner, lab, k)[0]
-
-
 def mean_variance_forward(scores, labels, values=None, *, lambda_mean=0.2, lambda_var=0.05):
     """Softmax cross-entropy plus the mean and variance penalties of Pan et al.
 
@@ -383,7 +366,7 @@ def mean_variance_forward(scores, labels, values=None, *, lambda_mean=0.2, lambd
     n = scores.shape[0]
     k = math.prod(scores.shape[1:])
     x = scores.reshape(n, k).astype(dtype, copy=False)
-    y = _bin_labels(labels, k, "MeanVarianceLoss")
+    y, _ = common.check_labels("MeanVarianceLoss", np.reshape(labels, -1), k)
     if y.size != n:
         raise ValueError(f"MeanVarianceLoss: bottom 'label' must hold one label per sample: "
                          f"expected {n}, got {y.size}")
