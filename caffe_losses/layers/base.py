@@ -91,6 +91,22 @@ class PythonLayer(caffe.Layer):
                       f"'{self.bottom_name(i)}' {tuple(a.data.shape)}: expected {a.count}, "
                       f"got {b.count} {tuple(b.data.shape)}")
 
+    def fail_non_finite(self, bottom, value, indexes=None, extra=()):
+        """Called when a loss came out non-finite: names the bad input, or the overflow.
+
+        Checking the scalar loss is free on good input; only a bad one pays
+        for the scan of ``bottom[i]`` (i in ``indexes``, default all) and of
+        the ``(name, array)`` pairs in ``extra`` (e.g. a layer's own blobs).
+        """
+        for i in (range(len(bottom)) if indexes is None else indexes):
+            self.require_finite(bottom, i)
+        for name, array in extra:
+            if not np.isfinite(array).all():
+                bad = tuple(int(k) for k in np.argwhere(~np.isfinite(array))[0])
+                self.fail(f"{name} holds a non-finite value {array[bad]} at index {bad}")
+        self.fail(f"the loss overflowed to {value} although every input is finite "
+                  f"(inputs too large for float32: scale them down)")
+
     def require_finite(self, bottom, i):
         data = bottom[i].data
         if not np.isfinite(data).all():

@@ -193,6 +193,8 @@ class CenterLoss(LossLayer):
         value, self.cache = core.center_loss_forward_checked(
             x.reshape(x.shape[0], self.dim), y.reshape(-1), centers, self._norm, out=self._diff,
             shape=x.shape)
+        if not math.isfinite(value):   # before backward could move the centers with it
+            self.fail_non_finite(bottom, value, indexes=(0,), extra=(("the centers (layer blob 0)", centers),))
         return value
 
     def gradients(self, bottom, propagate_down):

@@ -5,6 +5,8 @@ formulas and their derivations are in the core's docstrings and in
 ``docs/regression.md``.
 """
 
+import math
+
 import numpy as np
 
 from caffe_losses.core import common, regression as core
@@ -152,7 +154,10 @@ class SmoothL1Loss(LossLayer):
         top[0].data[0] = self._plan.forward(*data)
 
     def loss(self, bottom, top):
-        return self._plan.forward(*(bottom[i].data for i in range(len(bottom))))
+        value = self._plan.forward(*(bottom[i].data for i in range(len(bottom))))
+        if not math.isfinite(value):          # free on good input: only a bad one is scanned
+            self.fail_non_finite(bottom, value)
+        return value
 
     def gradients(self, bottom, propagate_down):
         g = self._plan.backward()
