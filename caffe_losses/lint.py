@@ -28,8 +28,6 @@ phase rules); relative H paths are resolved against the working directory,
 as Caffe does.
 """
 
-import os
-
 __all__ = ["Finding", "lint_net", "lint_file", "read_net"]
 
 ERROR, WARNING = "error", "warning"

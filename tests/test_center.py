@@ -1,7 +1,6 @@
 """CenterLoss: the NumPy core and the Caffe layer in real nets (no solver)."""
 
 import textwrap
-import warnings
 
 import numpy as np
 import pytest

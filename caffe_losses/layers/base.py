@@ -31,6 +31,7 @@ The base class then takes care of what hand-written Python losses get wrong:
   loss is computed but never trains the net.
 """
 
+import math
 import warnings
 
 import numpy as np
@@ -123,14 +124,33 @@ class LossLayer(PythonLayer):
 
     def layer_setup(self, bottom, top):
         self._weight_checked = False
+        self._shapes = None          # the bottom shapes last checked
+        self._bottom_data = None     # the bottoms' arrays, from reshape to the forward that follows
 
     def reshape(self, bottom, top):
-        self.check_bottoms(bottom)
-        top[0].reshape(1)
-        self.reshape_extra_tops(bottom, top)
+        # Caffe calls Reshape before every Forward, so this runs every
+        # iteration: the bottoms are checked (and the tops reshaped) only when
+        # their shapes change, and the data arrays fetched here (each pycaffe
+        # ``.data`` builds a new array, about 0.6 us) serve the forward that
+        # Caffe runs right after (Layer::Forward: Reshape, then Forward_cpu).
+        data = tuple(bottom[i].data for i in range(len(bottom)))
+        shapes = tuple(a.shape for a in data)
+        if shapes != self._shapes:
+            self.check_bottoms(bottom)
+            top[0].reshape(1)
+            self.reshape_extra_tops(bottom, top)
+            self._shapes = shapes
+        self._bottom_data = data
+
+    def bottom_arrays(self, bottom):
+        """The bottoms' data arrays: those fetched by ``reshape``, else fetched now."""
+        data, self._bottom_data = self._bottom_data, None
+        if data is None or len(data) != len(bottom):
+            data = tuple(bottom[i].data for i in range(len(bottom)))
+        return data
 
     def check_bottoms(self, bottom):
-        """Hook: check bottom shapes (raise through ``self.fail``)."""
+        """Hook: check bottom shapes (raise through ``self.fail``); runs when they change."""
 
     def reshape_extra_tops(self, bottom, top):
         """Hook: reshape optional tops beyond the loss."""
@@ -146,9 +166,15 @@ class LossLayer(PythonLayer):
                     f"does not train the net. Caffe gives Python layers no default loss weight: "
                     f"add 'loss_weight: 1' to the layer in the prototxt.", LossWeightWarning,
                     stacklevel=2)
-        top[0].data[0] = self.loss(bottom, top)
+        value = self.loss(bottom, top)
+        if not math.isfinite(value):
+            # never hand Caffe a NaN/inf loss: name the bad input (the check
+            # of the scalar is free on good input; only a bad one is scanned)
+            self.fail_non_finite(bottom, value)
+        top[0].data[0] = value
 
     def loss(self, bottom, top):
+        """Hook: the loss, a Python float; ``self.bottom_arrays(bottom)`` gives the data."""
         raise NotImplementedError
 
     def gradients(self, bottom, propagate_down):

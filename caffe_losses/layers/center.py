@@ -153,20 +153,6 @@ class CenterLoss(LossLayer):
         self.train = self.phase == caffe.TRAIN
         self._after_update = None     # the centers' bytes this layer left, for the direct-mode guard
         self._warned = False
-        self._shapes = None           # the bottom shapes last checked
-        self._x = self._labels = None
-
-    def reshape(self, bottom, top):
-        # Caffe calls reshape before every forward: the shapes are checked, and
-        # the buffers made, only when they change.  The bottoms' arrays are
-        # kept for the forward that follows (Layer::Forward calls Reshape then
-        # Forward_cpu, with nothing in between).
-        x, labels = bottom[0].data, bottom[1].data
-        shapes = (x.shape, labels.shape)
-        if shapes != self._shapes:
-            super().reshape(bottom, top)       # check_bottoms, top shape
-            self._shapes = shapes
-        self._x, self._labels = x, labels
 
     def check_bottoms(self, bottom):
         shape = tuple(bottom[0].data.shape)
@@ -188,8 +174,8 @@ class CenterLoss(LossLayer):
         centers = self.blobs[0].data        # fresh view: the TEST net may share another buffer
         if self.train and self._after_update is not None:
             self._check_untouched(centers)
-        y, _ = check_labels(self.owner, self._labels, self.num_classes, name="label")
-        x = self._x
+        x, labels = self.bottom_arrays(bottom)
+        y, _ = check_labels(self.owner, labels, self.num_classes, name="label")
         value, self.cache = core.center_loss_forward_checked(
             x.reshape(x.shape[0], self.dim), y.reshape(-1), centers, self._norm, out=self._diff,
             shape=x.shape)

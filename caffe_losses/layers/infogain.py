@@ -56,21 +56,6 @@ class _InfogainLayer(LossLayer):
         self._h_bottom_bytes = None    # last H seen on the bottom, and its InfogainMatrix
         self._h_bottom = None
         self._ws = None                # core.Workspace of the current shape
-        self._shapes = None            # the bottom shapes last checked
-        self._x = self._label = self._h = None
-
-    def reshape(self, bottom, top):
-        # Caffe calls reshape before every forward: the shapes are checked, and
-        # the workspace made, only when they change.  The bottoms' arrays are
-        # kept for the forward that follows (Layer::Forward calls Reshape then
-        # Forward_cpu, with nothing in between).
-        x, label = bottom[0].data, bottom[1].data
-        h = bottom[2].data if len(bottom) > 2 else None
-        shapes = (x.shape, label.shape, None if h is None else h.shape)
-        if shapes != self._shapes:
-            super().reshape(bottom, top)       # check_bottoms, top shapes
-            self._shapes = shapes
-        self._x, self._label, self._h = x, label, h
 
     def check_bottoms(self, bottom):
         data = bottom[0].data
@@ -99,11 +84,10 @@ class _InfogainLayer(LossLayer):
         if self._ws is None or not self._ws.fits(data, axis):
             self._ws = core.Workspace(data.shape, axis, data.dtype, owner=self.owner, xname=name0)
 
-    def current_h(self, bottom):
-        """H for this forward: from ``source``, or the bottom (re-validated when it changed)."""
+    def current_h(self, data):
+        """H for this forward: from ``source``, or the H bottom's ``data`` (re-validated when it changed)."""
         if self._h_source is not None:
             return self._h_source
-        data = self._h
         key = data.tobytes()
         if key != self._h_bottom_bytes:
             self._h_bottom = core.infogain_matrix(data, self._ws.C, owner=self.owner,
@@ -194,8 +178,9 @@ class SoftmaxWithInfogainLoss(_InfogainLayer):
 
     def loss(self, bottom, top):
         p = self.params
+        x, label, *h = self.bottom_arrays(bottom)
         value, self.cache = core.softmax_infogain_forward(
-            self._x, self._label, self.current_h(bottom), axis=p["axis"],
+            x, label, self.current_h(h[0] if h else None), axis=p["axis"],
             ignore_label=p["ignore_label"], normalization=p["normalization"], owner=self.owner,
             workspace=self._ws)
         if len(top) > 1:
@@ -261,8 +246,9 @@ class InfogainLoss(_InfogainLayer):
 
     def loss(self, bottom, top):
         p = self.params
+        x, label, *h = self.bottom_arrays(bottom)
         value, self.cache = core.infogain_forward(
-            self._x, self._label, self.current_h(bottom), axis=p["axis"],
+            x, label, self.current_h(h[0] if h else None), axis=p["axis"],
             ignore_label=p["ignore_label"], normalization=p["normalization"], eps=p["eps"],
             owner=self.owner, workspace=self._ws)
         return value

@@ -5,8 +5,6 @@ formulas and their derivations are in the core's docstrings and in
 ``docs/regression.md``.
 """
 
-import math
-
 import numpy as np
 
 from caffe_losses.core import common, regression as core
@@ -114,25 +112,6 @@ class SmoothL1Loss(LossLayer):
     def layer_setup(self, bottom, top):
         super().layer_setup(bottom, top)
         self._plan = None             # core.SmoothL1 for the current shape
-        self._shapes = None           # the bottoms' shapes it was checked for
-        self._bottom_data = None      # the bottoms' arrays, from reshape to the forward that follows
-
-    # Caffe calls reshape before every forward (Layer::Forward), so the per-call
-    # cost counts: the bottoms are checked and the plan built only when a shape
-    # changes, and the data arrays fetched here (each pycaffe ``.data`` makes a
-    # new array) serve the forward that Caffe runs right after.
-    def reshape(self, bottom, top):
-        if len(bottom) == 2:
-            data = (bottom[0].data, bottom[1].data)
-            shapes = (data[0].shape, data[1].shape)
-        else:
-            data = tuple(bottom[i].data for i in range(len(bottom)))
-            shapes = tuple(a.shape for a in data)
-        if shapes != self._shapes:
-            self.check_bottoms(bottom)
-            top[0].reshape(1)                           # only this layer reshapes its top
-            self._shapes = shapes
-        self._bottom_data = data
 
     def check_bottoms(self, bottom):
         pred = bottom[0]
@@ -147,17 +126,8 @@ class SmoothL1Loss(LossLayer):
         self._plan = core.SmoothL1(pred.data.shape, pred.data.dtype, sigma=self.params["sigma"],
                                    normalization=self.params["normalization"])
 
-    def forward(self, bottom, top):
-        data, self._bottom_data = self._bottom_data, None
-        if data is None or not self._weight_checked:    # not after reshape; the first pass
-            return super().forward(bottom, top)         # (once: the loss-weight warning)
-        top[0].data[0] = self._plan.forward(*data)
-
     def loss(self, bottom, top):
-        value = self._plan.forward(*(bottom[i].data for i in range(len(bottom))))
-        if not math.isfinite(value):          # free on good input: only a bad one is scanned
-            self.fail_non_finite(bottom, value)
-        return value
+        return self._plan.forward(*self.bottom_arrays(bottom))   # a NaN/inf loss: LossLayer names the input
 
     def gradients(self, bottom, propagate_down):
         g = self._plan.backward()
@@ -304,17 +274,6 @@ class MeanVarianceLoss(LossLayer):
     def layer_setup(self, bottom, top):
         super().layer_setup(bottom, top)
         self._values, self._k = None, None
-        self._shapes = None           # (scores shape, label shape) last checked
-        self._bottom_data = None      # the bottoms' arrays, from reshape to the forward that follows
-
-    def reshape(self, bottom, top):
-        x, y = bottom[0].data, bottom[1].data
-        shapes = (x.shape, y.shape)
-        if shapes != self._shapes:    # checked (and the top reshaped) only when they change
-            self.check_bottoms(bottom)
-            top[0].reshape(1)
-            self._shapes = shapes
-        self._bottom_data = (x, y)
 
     def check_bottoms(self, bottom):
         n, k = _bins_shape(self, bottom[0], "scores")
@@ -325,14 +284,8 @@ class MeanVarianceLoss(LossLayer):
             self._values = core.bin_values(self.params["values"], k, np.float32, owner=self.owner)
             self._k = k
 
-    def forward(self, bottom, top):
-        data, self._bottom_data = self._bottom_data, None
-        if data is None or not self._weight_checked:    # not after reshape; the first pass
-            return super().forward(bottom, top)         # (once: the loss-weight warning)
-        top[0].data[0] = self._loss(*data)
-
     def loss(self, bottom, top):
-        return self._loss(bottom[0].data, bottom[1].data)
+        return self._loss(*self.bottom_arrays(bottom))
 
     def _loss(self, scores, labels):
         if not np.isfinite(scores).all():

@@ -1,7 +1,5 @@
 """``WeightedSigmoidCrossEntropyLoss``: Caffe's sigmoid cross-entropy with class weights."""
 
-import numpy as np
-
 from caffe_losses.core import sigmoid as core
 from caffe_losses.layers.base import LossLayer
 from caffe_losses.params import (Param, as_float, as_number_or_list, ignore_label_param,
@@ -108,22 +106,11 @@ class WeightedSigmoidCrossEntropyLoss(LossLayer):
     def layer_setup(self, bottom, top):
         super().layer_setup(bottom, top)
         self._plan = None             # core.WeightedSigmoidCrossEntropy for the current shape
-        self._shapes = None           # (scores shape, target shape) it was checked for
-        self._bottom_data = None      # the bottoms' arrays, from reshape to the forward that follows
 
     # Caffe calls reshape before every forward (Layer::Forward), so the per-call
     # cost counts: the bottoms are checked and the plan built only when a shape
     # changes, and the data arrays fetched here (each pycaffe ``.data`` makes a
     # new array) serve the forward that Caffe runs right after.
-    def reshape(self, bottom, top):
-        x, t = bottom[0].data, bottom[1].data
-        shapes = (x.shape, t.shape)
-        if shapes != self._shapes:
-            self.check_bottoms(bottom)
-            top[0].reshape(1)                           # only this layer reshapes its top
-            self._shapes = shapes
-        self._bottom_data = (x, t)
-
     def check_bottoms(self, bottom):
         self.require_same_count(bottom, 0, 1)
         shape = tuple(bottom[0].data.shape)
@@ -141,14 +128,8 @@ class WeightedSigmoidCrossEntropyLoss(LossLayer):
         self._plan = core.WeightedSigmoidCrossEntropy(shape, bottom[0].data.dtype, owner=self.owner,
                                                       **self.params)
 
-    def forward(self, bottom, top):
-        data, self._bottom_data = self._bottom_data, None
-        if data is None or not self._weight_checked:    # not after reshape; the first pass
-            return super().forward(bottom, top)         # (once: the loss-weight warning)
-        top[0].data[0] = self._plan.forward(*data)
-
     def loss(self, bottom, top):
-        return self._plan.forward(bottom[0].data, bottom[1].data)
+        return self._plan.forward(*self.bottom_arrays(bottom))
 
     def gradients(self, bottom, propagate_down):
         return {0: self._plan.backward().copy()}
