@@ -1,6 +1,6 @@
 """Test set-up: real Caffe, quiet logs, the helper layers importable.
 
-No mock of caffe anywhere: every layer test builds a real ``caffe.Net``.
+Real Caffe only: every layer test builds a real ``caffe.Net`` from prototxt text.
 """
 
 import os
