@@ -143,6 +143,18 @@ def allocate_workspace(workspace, shape, dtype=np.float32):
     return workspace
 
 
+def _weights(owner, pos_weight, neg_weight, balance, c, dtype):
+    """Checked weights: ``w_p`` (scalar or (C,) array) and ``w_n`` (scalar); checks ``balance`` too."""
+    if balance not in BALANCES:
+        raise ValueError(f"{owner}: 'balance' must be one of {', '.join(BALANCES)}. "
+                         f"Received: balance={balance!r}")
+    wp = _weight(owner, "pos_weight", pos_weight, c, dtype)
+    wn = _weight(owner, "neg_weight", neg_weight, 1, dtype)
+    if not np.ndim(wn) == 0:
+        wn = float(wn.reshape(()))
+    return wp, wn
+
+
 def weighted_sigmoid_cross_entropy_forward(scores, target, *, pos_weight=1.0, neg_weight=1.0,
                                            balance="none", ignore_label=None,
                                            normalization="BATCH_SIZE", owner=OWNER,
@@ -232,13 +244,7 @@ def weighted_sigmoid_cross_entropy_forward(scores, target, *, pos_weight=1.0, ne
     shape = (n, c, inner)
     x = x.reshape(shape)
     t = t.reshape(shape)
-    if balance not in BALANCES:
-        raise ValueError(f"{owner}: 'balance' must be one of {', '.join(BALANCES)}. "
-                         f"Received: balance={balance!r}")
-    wp = _weight(owner, "pos_weight", pos_weight, c, dtype)
-    wn = _weight(owner, "neg_weight", neg_weight, 1, dtype)
-    if not np.ndim(wn) == 0:
-        wn = float(wn.reshape(()))
+    wp, wn = _weights(owner, pos_weight, neg_weight, balance, c, dtype)
     ignored = check_targets(owner, t_in, ignore_label)
     if ignored is not None:
         ignored = ignored.reshape(shape)
@@ -422,13 +428,7 @@ class WeightedSigmoidCrossEntropy:
         self.owner = owner
         n, c, inner = channel_shape(self.shape)
         self.size = size = n * c * inner
-        if balance not in BALANCES:
-            raise ValueError(f"{owner}: 'balance' must be one of {', '.join(BALANCES)}. "
-                             f"Received: balance={balance!r}")
-        wp = _weight(owner, "pos_weight", pos_weight, c, dtype)
-        wn = _weight(owner, "neg_weight", neg_weight, 1, dtype)
-        if not np.ndim(wn) == 0:
-            wn = float(wn.reshape(()))
+        wp, wn = _weights(owner, pos_weight, neg_weight, balance, c, dtype)
         self._norm = common.normalizer(normalization, n, c * inner, size)   # nothing ignored
         self._params = {"pos_weight": pos_weight, "neg_weight": neg_weight, "balance": balance,
                         "ignore_label": ignore_label, "normalization": normalization}
