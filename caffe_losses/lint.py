@@ -28,6 +28,8 @@ phase rules); relative H paths are resolved against the working directory,
 as Caffe does.
 """
 
+from caffe_losses.preflight import in_phase
+
 __all__ = ["Finding", "lint_net", "lint_file", "read_net"]
 
 ERROR, WARNING = "error", "warning"
@@ -74,13 +76,6 @@ def read_net(path):
     for n in nets:
         out.extend(read_net(n))
     return out
-
-
-def _in_phase(layer, phase):
-    """Caffe's StateMeetsRule, for phase-only rules (the common case)."""
-    if layer.include:
-        return any(not r.HasField("phase") or r.phase == phase for r in layer.include)
-    return not any(r.HasField("phase") and r.phase == phase for r in layer.exclude)
 
 
 def _python_class(layer):
@@ -131,7 +126,7 @@ def _lint_phase(net, phase):
     findings = []
     producer = {}
     for layer in net.layer:
-        if not _in_phase(layer, phase):
+        if not in_phase(layer, phase):
             continue
         module, cls_name = _python_class(layer)
         src = producer.get(layer.bottom[0]) if layer.bottom else None

@@ -16,11 +16,27 @@ class PreflightError(ValueError):
     """A file Caffe would abort on."""
 
 
+def _rule_met(rule, phase):
+    """Caffe's ``Net::StateMeetsRule`` for the state ``{phase, level 0, no stages}``.
+
+    That is the state of ``caffe.Net(path, phase)`` and of a solver's nets
+    unless the prototxt sets ``state``: a rule that needs a stage, or a level
+    range excluding 0, is not met; ``not_stage`` always is.
+    """
+    if rule.HasField("phase") and rule.phase != phase:
+        return False
+    if rule.HasField("min_level") and rule.min_level > 0:
+        return False
+    if rule.HasField("max_level") and rule.max_level < 0:
+        return False
+    return not len(rule.stage)
+
+
 def in_phase(layer, phase):
-    """Caffe's include/exclude rules, by phase only (stages and levels are rare here)."""
+    """Whether Caffe builds ``layer`` in ``phase`` (its include/exclude rules)."""
     if len(layer.include):
-        return any(not r.HasField("phase") or r.phase == phase for r in layer.include)
-    return not any(not r.HasField("phase") or r.phase == phase for r in layer.exclude)
+        return any(_rule_met(r, phase) for r in layer.include)
+    return not any(_rule_met(r, phase) for r in layer.exclude)
 
 
 def check_data_sources(param, phase):

@@ -125,3 +125,22 @@ def test_cli_exit_status_and_solver_following(tmp_path):
     (tmp_path / "bad.prototxt").write_text("layer { name: ")
     proc = subprocess.run([CLI, "check", "bad.prototxt"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 2 and "not a valid net prototxt" in proc.stderr
+
+
+def test_include_exclude_rules_follow_caffe(tmp_path):
+    # StateMeetsRule for {phase, level 0, no stages}: a stage-only exclude rule is
+    # not met (the layer stays), an empty exclude rule is met (the layer goes),
+    # an include rule needing a stage is not met (the layer is left out).
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    from caffe_losses.preflight import in_phase
+    net = text_format.Parse(
+        'layer { name: "a" exclude { stage: "deploy" } }\n'
+        'layer { name: "b" exclude { } }\n'
+        'layer { name: "c" include { stage: "deploy" } }\n'
+        'layer { name: "d" include { phase: TEST } }\n'
+        'layer { name: "e" include { min_level: 1 } }\n'
+        'layer { name: "f" include { not_stage: "deploy" } }\n', caffe_pb2.NetParameter())
+    kept = {phase: [l.name for l in net.layer if in_phase(l, phase)] for phase in (caffe_pb2.TRAIN, caffe_pb2.TEST)}
+    assert kept[caffe_pb2.TRAIN] == ["a", "f"]
+    assert kept[caffe_pb2.TEST] == ["a", "d", "f"]

@@ -93,10 +93,6 @@ def read_net(path):
         raise SurgeryError(f"--model: {err}") from None
 
 
-def _in_phase(layer, phase):
-    return preflight.in_phase(layer, phase)
-
-
 def check_data_sources(param, phase):
     try:
         preflight.check_data_sources(param, phase)
@@ -120,7 +116,7 @@ def find_layer(param, name, phase):
                           if layer.type in SUPPORTED) or "none"
         raise SurgeryError(f"--layer: no layer named '{name}' in the model. "
                            f"Convolution/InnerProduct layers: {names}")
-    layer = next((m for m in matches if _in_phase(m, phase)), None)
+    layer = next((m for m in matches if preflight.in_phase(m, phase)), None)
     if layer is None:
         raise SurgeryError(f"--layer: layer '{name}' is not in the "
                            f"{caffe_pb2.Phase.Name(phase)} phase (see its include/exclude)")
