@@ -20,6 +20,7 @@ import os
 import shutil
 
 from caffe_losses.data.center import prepare_center_loss
+from caffe_losses.prototxt import working_directory
 from caffe_losses.templates import TEMPLATE_ROOT
 from caffe_losses.tools import plot_features
 from caffe_losses.training import read_solver, train
@@ -63,7 +64,7 @@ def _make_copy(out_dir, name, *, with_center, small, max_iter):
     info = prepare_center_loss(folder, small=small)
 
     net = _net_param(os.path.join(folder, "train_val.prototxt"))
-    for layer in net.layer:   # data sources: absolute, so no chdir is needed
+    for layer in net.layer:   # data sources absolute; the lists inside name data/*.h5 relative to folder
         if layer.type == "HDF5Data" and not os.path.isabs(layer.hdf5_data_param.source):
             layer.hdf5_data_param.source = os.path.join(folder, layer.hdf5_data_param.source)
     centers = _center_layers(net)
@@ -93,11 +94,13 @@ def _make_copy(out_dir, name, *, with_center, small, max_iter):
 
 
 def _train_and_measure(solver_path, n_test, *, progress, label):
-    hist = train(solver_path, progress=progress, label=label)
-    solver = hist["solver"]
-    test_net = solver.test_nets[0]
-    test_net.share_with(solver.net)     # the solver shares weights only when it tests
-    feats, labels, accuracy = plot_features.evaluate(test_net, "feature", "label", "ip2", samples=n_test)
+    # from the copy's folder: its data list files name data/*.h5 relative to it
+    with working_directory(os.path.dirname(solver_path)):
+        hist = train(solver_path, progress=progress, label=label)
+        solver = hist["solver"]
+        test_net = solver.test_nets[0]
+        test_net.share_with(solver.net)     # the solver shares weights only when it tests
+        feats, labels, accuracy = plot_features.evaluate(test_net, "feature", "label", "ip2", samples=n_test)
     return {"features": feats, "labels": labels, "accuracy": accuracy,
             "ratio": plot_features.intra_inter_ratio(feats, labels), "iters": solver.iter}
 
