@@ -85,27 +85,23 @@ RUN apt-get update \
 ENV PATH=/opt/venv/bin:$PATH \
     MPLCONFIGDIR=/tmp/matplotlib \
     XDG_CACHE_HOME=/tmp/.cache
+USER 1000:1000
+WORKDIR /work
+CMD ["caffe-losses", "--help"]
 
+# Each image checks, as its user, that it has every library its build loads.
 FROM runtime AS cpu
 COPY --from=build-cpu /opt/caffe /opt/caffe
 COPY --from=build-cpu /opt/venv /opt/venv
 RUN xargs -a /opt/caffe/runtime-packages.txt dpkg-query -W > /dev/null \
- && python -c "import caffe, caffe_losses" \
- && caffe --version
-USER 1000:1000
-WORKDIR /work
-CMD ["caffe-losses", "--help"]
+ && python -c "import caffe, caffe_losses" && caffe --version
 
 FROM runtime AS cuda
-COPY --from=build-cuda /opt/caffe /opt/caffe
-COPY --from=build-cuda /opt/venv /opt/venv
-RUN xargs -a /opt/caffe/runtime-packages.txt dpkg-query -W > /dev/null \
- && python -c "import caffe, caffe_losses" \
- && caffe --version
 # The host needs an NVIDIA driver for CUDA 13 (R580+) and the NVIDIA
 # Container Toolkit (docker run --gpus all).
 ENV NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
-USER 1000:1000
-WORKDIR /work
-CMD ["caffe-losses", "--help"]
+COPY --from=build-cuda /opt/caffe /opt/caffe
+COPY --from=build-cuda /opt/venv /opt/venv
+RUN xargs -a /opt/caffe/runtime-packages.txt dpkg-query -W > /dev/null \
+ && python -c "import caffe, caffe_losses" && caffe --version
