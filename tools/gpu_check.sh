@@ -72,7 +72,7 @@ fi
 [ -n "$TOOL" ] || die "--python needs --caffe too"
 PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")"
 TOOL="$(cd "$(dirname "$TOOL")" && pwd)/$(basename "$TOOL")"
-if ! "$PY" -c "import caffe_losses" 2>/dev/null; then
+if ! (cd / && "$PY" -c "import caffe_losses" 2>/dev/null); then
   export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 fi
 "$PY" -c "import caffe" || die "$PY cannot import caffe"
