@@ -124,7 +124,7 @@ def check_h(H, num_classes=None, *, owner="check_h", name="H", allow_zero_rows=T
     ``allow_zero_rows=False`` every row must also hold a positive value (a
     zero row silently drops that class from the loss).
     """
-    M = infogain_matrix(np.asarray(H), num_classes, owner=owner, name=name, fast=False,
+    M = infogain_matrix(np.asarray(H), num_classes, owner=owner, name=name,
                         dtype=np.float64).matrix
     if not allow_zero_rows:
         zero = np.flatnonzero(M.sum(axis=1) == 0)

@@ -55,7 +55,7 @@ class _InfogainLayer(LossLayer):
                                                   dtype=np.float32)
         self._h_bottom_bytes = None    # last H seen on the bottom, and its InfogainMatrix
         self._h_bottom = None
-        self._ws = None                # core.Workspace of the current shape
+        self._classes = None           # C of the current scores shape
 
     def check_bottoms(self, bottom):
         data = bottom[0].data
@@ -81,8 +81,7 @@ class _InfogainLayer(LossLayer):
             if square_shape(shape) != (C, C):
                 self.fail(f"bottom 'H' must be a {C} x {C} matrix (or 1 x 1 x {C} x {C}) for the "
                           f"{C} classes of '{name0}' {tuple(data.shape)}. Received shape {shape}")
-        if self._ws is None or not self._ws.fits(data, axis):
-            self._ws = core.Workspace(data.shape, axis, data.dtype, owner=self.owner, xname=name0)
+        self._classes = C
 
     def current_h(self, data):
         """H for this forward: from ``source``, or the H bottom's ``data`` (re-validated when it changed)."""
@@ -90,23 +89,13 @@ class _InfogainLayer(LossLayer):
             return self._h_source
         key = data.tobytes()
         if key != self._h_bottom_bytes:
-            self._h_bottom = core.infogain_matrix(data, self._ws.C, owner=self.owner,
+            self._h_bottom = core.infogain_matrix(data, self._classes, owner=self.owner,
                                                   name="bottom 'H'", dtype=np.float32)
             self._h_bottom_bytes = key
         return self._h_bottom
 
-    def backward(self, top, propagate_down, bottom):
-        # LossLayer.backward's contract, in fewer Python steps: the loss weight
-        # (top diff) is folded into the gradient written straight into the
-        # scores' diff; the label (and H) bottoms get a zero diff when asked.
-        if propagate_down[0]:
-            self.write_gradient(bottom[0].diff, float(top[0].diff[0]))
-        for i in range(1, len(bottom)):
-            if propagate_down[i]:
-                bottom[i].diff[...] = 0
-
-    def gradients(self, bottom, propagate_down):
-        return {0: self.write_gradient(bottom[0].diff, 1.0)}
+    def gradients(self, diffs, scale):
+        self._backward(self.cache, scale=scale, out=diffs[0])
 
 
 class SoftmaxWithInfogainLoss(_InfogainLayer):
@@ -126,7 +115,7 @@ class SoftmaxWithInfogainLoss(_InfogainLayer):
 
     times the loss weight; 0 at ignored positions. With H = identity this is
     ``SoftmaxWithLoss`` (``p - onehot(y)``); with H diagonal, a class-weighted
-    softmax loss, computed without gathering rows of H (the fast path).
+    softmax loss.
 
     Caffe's native ``InfogainLoss`` computes the same but clamps ``log p`` at
     ``log(1e-20) = -46.05``, so it underestimates the loss of confident
@@ -179,17 +168,16 @@ class SoftmaxWithInfogainLoss(_InfogainLayer):
     def loss(self, bottom, top):
         p = self.params
         x, label, *h = self.bottom_arrays(bottom)
-        value, self.cache = core.softmax_infogain_forward(
-            x, label, self.current_h(h[0] if h else None), axis=p["axis"],
-            ignore_label=p["ignore_label"], normalization=p["normalization"], owner=self.owner,
-            workspace=self._ws)
+        H = self.current_h(h[0] if h else None)
+        if H.diagonal is not None:        # class weights or the identity: the kernel
+            forward, self._backward = core.softmax_infogain_diagonal_forward, core.softmax_infogain_diagonal_backward
+        else:
+            forward, self._backward = core.softmax_infogain_forward, core.softmax_infogain_backward
+        value, self.cache = forward(x, label, H, axis=p["axis"], ignore_label=p["ignore_label"],
+                                    normalization=p["normalization"], owner=self.owner)
         if len(top) > 1:
             core.softmax_infogain_prob(self.cache, out=top[1].data)
         return value
-
-    def write_gradient(self, diff, scale):
-        # written straight into the diff, loss weight included
-        return core.softmax_infogain_backward(self.cache, out=diff, scale=scale)
 
 
 class InfogainLoss(_InfogainLayer):
@@ -200,7 +188,7 @@ class InfogainLoss(_InfogainLayer):
         L = -(1/norm) * sum_i sum_l H[y_i, l] * log(max(p_il, eps))
 
     Backward: the derivative of ``log p`` is ``1/p``, hence the division by
-    ``p`` that surprises readers of Caffe's code (seed 001)::
+    ``p`` that surprises readers of Caffe's code::
 
         dL/dp_ik = -H[y_i, k] / (max(p_ik, eps) * norm)
 
@@ -247,14 +235,12 @@ class InfogainLoss(_InfogainLayer):
     def loss(self, bottom, top):
         p = self.params
         x, label, *h = self.bottom_arrays(bottom)
+        self._backward = core.infogain_backward
         value, self.cache = core.infogain_forward(
             x, label, self.current_h(h[0] if h else None), axis=p["axis"],
             ignore_label=p["ignore_label"], normalization=p["normalization"], eps=p["eps"],
-            owner=self.owner, workspace=self._ws)
+            owner=self.owner)
         return value
-
-    def write_gradient(self, diff, scale):
-        return core.infogain_backward(self.cache, out=diff, scale=scale)
 
 
 class Constant(PythonLayer):
@@ -291,8 +277,8 @@ class Constant(PythonLayer):
         }
 
     Reference:
-      the question of seed 000 (how to feed H as a bottom without a data
-      layer that advances every iteration).
+      the Stack Overflow question "InfogainLoss layer" (2015), which asks how
+      to feed H; BVLC/caffe #3855 (H as the optional third bottom).
     """
 
     PARAMS = (Param("source", as_str, REQUIRED, doc="the .binaryproto or .npy file to emit"),)

@@ -1,6 +1,7 @@
 """``WeightedSigmoidCrossEntropyLoss``: Caffe's sigmoid cross-entropy with class weights."""
 
 from caffe_losses.core import sigmoid as core
+from caffe_losses.core.common import Workspace
 from caffe_losses.layers.base import LossLayer
 from caffe_losses.params import (Param, as_float, as_number_or_list, ignore_label_param,
                                  normalization_param)
@@ -105,12 +106,8 @@ class WeightedSigmoidCrossEntropyLoss(LossLayer):
 
     def layer_setup(self, bottom, top):
         super().layer_setup(bottom, top)
-        self._plan = None             # core.WeightedSigmoidCrossEntropy for the current shape
+        self._workspace = Workspace()
 
-    # Caffe calls reshape before every forward (Layer::Forward), so the per-call
-    # cost counts: the bottoms are checked and the plan built only when a shape
-    # changes, and the data arrays fetched here (each pycaffe ``.data`` makes a
-    # new array) serve the forward that Caffe runs right after.
     def check_bottoms(self, bottom):
         self.require_same_count(bottom, 0, 1)
         shape = tuple(bottom[0].data.shape)
@@ -125,21 +122,12 @@ class WeightedSigmoidCrossEntropyLoss(LossLayer):
                 self.fail(f"'pos_weight' has {len(weights)} weight(s) but bottom 'scores' "
                           f"{shape} has {channels} channel(s) along axis 1: expected one "
                           f"weight per channel")
-        self._plan = core.WeightedSigmoidCrossEntropy(shape, bottom[0].data.dtype, owner=self.owner,
-                                                      **self.params)
 
     def loss(self, bottom, top):
-        return self._plan.forward(*self.bottom_arrays(bottom))
+        scores, target = self.bottom_arrays(bottom)
+        value, self.cache = core.weighted_sigmoid_cross_entropy_kernel(
+            scores, target, owner=self.owner, workspace=self._workspace, **self.params)
+        return value
 
-    def gradients(self, bottom, propagate_down):
-        return {0: self._plan.backward().copy()}
-
-    def backward(self, top, propagate_down, bottom):
-        # Fused: the loss weight joins the normalizer in one factor and the
-        # gradient is written straight into the diff (the base would take an
-        # extra pass).  Same contract: skip what is not asked for, zero diff
-        # for the target under force_backward.
-        if propagate_down[0]:
-            self._plan.backward(float(top[0].diff[0]), bottom[0].diff)
-        if propagate_down[1]:
-            bottom[1].diff.fill(0)
+    def gradients(self, diffs, scale):
+        core.weighted_sigmoid_cross_entropy_backward(self.cache, scale=scale, out=diffs[0])
