@@ -9,7 +9,7 @@ layer removed (softmax alone), from the same seeds and data.  Then, on the
 * test accuracy (argmax of ``ip2``), and
 * the intra/inter distance ratio of the 2-D test features: the mean distance
   of a feature to its class mean divided by the mean distance between class
-  means (:func:`caffe_losses.tools.plot_features.intra_inter_ratio`).  Class
+  means (:func:`caffe_losses.features.intra_inter_ratio`).  Class
   means are those of the test features themselves (the softmax net has no
   centers), and the ratio is scale-free, so the two nets compare fairly.
 
@@ -21,7 +21,7 @@ import shutil
 
 from caffe_losses.data.center import prepare_center_loss
 from caffe_losses.templates import TEMPLATE_ROOT
-from caffe_losses.tools import plot_features
+from caffe_losses import features
 from caffe_losses.training import read_solver, train
 
 __all__ = ["run", "TEMPLATE", "ITERATIONS", "SMALL_ITERATIONS"]
@@ -97,9 +97,9 @@ def _train_and_measure(solver_path, n_test, *, progress, label):
     solver = hist["solver"]
     test_net = solver.test_nets[0]
     test_net.share_with(solver.net)     # the solver shares weights only when it tests
-    feats, labels, accuracy = plot_features.evaluate(test_net, "feature", "label", "ip2", samples=n_test)
+    feats, labels, accuracy = features.evaluate(test_net, "feature", "label", "ip2", samples=n_test)
     return {"features": feats, "labels": labels, "accuracy": accuracy,
-            "ratio": plot_features.intra_inter_ratio(feats, labels), "iters": solver.iter}
+            "ratio": features.intra_inter_ratio(feats, labels), "iters": solver.iter}
 
 
 def run(out_dir, *, small=False, progress=False):
@@ -125,7 +125,7 @@ def run(out_dir, *, small=False, progress=False):
     center = _train_and_measure(center_solver, n_test, progress=progress, label="softmax + center loss")
     softmax = _train_and_measure(softmax_solver, n_test, progress=progress, label="softmax only")
 
-    figure = plot_features.draw_features(
+    figure = features.draw_features(
         [(center["features"], center["labels"],
           f"softmax + {lam:g} x center loss (test acc {center['accuracy']:.3f})"),
          (softmax["features"], softmax["labels"],
