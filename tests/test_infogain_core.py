@@ -211,7 +211,7 @@ def test_class_weighted_softmax_is_exact_at_any_gap(dtype, gap, uniform, kernel)
     x = np.array([[0.0, gap, -1.0, 2.0], [gap, 0.0, 1.0, -gap], [1.0, 1.0, 1.0, 1.0]], dtype)
     y = np.array([0.0, 0.0, 3.0])
     w = np.ones(C) if uniform else np.array([0.5, 2.0, 1.0, 3.0])
-    forward, backward = ((ig.softmax_infogain_diagonal_forward, ig.softmax_infogain_diagonal_backward)
+    forward, backward = ((ig.softmax_infogain_kernel, ig.softmax_infogain_kernel_backward)
                          if kernel else (ig.softmax_infogain_forward, ig.softmax_infogain_backward))
     with np.errstate(over="raise", invalid="raise", divide="raise"):
         loss, cache = forward(x, y, np.diag(w).astype(dtype))
@@ -220,11 +220,11 @@ def test_class_weighted_softmax_is_exact_at_any_gap(dtype, gap, uniform, kernel)
     rtol = 1e-6 if dtype == np.float32 else 1e-13
     assert loss == pytest.approx(expected, rel=rtol)
     np.testing.assert_allclose(grad, expected_grad, rtol=rtol * 10, atol=rtol * 1e-2)
-    np.testing.assert_allclose(ig.softmax_infogain_prob(cache), softmax(x.astype(np.float64)),
-                               rtol=rtol * 10, atol=1e-30)
+    prob = ig.softmax_infogain_kernel_prob if kernel else ig.softmax_infogain_prob
+    np.testing.assert_allclose(prob(cache), softmax(x.astype(np.float64)), rtol=rtol * 10, atol=1e-30)
 
 
-@pytest.mark.parametrize("forward", [ig.softmax_infogain_forward, ig.softmax_infogain_diagonal_forward])
+@pytest.mark.parametrize("forward", [ig.softmax_infogain_forward, ig.softmax_infogain_kernel])
 def test_non_finite_scores_raise_with_a_diagonal_h(forward):
     x = np.zeros((3, 4))
     for bad in (np.nan, np.inf):

@@ -199,6 +199,12 @@ class Workspace:
             self._keys[name] = (shape, dtype)
         return self._arrays[name]
 
+    def memo(self, name, key, make):
+        """``make()``, computed again only when ``key`` differs from the last one given for ``name``."""
+        if self._keys.get(name) != key:
+            self._arrays[name], self._keys[name] = make(), key
+        return self._arrays[name]
+
     def zeros(self, shape, dtype):
         """A read-only array of zeros (``np.maximum(x, zeros)`` is vectorised where ``np.maximum(x, 0)`` is not)."""
         if self._keys.get("zeros") != (shape, dtype):

@@ -17,9 +17,10 @@ References (the specification; docs and tests point here):
 Kernel (same inputs and results, fewer passes; held to the reference by
 ``tests/test_kernels.py``):
 
-* :func:`softmax_infogain_diagonal_forward` /
-  :func:`softmax_infogain_diagonal_backward`: a diagonal H (class weights,
-  or the identity) never gathers an L-wide row of H per position.
+* :func:`softmax_infogain_kernel` / :func:`softmax_infogain_kernel_backward`
+  (and :func:`softmax_infogain_kernel_prob`): the fused loss in place in
+  reused arrays, with fewer passes; a diagonal H (class weights, or the
+  identity) never gathers an L-wide row of H per position.
 
 Notation: the scores ``x`` are viewed as (O, C, I) = (outer, classes, inner),
 Caffe's ``outer_num_``, the class axis and ``inner_num_``; one label per
@@ -36,8 +37,8 @@ import numpy as np
 from caffe_losses.core import common
 
 __all__ = ["InfogainMatrix", "infogain_matrix", "square_shape", "softmax_infogain_forward",
-           "softmax_infogain_backward", "softmax_infogain_prob", "softmax_infogain_diagonal_forward",
-           "softmax_infogain_diagonal_backward", "infogain_forward",
+           "softmax_infogain_backward", "softmax_infogain_prob", "softmax_infogain_kernel",
+           "softmax_infogain_kernel_backward", "softmax_infogain_kernel_prob", "infogain_forward",
            "infogain_backward", "check_probabilities", "PROB_TOLERANCE"]
 
 # Probabilities may exceed 1 by rounding (a float32 softmax can give
@@ -154,6 +155,10 @@ class Positions:
         count = None if self.valid is None else int(np.count_nonzero(self.valid))
         return common.normalizer(mode, self.O, self.I, count)
 
+    def label_index(self):
+        """Flat indexes of the labels' entries in an (O, C, I) array: ``(o C + y) I + i``, (O, I)."""
+        return (np.arange(self.O)[:, None] * self.C + self.labels) * self.I + np.arange(self.I)
+
     def gather(self, values):
         """``values[y]`` per position, 0 where ignored: (O, 1, I), to broadcast against (O, C, I)."""
         out = values[self.labels]
@@ -161,18 +166,22 @@ class Positions:
             out = out * self.valid
         return out[:, None, :]
 
-    def rows(self, M):
+    def rows(self, M, workspace=None):
         """``M[y, :]`` per position, laid out as the scores (O, C, I); zero rows where ignored.
 
         With I > 1 the rows are gathered from ``M.T`` so that the inner
-        (spatial) axis stays contiguous, like the scores'.
+        (spatial) axis stays contiguous, like the scores'.  With a
+        ``workspace``, into its array ``"rows"``.
         """
         if self.I == 1:
-            rows = M[self.labels[:, 0]][:, :, None]                 # (O, C, 1)
+            shape, source, index, axis = (self.O, self.C), M, self.labels[:, 0], 0
         else:
-            rows = np.take(M.T, self.labels, axis=1).transpose(1, 0, 2)   # (C, O, I) -> (O, C, I)
+            shape, source, index, axis = (self.C, self.O, self.I), M.T, self.labels, 1
+        out = None if workspace is None else workspace.array("rows", shape, M.dtype)
+        rows = np.take(source, index, axis=axis, out=out)
+        rows = rows[:, :, None] if self.I == 1 else rows.transpose(1, 0, 2)     # (O, C, I)
         if self.valid is not None:
-            rows = rows * self.valid[:, None, :]
+            rows *= self.valid[:, None, :]
         return rows
 
 
@@ -298,13 +307,13 @@ def softmax_infogain_backward(cache, *, scale=1.0, out=None):
         into (a layer passes the bottom's diff).
 
     Returns:
-      the gradient, shaped like ``x``.
+      the gradient shaped like ``x``, or ``out`` itself when given.
     """
     g = common.out_view(out, cache.prob.shape, cache.prob.dtype)
     np.multiply(cache.prob, cache.rowsum, out=g)
     g -= cache.rows
     g *= scale / cache.norm
-    return g.reshape(cache.shape)
+    return g.reshape(cache.shape) if out is None else out
 
 
 def softmax_infogain_prob(cache, *, out=None):
@@ -316,72 +325,123 @@ def softmax_infogain_prob(cache, *, out=None):
 
 
 # ---------------------------------------------------------------------------
-# Kernel: a diagonal H
+# Kernel: in place, and no rows of a diagonal H
 # ---------------------------------------------------------------------------
 
 @dataclass
-class DiagonalInfogainCache:
-    """What :func:`softmax_infogain_diagonal_backward` needs.
+class InfogainKernelCache:
+    """What :func:`softmax_infogain_kernel_backward` needs (arrays in the kernel's workspace).
 
     Attributes:
-      prob: (O, C, I) softmax probabilities.
-      weight: (O, 1, I) ``w[y]``, 0 where ignored.
-      labels: (O, 1, I) the labels.
+      exp: (O, C, I) ``e = exp(x - max)``; the probabilities are ``e / Z``.
+      z: (O, 1, I) ``Z = sum_l e``.
+      rowsum: (O, 1, I) ``rowsum(H)[y]`` (``w[y]`` for a diagonal H), 0 where ignored.
+      rows: (O, C, I) ``H[y, :]``, 0 where ignored; None for a diagonal H.
+      at_label: (O, I) flat indexes of the labels' entries (:meth:`Positions.label_index`).
+      label_is_one: ``e`` is exactly 1 at the labels (shifted by the label's score).
       norm, shape: as :class:`SoftmaxInfogainCache`.
     """
 
-    prob: np.ndarray
-    weight: np.ndarray
-    labels: np.ndarray
+    exp: np.ndarray
+    z: np.ndarray
+    rowsum: np.ndarray
+    rows: Optional[np.ndarray]
+    at_label: np.ndarray
+    label_is_one: bool
     norm: float
     shape: tuple
 
 
-def softmax_infogain_diagonal_forward(x, label, H, *, axis=1, ignore_label=None,
-                                      normalization="VALID", owner="SoftmaxWithInfogainLoss"):
-    """Kernel: :func:`softmax_infogain_forward` for a diagonal H, ``w = diag(H)``.
+def softmax_infogain_kernel(x, label, H, *, axis=1, ignore_label=None, normalization="VALID",
+                            owner="SoftmaxWithInfogainLoss", workspace=None):
+    """Kernel: :func:`softmax_infogain_forward` with fewer passes over the (O, C, I) arrays.
 
-    Only ``l = y_i`` is left of the inner sum::
+    The same inputs, checks and loss, computed in place in arrays reused
+    across calls (a ``common.Workspace``: no page faults on fresh
+    temporaries).  The probabilities are never formed: the backward folds
+    ``1/Z``, the loss weight and the normalizer into one factor per position.
+    With a diagonal H (``w = diag(H)``: class weights, the identity) only
+    ``l = y_i`` is left of the inner sum, and shifting the scores by the
+    label's own instead of the row maximum makes ``s_i,y_i = 0``::
 
-        L = (1/norm) * sum_i w[y_i] * (log Z_i - s_i,y_i)
+        L = (1/norm) * sum_i w[y_i] * log Z_i,     Z_i = sum_l exp(x_il - x_i,y_i) >= 1
 
-    so no (O, C, I) array of H's rows is gathered, multiplied or summed.
-
-    Raises:
-      ValueError when H is not diagonal (use the reference), and as the reference.
+    so no row maximum is taken and no (O, C, I) array of H's rows is gathered,
+    multiplied or summed; the backward subtracts ``w[y]`` at the label only.
+    The cache lives in the workspace: valid until the next call.
     """
     x = _as_real(x)
     pos = _positions(owner, x, label, axis, ignore_label, "scores")
     info = infogain_matrix(H, pos.C, owner=owner, dtype=x.dtype)
-    if info.diagonal is None:
-        raise ValueError(f"{owner}: the diagonal kernel needs a diagonal H")
-    xs = x.reshape(pos.O, pos.C, pos.I)
-    with np.errstate(invalid="ignore"):
-        s = xs - xs.max(axis=1, keepdims=True)
-    e = np.exp(s)
-    z = e.sum(axis=1, keepdims=True)
-    w = pos.gather(info.diagonal)                                  # (O, 1, I)
-    labels = pos.labels[:, None, :]
-    total = common.loss_sum(w * (np.log(z) - np.take_along_axis(s, labels, axis=1)))
+    ws = common.Workspace() if workspace is None else workspace
+    shape = (pos.O, pos.C, pos.I)
+    xs = x.reshape(shape)
+    e = ws.array("exp", shape, x.dtype)
+    at_label = pos.label_index()
+    label_is_one = False
+    if info.diagonal is not None:
+        rows = None
+        rowsum = pos.gather(info.diagonal)            # w[y]
+        # Shift by the label's own score: e = exp(x - x_y), so e_y = 1 and
+        # -log p_y = log Z, Z >= 1, with no row maximum to find.  A score more
+        # than ~88 (float32) above its label's overflows exp: then the row
+        # maximum after all (as a non-finite score does, to be reported).
+        with np.errstate(over="ignore", invalid="ignore"):
+            np.subtract(xs, xs.reshape(-1)[at_label][:, None, :], out=e)
+            np.exp(e, out=e)
+            z = e.sum(axis=1, keepdims=True)
+            total = common.loss_sum(rowsum * np.log(z))
+        label_is_one = math.isfinite(total)
+        if not label_is_one:
+            with np.errstate(invalid="ignore"):
+                np.subtract(xs, xs.max(axis=1, keepdims=True), out=e)      # s = x - max <= 0
+            s_label = e.reshape(-1)[at_label][:, None, :]
+            np.exp(e, out=e)
+            z = e.sum(axis=1, keepdims=True)
+            total = common.loss_sum(rowsum * (np.log(z) - s_label))
+    else:
+        s = ws.array("shifted", shape, x.dtype)
+        with np.errstate(invalid="ignore"):           # a NaN score: reported below
+            np.subtract(xs, xs.max(axis=1, keepdims=True), out=s)          # s = x - max <= 0
+        np.exp(s, out=e)
+        z = e.sum(axis=1, keepdims=True)              # Z >= 1
+        rows = pos.rows(info.matrix, ws)
+        rowsum = pos.gather(info.rowsum)
+        np.subtract(np.log(z), s, out=s)              # -log p = log Z - s >= 0
+        s *= rows
+        total = common.loss_sum(s)
     if not math.isfinite(total):
         common.raise_non_finite(owner, total, [("bottom 'scores'", x)])
-    e /= z
-    cache = DiagonalInfogainCache(e, w, labels, pos.normalizer(normalization), x.shape)
+    cache = InfogainKernelCache(e, z, rowsum, rows, at_label, label_is_one, pos.normalizer(normalization),
+                                x.shape)
     return total / cache.norm, cache
 
 
-def softmax_infogain_diagonal_backward(cache, *, scale=1.0, out=None):
-    """Kernel: :func:`softmax_infogain_backward` for a diagonal H.
+def softmax_infogain_kernel_backward(cache, *, scale=1.0, out=None):
+    """Kernel: :func:`softmax_infogain_backward` for a :func:`softmax_infogain_kernel` cache.
 
-    ``H[y, k]`` is ``w[y]`` at ``k = y`` and 0 elsewhere, and ``rowsum(H)[y] =
-    w[y]``: ``dL/dx = scale * w[y] * (p - onehot(y)) / norm``.
+    ``p * rowsum(H)[y] * k = e * (rowsum(H)[y] k / Z)`` with ``k = scale / norm``:
+    one pass; then ``H[y, :] k`` is subtracted, which for a diagonal H is
+    ``w[y] k`` at ``k = y`` only.
     """
-    g = common.out_view(out, cache.prob.shape, cache.prob.dtype)
-    np.multiply(cache.prob, cache.weight, out=g)
-    at_label = np.take_along_axis(g, cache.labels, axis=1)
-    np.put_along_axis(g, cache.labels, at_label - cache.weight, axis=1)
-    g *= scale / cache.norm
-    return g.reshape(cache.shape)
+    k = scale / cache.norm
+    g = common.out_view(out, cache.exp.shape, cache.exp.dtype)
+    np.multiply(cache.exp, cache.rowsum * k / cache.z, out=g)
+    if cache.rows is not None:
+        g -= cache.rows * k if k != 1 else cache.rows
+    elif cache.label_is_one:                         # e_y = 1: p_y w k - w k, written at once
+        wk = cache.rowsum[:, 0, :] * k
+        g.reshape(-1)[cache.at_label] = wk / cache.z[:, 0, :] - wk
+    else:
+        g.reshape(-1)[cache.at_label] -= cache.rowsum[:, 0, :] * k
+    return g.reshape(cache.shape) if out is None else out
+
+
+def softmax_infogain_kernel_prob(cache, *, out=None):
+    """The softmax probabilities ``e / Z`` of a :func:`softmax_infogain_kernel` cache, shaped like ``x``."""
+    p = common.out_view(out, cache.exp.shape, cache.exp.dtype)
+    np.divide(cache.exp, cache.z, out=p)
+    return p.reshape(cache.shape) if out is None else out
 
 
 # ---------------------------------------------------------------------------
@@ -465,4 +525,4 @@ def infogain_backward(cache, *, scale=1.0, out=None):
     g = common.out_view(out, cache.clamped.shape, cache.clamped.dtype)
     np.divide(cache.rows, cache.clamped, out=g)
     g *= -scale / cache.norm
-    return g.reshape(cache.shape)
+    return g.reshape(cache.shape) if out is None else out

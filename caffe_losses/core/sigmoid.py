@@ -251,18 +251,24 @@ def weighted_sigmoid_cross_entropy_backward(cache, *, scale=1.0, out=None):
 def weighted_sigmoid_cross_entropy_kernel(scores, target, *, pos_weight=1.0, neg_weight=1.0,
                                           balance="none", ignore_label=None,
                                           normalization="BATCH_SIZE", owner=OWNER, workspace=None):
-    """Kernel: :func:`weighted_sigmoid_cross_entropy_forward` in the arrays of ``workspace``.
+    """Kernel: :func:`weighted_sigmoid_cross_entropy_forward` with fewer passes, in reused arrays.
 
     The same inputs, checks, loss and :class:`SigmoidCache` (so the same
-    backward), computed in place in arrays reused across calls (a
-    ``common.Workspace``: no page faults on fresh temporaries) and with
-    ``log1p(exp(-|x|))`` from a vectorised ``log`` (:func:`_log1p_unit`), since
-    NumPy's float32 ``log1p`` has no SIMD loop without AVX-512.  The cache
-    lives in the workspace: valid until the next call.
+    backward), computed in place in the arrays of a ``common.Workspace``
+    (no page faults on fresh temporaries; the settings are checked once per
+    shape), from the exact pieces ``r = max(x, 0)``, ``m = min(x, 0) = x - r``
+    and ``-|x| = m - r``::
+
+        lg = log(1 + exp(-|x|))          (:func:`_log1p_unit`: NumPy's float32
+                                          log1p has no SIMD loop without AVX-512)
+        softplus(x) = r + lg,   log p = -softplus(-x) = m - lg,   p = exp(log p)
+        l = w_n (1 - t) softplus(x) - w_p t log p
+
+    The cache lives in the workspace: valid until the next call.
     """
-    x, t, valid, wp, wn, norm = _inputs(owner, scores, target, pos_weight, neg_weight, balance,
-                                        ignore_label, normalization)
     ws = common.Workspace() if workspace is None else workspace
+    x, t, valid, wp, wn, norm = _inputs(owner, scores, target, pos_weight, neg_weight, balance,
+                                        ignore_label, normalization, ws)
 
     def buf(name):
         return ws.array(name, x.shape, x.dtype)
@@ -273,47 +279,48 @@ def weighted_sigmoid_cross_entropy_kernel(scores, target, *, pos_weight=1.0, neg
         beta_pos, beta_neg = _hed_balance(t, neg)
         pos *= beta_pos
         neg *= beta_neg
-    neg *= wn                                                # b = w_n (1 - t)
-    e = np.abs(x, out=buf("e"))
-    np.negative(e, out=e)
-    np.exp(e, out=e)                                         # exp(-|x|) in (0, 1]
-    lg = _log1p_unit(e, out=buf("lg"), tmp=buf("prob"))      # log(1 + exp(-|x|))
-    nlq = np.maximum(x, ws.zeros(x.shape, x.dtype), out=buf("nlq"))    # max(x, 0)
-    nlp = np.subtract(nlq, x, out=e)                         # max(-x, 0), exact
-    nlq += lg                                                # -log (1 - p) = softplus(x)
-    nlp += lg                                                # -log p       = softplus(-x)
-    prob = np.negative(nlp, out=buf("prob"))
-    np.exp(prob, out=prob)                                   # sigmoid(x)
-    nlp *= pos
-    nlq *= neg
-    nlp += nlq                                               # the terms
-    total = common.loss_sum(nlp)
+    if wn != 1:
+        neg *= wn                                            # b = w_n (1 - t)
+    r = np.maximum(x, ws.zeros(x.shape, x.dtype), out=buf("r"))    # max(x, 0)
+    m = np.subtract(x, r, out=buf("m"))                      # min(x, 0), exact
+    lg = np.subtract(m, r, out=buf("lg"))                    # -|x|, exact
+    np.exp(lg, out=lg)
+    _log1p_unit(lg, tmp=buf("prob"), tmp2=buf("tmp"))        # log(1 + exp(-|x|)), in place
+    r += lg                                                  # -log(1 - p) = softplus(x)
+    m -= lg                                                  # log p = -softplus(-x)
+    prob = np.exp(m, out=buf("prob"))                        # p: 0, not NaN, at x = -1e4
+    r *= neg
+    m *= pos
+    r -= m                                                   # the terms
+    total = common.loss_sum(r)
     if not math.isfinite(total):
         common.raise_non_finite(owner, total, [("bottom 'scores'", scores)])
     return total / norm, SigmoidCache(prob, pos, neg, norm, np.shape(scores))
 
 
-def _log1p_unit(e, *, out, tmp):
-    """``log(1 + e)`` for ``e`` in [0, 1], to a few ulps, from ``np.log``.
+def _log1p_unit(e, *, tmp, tmp2):
+    """``e <- log(1 + e)`` for ``e`` in [0, 1], to an ulp or so, from ``np.log``.
 
     ``u = 1 + e`` is rounded; its error ``d = (u - 1) - e`` is exact (Fast2Sum,
     ``1 >= e``), and ``log(1 + e) = log(u - d) = log(u) - d / u`` up to
-    ``d^2``, below the last bit: so a term as small as ``e = 1e-30`` is kept.
+    ``d^2``.  Dropping the ``/ u`` (``u`` in [1, 2]) costs at most ``d e``:
+    below an ulp of the result, and a term as small as ``e = 1e-30`` is kept.
     """
-    u = np.add(e, 1, out=out)
-    np.subtract(u, 1, out=tmp)
-    tmp -= e
-    tmp /= u                                                 # d / u
-    np.log(u, out=u)
-    u -= tmp
-    return u
+    u = np.add(e, 1, out=tmp)
+    d = np.subtract(u, 1, out=tmp2)
+    d -= e                                                   # d = (u - 1) - e, exact
+    np.log(u, out=e)
+    e -= d
+    return e
 
 
-def _inputs(owner, scores, target, pos_weight, neg_weight, balance, ignore_label, normalization):
+def _inputs(owner, scores, target, pos_weight, neg_weight, balance, ignore_label, normalization,
+            workspace=None):
     """Checked inputs as (N, C, inner) views: ``x, t, valid, w_p, w_n, norm``.
 
     ``t`` is 0 and ``valid`` False where the target is ignored; ``valid`` is
-    the number 1 when nothing is ignored.
+    the number 1 when nothing is ignored.  With a ``workspace``, the settings
+    (weights, normalizer) are checked once per shape and kept there.
     """
     x = np.asarray(scores)
     if x.dtype.kind != "f":
@@ -321,16 +328,24 @@ def _inputs(owner, scores, target, pos_weight, neg_weight, balance, ignore_label
     common.check_same_count(owner, "scores", x.shape, "target", np.shape(target))
     t = np.asarray(target, dtype=x.dtype)
     n, c, inner = channel_shape(x.shape)
-    wp, wn = _weights(owner, pos_weight, neg_weight, balance, c, x.dtype)
+
+    def settings():
+        wp, wn = _weights(owner, pos_weight, neg_weight, balance, c, x.dtype)
+        return wp, wn, common.normalizer(normalization, n, c * inner)
+
+    if workspace is None:
+        wp, wn, norm = settings()
+    else:
+        key = (x.shape, x.dtype, owner, pos_weight if np.ndim(pos_weight) == 0 else tuple(pos_weight),
+               neg_weight, balance, normalization)
+        wp, wn, norm = workspace.memo("settings", key, settings)
     ignored = check_targets(owner, t, ignore_label)  # indexes of the target's own shape
     x, t = x.reshape(n, c, inner), t.reshape(n, c, inner)
     if ignored is None:
-        valid, count = 1, None
-    else:
-        valid = ~ignored.reshape(n, c, inner)
-        count = int(np.count_nonzero(valid))
-        t = t * valid
-    return x, t, valid, wp, wn, common.normalizer(normalization, n, c * inner, count)
+        return x, t, 1, wp, wn, norm
+    valid = ~ignored.reshape(n, c, inner)
+    norm = common.normalizer(normalization, n, c * inner, int(np.count_nonzero(valid)))
+    return x, t * valid, valid, wp, wn, norm
 
 
 def _hed_balance(t, not_t):

@@ -13,7 +13,7 @@ The maths lives in :mod:`caffe_losses.core.infogain`; H files are read by
 import numpy as np
 
 from caffe_losses.core import infogain as core
-from caffe_losses.core.common import canonical_shape
+from caffe_losses.core.common import Workspace, canonical_shape
 from caffe_losses.core.infogain import square_shape
 from caffe_losses.hmatrix import load_blob
 from caffe_losses.layers.base import LossLayer, PythonLayer
@@ -56,6 +56,7 @@ class _InfogainLayer(LossLayer):
         self._h_bottom_bytes = None    # last H seen on the bottom, and its InfogainMatrix
         self._h_bottom = None
         self._classes = None           # C of the current scores shape
+        self._workspace = Workspace()  # the kernel's arrays
 
     def check_bottoms(self, bottom):
         data = bottom[0].data
@@ -168,15 +169,13 @@ class SoftmaxWithInfogainLoss(_InfogainLayer):
     def loss(self, bottom, top):
         p = self.params
         x, label, *h = self.bottom_arrays(bottom)
-        H = self.current_h(h[0] if h else None)
-        if H.diagonal is not None:        # class weights or the identity: the kernel
-            forward, self._backward = core.softmax_infogain_diagonal_forward, core.softmax_infogain_diagonal_backward
-        else:
-            forward, self._backward = core.softmax_infogain_forward, core.softmax_infogain_backward
-        value, self.cache = forward(x, label, H, axis=p["axis"], ignore_label=p["ignore_label"],
-                                    normalization=p["normalization"], owner=self.owner)
+        self._backward = core.softmax_infogain_kernel_backward
+        value, self.cache = core.softmax_infogain_kernel(
+            x, label, self.current_h(h[0] if h else None), axis=p["axis"],
+            ignore_label=p["ignore_label"], normalization=p["normalization"], owner=self.owner,
+            workspace=self._workspace)
         if len(top) > 1:
-            core.softmax_infogain_prob(self.cache, out=top[1].data)
+            core.softmax_infogain_kernel_prob(self.cache, out=top[1].data)
         return value
 
 
