@@ -160,22 +160,24 @@ def check_labels(owner, labels, num_classes, ignore_label=None, name="label"):
       only check in debug builds, and read out of bounds otherwise).
     """
     labels = np.asarray(labels)
-    as_int = np.rint(labels)
-    bad = ~np.isfinite(labels) | (as_int != labels) | (as_int < 0) | (as_int >= num_classes)
     ignored = None
     if ignore_label is not None:
         ignored = labels == ignore_label
-        bad &= ~ignored
         if not ignored.any():
             ignored = None
-    if bad.any():
-        idx = first_bad_index(bad)
-        extra = f" or the ignore_label {ignore_label}" if ignore_label is not None else ""
-        raise ValueError(f"{owner}: bottom '{name}' holds {float(labels[idx])} at index {idx}; expected "
-                         f"integers in [0, {num_classes}){extra} ({int(bad.sum())} bad value(s))")
-    if ignored is None:
-        return as_int.astype(np.int64), None
-    return np.where(ignored, 0, as_int).astype(np.int64), ~ignored
+    kept = labels if ignored is None else np.where(ignored, 0, labels)
+    valid = None if ignored is None else ~ignored
+    # the usual batch: in range (NaN fails both comparisons) and integers
+    if not kept.size or (kept.min() >= 0 and kept.max() < num_classes):
+        y = kept.astype(np.int64)
+        if (y == kept).all():
+            return y, valid
+    as_int = np.rint(kept)
+    bad = ~np.isfinite(kept) | (as_int != kept) | (as_int < 0) | (as_int >= num_classes)
+    idx = first_bad_index(bad)
+    extra = f" or the ignore_label {ignore_label}" if ignore_label is not None else ""
+    raise ValueError(f"{owner}: bottom '{name}' holds {float(labels[idx])} at index {idx}; expected "
+                     f"integers in [0, {num_classes}){extra} ({int(bad.sum())} bad value(s))")
 
 
 class Workspace:

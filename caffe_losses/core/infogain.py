@@ -155,9 +155,12 @@ class Positions:
         count = None if self.valid is None else int(np.count_nonzero(self.valid))
         return common.normalizer(mode, self.O, self.I, count)
 
-    def label_index(self):
-        """Flat indexes of the labels' entries in an (O, C, I) array: ``(o C + y) I + i``, (O, I)."""
-        return (np.arange(self.O)[:, None] * self.C + self.labels) * self.I + np.arange(self.I)
+    def label_index(self, workspace):
+        """Flat indexes of the labels' entries in an (O, C, I) array: ``o C I + i + y I``, (O, I)."""
+        shape = (self.O, self.C, self.I)
+        base = workspace.memo("base", shape, lambda: np.arange(self.O)[:, None] * (self.C * self.I)
+                              + np.arange(self.I))
+        return base + self.labels if self.I == 1 else base + self.labels * self.I
 
     def gather(self, values):
         """``values[y]`` per position, 0 where ignored: (O, 1, I), to broadcast against (O, C, I)."""
@@ -377,7 +380,7 @@ def softmax_infogain_kernel(x, label, H, *, axis=1, ignore_label=None, normaliza
     shape = (pos.O, pos.C, pos.I)
     xs = x.reshape(shape)
     e = ws.array("exp", shape, x.dtype)
-    at_label = pos.label_index()
+    at_label = pos.label_index(ws)
     label_is_one = False
     if info.diagonal is not None:
         rows = None

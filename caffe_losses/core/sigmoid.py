@@ -3,9 +3,22 @@
 No caffe import.  Every function works in the dtype it is given (float64 for
 the exact checks, float32 inside a net).
 
+Reference (the specification; docs and tests point here):
+
 * :func:`weighted_sigmoid_cross_entropy_forward` /
   :func:`weighted_sigmoid_cross_entropy_backward`: the loss and its gradient
-  with respect to the logits.
+  with respect to the logits; the loss is summed by ``common.loss_sum``
+  (float64).
+
+Kernel (same inputs and results; held to the reference by
+``tests/test_kernels.py``):
+
+* :func:`weighted_sigmoid_cross_entropy_kernel`: the forward in place in
+  reused arrays, without a float32 ``log1p``; its cache is the reference's,
+  so the reference backward serves it.
+
+Helpers:
+
 * :func:`check_targets`: targets in [0, 1] or equal to the ignore label.
 * :func:`count_targets` and :func:`pos_weight_from_counts`: per-channel
   positive / negative counts and PyTorch-style ``pos_weight = neg / pos``

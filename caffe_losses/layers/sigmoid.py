@@ -52,8 +52,9 @@ class WeightedSigmoidCrossEntropyLoss(LossLayer):
         per channel along axis 1 (multi-label nets; PyTorch's semantics:
         negatives / positives of that class, e.g. 300 / 100 = 3).
         ``caffe-losses make-pos-weight`` computes the list from a label file.
-      cls_weight: an alias of pos_weight, so the forum layer's prototxt
-        (``param_str: "{\\"cls_weight\\":100}"``) works unchanged.
+      cls_weight: an alias of pos_weight, so prototxts written for the widely
+        copied ``SigmoidCrossEntropyWeightLossLayer`` Python layer
+        (``param_str: "{\\"cls_weight\\":100}"``) work unchanged.
       neg_weight (default 1): ``w_n``, a number >= 0.
       balance (default none): ``auto`` (or true) multiplies the weights, per
         sample, by HED's class balance over its non-ignored elements:
@@ -71,8 +72,8 @@ class WeightedSigmoidCrossEntropyLoss(LossLayer):
     exactly, and any other target outside [0, 1] is an error instead of a
     silently wrong loss.  The two agree for targets in [0, 1] with an ignore
     label outside it, and for 0/1 targets with any ignore label.
-    The forum layer this replaces returns the plain sum: its value is this
-    layer's times N (or use ``normalization: NONE``).
+    That copied layer returns the plain sum: its value is this layer's times
+    N (or use ``normalization: NONE``).
 
     Example::
 
