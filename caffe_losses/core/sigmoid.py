@@ -216,13 +216,11 @@ def weighted_sigmoid_cross_entropy_forward(scores, target, *, pos_weight=1.0, ne
     if balance == "auto":
         beta_pos, beta_neg = _hed_balance(t, valid - t)
         pos, neg = pos * beta_pos, neg * beta_neg
-    lg = np.log1p(np.exp(-np.abs(x)))                # log(1 + exp(-|x|)), in [0, log 2]
-    nlp = np.maximum(-x, 0) + lg                     # -log p       = softplus(-x)
-    nlq = np.maximum(x, 0) + lg                      # -log (1 - p) = softplus(x)
-    total = common.loss_sum(pos * nlp + neg * nlq)
+    # -log p = softplus(-x), -log(1 - p) = softplus(x): both max(+-x, 0) + log1p(exp(-|x|))
+    total = common.loss_sum(pos * common.softplus(-x) + neg * common.softplus(x))
     if not math.isfinite(total):
         common.raise_non_finite(owner, total, [("bottom 'scores'", scores)])
-    prob = np.exp(-nlp)                              # sigmoid(x): 0, not NaN, at x = -1e4
+    prob = common.sigmoid(x)                         # exactly 0 or 1 at x = -+1e4, never NaN
     return total / norm, SigmoidCache(prob, pos, neg, norm, np.shape(scores))
 
 
