@@ -409,15 +409,21 @@ def summary(t_ours, t_native):
     return float(np.median(t_ours)), float(np.median(t_native)), float(np.median(ratios)), float(q3 - q1) / 2
 
 
-def run_e2e(tmp, args):
-    rows = []
-    print("\n== End to end: solver.step of the same net, our loss vs the native one (iterations/s: "
-          "medians of interleaved rounds; extra: median of the paired ratios - 1; +-: half their IQR)")
-    header = (f"{'net':<34} {'size':<13} {'ours':<34} {'it/s':>8} {'native':<24} {'it/s':>8} "
-              f"{'extra':>7} {'+-':>6}  target")
+def start_section(title, header, args):
+    """Prints a section's title and table header; returns the number of rounds to time."""
+    print(f"\n== {title}")
     print(header)
     print("-" * len(header))
-    rounds = 3 if args.tiny else (7 if args.quick else 21)
+    return 3 if args.tiny else (7 if args.quick else 21)
+
+
+def run_e2e(tmp, args):
+    rows = []
+    rounds = start_section(
+        "End to end: solver.step of the same net, our loss vs the native one (iterations/s: medians "
+        "of interleaved rounds; extra: median of the paired ratios - 1; +-: half their IQR)",
+        f"{'net':<34} {'size':<13} {'ours':<34} {'it/s':>8} {'native':<24} {'it/s':>8} "
+        f"{'extra':>7} {'+-':>6}  target", args)
     for net, size, ours_name, native_name, make_ours, make_native, has_target in e2e_cases(tmp, args.tiny):
         if args.only and args.only not in net:
             continue
@@ -574,13 +580,11 @@ def time_pair(ours, native, data, rounds, inner):
 
 def run_layers(tmp, args):
     rows = []
-    print("\n== Per layer: forward + backward, ours vs native (ms: medians of interleaved rounds; "
-          "ours/native: median of the paired ratios; +-: half their IQR)")
-    header = (f"{'family':<16} {'size':<17} {'ours':<32} {'ms':>8} {'native':<38} {'ms':>8} "
-              f"{'ours/native':>11} {'+-':>5}  target")
-    print(header)
-    print("-" * len(header))
-    rounds = 3 if args.tiny else (7 if args.quick else 21)
+    rounds = start_section(
+        "Per layer: forward + backward, ours vs native (ms: medians of interleaved rounds; "
+        "ours/native: median of the paired ratios; +-: half their IQR)",
+        f"{'family':<16} {'size':<17} {'ours':<32} {'ms':>8} {'native':<38} {'ms':>8} "
+        f"{'ours/native':>11} {'+-':>5}  target", args)
     for family, size, elements, ours_name, native_name, ours, native, data in layer_cases(tmp, args.tiny):
         if args.only and args.only not in family:
             continue
