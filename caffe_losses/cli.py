@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "plot-features": "plot_features",
     "check": "check",
     "gradcheck": "gradcheck",
+    "migrate": "migrate",
 }
 
 
