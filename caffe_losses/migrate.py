@@ -717,8 +717,8 @@ def inspect_weights(model_bytes, net_param, migration):
                 shape = shape[2:]
             if len(shapes) != 1 or len(shape) != 2 or shape[0] != params.get("num_classes"):
                 problems.append(f"{label}: the model holds {len(shapes)} blob(s) ({shown}) there, but "
-                                f"the migrated CenterLoss has one, the centers, "
-                                f"{params.get('num_classes')} x D")
+                                f"the migrated CenterLoss (num_classes: {params.get('num_classes')}) "
+                                f"keeps one, the centers, {params.get('num_classes')} x D")
                 continue
             if shapes[0] != shape:
                 blob = layer.blobs[0]
@@ -738,8 +738,9 @@ def inspect_weights(model_bytes, net_param, migration):
     if changed and not v1:
         for layer in stored:     # the migrated layers' stored definitions: the new ones
             if layer.name in migration.migrated and layer.name in new_layers:
-                blobs = list(layer.blobs)
-                layer.Clear()
+                blobs = [type(b)() for b in layer.blobs]
+                for copy, b in zip(blobs, layer.blobs):
+                    copy.CopyFrom(b)
                 layer.CopyFrom(new_layers[layer.name])
                 layer.blobs.extend(blobs)
     present = {layer.name for layer in stored}

@@ -101,6 +101,7 @@ class PythonLayer(caffe.Layer):
         tops = getattr(self, "top_names", None)
         return f"[unnamed layer, top '{tops[0]}']" if tops else ""
 
+    @_names_the_layer
     def setup(self, bottom, top):
         self.params = parse_params(self.owner, self.PARAMS, self.param_str)
         self._check_count("bottom", len(bottom), self.BOTTOMS, self.OPTIONAL_BOTTOMS)
