@@ -173,11 +173,21 @@ def train(solver_path, *, weights=None, snapshot=None, max_iter=None, progress=T
     for runs in _COLLECTORS:
         runs.append({"label": label or solver_dir, "solver": os.path.abspath(solver_path),
                      "iters": list(iters), "loss": list(losses)})
-    if curve_png and iters:
+    if curve_png and iters and _has_matplotlib(stream):
         plot_curve({"iters": iters, "loss": losses}, curve_png,
                    title=f"Training loss: {os.path.basename(os.path.dirname(os.path.abspath(solver_path)))}"
                    f"/{os.path.basename(solver_path)}")
     return {"iters": iters, "loss": losses, "solver": solver, "interrupted": interrupted}
+
+
+def _has_matplotlib(stream):
+    # the picture needs the demo extra; a finished training run is no error without it
+    import importlib.util
+    if importlib.util.find_spec("matplotlib") is None:
+        stream.write("note: no training curve picture: it needs matplotlib "
+                     "(pip install 'caffe-losses[demo]')\n")
+        return False
+    return True
 
 
 def plot_curve(histories, path, *, title="Training loss", smooth=10):
