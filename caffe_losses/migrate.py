@@ -476,6 +476,8 @@ def _rewrite_native(ctx, edits, layer, convert, blocks):
                        f"param_str {_show_params(_moved(block, params))}" if _moved(block, params)
                        else "dropped")
             edits.remove(block)
+    if cls_name == "WeightedSigmoidCrossEntropyLoss":
+        ctx.change(layer, "HED's class balance (the fork's SigmoidCrossEntropyLoss)", "param_str balance: auto")
     anchor = (f.all("top") or f.all("bottom") or [type_field])[-1]
     block_lines, inline = _python_param_lines(cls_name, params, _unit(edits, f))
     extra, extra_inline = [], ""

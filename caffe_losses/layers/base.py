@@ -215,7 +215,7 @@ class LossLayer(PythonLayer):
         # Power or Scale): that layer's backward writes its gradient into this
         # diff.  So a 0 is looked at again at the next forward, and only a TRAIN
         # net warns (a TEST net never runs backward; check lints both).
-        if float(top[0].diff.flat[0]) != 0.0 or self.phase != caffe.TRAIN:
+        if float(top[0].diff.flat[0]) != 0.0 or getattr(self, "phase", caffe.TRAIN) != caffe.TRAIN:
             self._weight_checked = True
         elif not self._weight_zero_seen:
             self._weight_zero_seen = True
