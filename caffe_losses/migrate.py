@@ -153,7 +153,7 @@ class _Edits:
         """Whether ``field`` has its lines to itself (only blanks and a comment around it)."""
         before = self.text[self._line_start(field.start):field.start]
         after = self._rest_of_line(field.end)
-        return not before.strip() and re.fullmatch(r"[ \t]*[,;]?[ \t]*(#.*)?", after) is not None
+        return not before.strip() and re.fullmatch(r"[ \t]*[,;]?[ \t]*(#.*)?\r?", after) is not None
 
     def indent(self, field):
         before = self.text[self._line_start(field.start):field.start]
@@ -174,7 +174,7 @@ class _Edits:
         when it ends its line, else ``inline`` on the same line."""
         rest = self._rest_of_line(field.end)
         indent = self.indent(field)
-        if indent is not None and re.fullmatch(r"[ \t]*[,;]?[ \t]*(#.*)?", rest):
+        if indent is not None and re.fullmatch(r"[ \t]*[,;]?[ \t]*(#.*)?\r?", rest):
             pos = field.end + len(rest)
             self.replace(pos, pos, "".join("\n" + indent + line for line in lines))
         else:

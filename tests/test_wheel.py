@@ -156,6 +156,16 @@ def test_base_install_first_steps(installed, tmp_path):
     listing = run(tool(venv, "template", "--list"), tmp_path, env).stdout
     assert "infogain_digits_source" in listing and "center_loss_lenetpp" in listing
 
+    # every template's data is written on the base install (small sizes; the CLI below for one)
+    prepared = run([os.path.join(venv, "bin", "python"), "-c",
+                    "import os, shutil\n"
+                    "from caffe_losses.templates import list_templates, prepare_template, template_root\n"
+                    "for name in list_templates():\n"
+                    "    shutil.copytree(os.path.join(template_root(), name), name)\n"
+                    "    prepare_template(name, small=True)\n"
+                    "    print(name)\n"], tmp_path, env).stdout.split()
+    assert len(prepared) == len(listing.strip().splitlines()) >= 10
+
     out = run(tool(venv, "template", "infogain_digits_source", "--out", "my_infogain"), tmp_path, env).stdout
     assert "wrote" in out
     folder = tmp_path / "my_infogain"
