@@ -56,7 +56,7 @@ from caffe_losses.preflight import (PreflightError, check_data_sources, check_ne
 from caffe_losses.prototxt import read_net_param, read_solver_param
 
 __all__ = ["read_solver", "train", "plot_curve", "net_loss", "collect_histories", "snapshot_prefix",
-           "snapshot_files", "TrainingError", "CURVE_EXTRA_NOTE"]
+           "snapshot_files", "format_test", "TrainingError", "CURVE_EXTRA_NOTE"]
 
 _COLLECTORS = []
 # test_interval for the solver handed to Caffe: its own TestAll never runs
@@ -146,10 +146,9 @@ def _solver_nets(param, solver_path):
         elif param.HasField(text_field):
             out.append((inline, getattr(param, text_field), caffe_pb2.TRAIN))
     tests = [(inline, n) for n in param.test_net_param] + [(p, read_net_param(p)) for p in param.test_net]
-    generic = [(where, net) for where, net, _ in out[:1]] if (param.HasField("net") or param.HasField("net_param")) \
-        else []
-    while generic and len(tests) < len(param.test_iter):
-        tests.append(generic[0])
+    if out and (param.HasField("net") or param.HasField("net_param")):
+        # the generic net is also each test net that test_iter counts beyond the explicit ones
+        tests += [out[0][:2]] * max(len(param.test_iter) - len(tests), 0)
     return out + [(where, net, caffe_pb2.TEST) for where, net in tests]
 
 
@@ -356,9 +355,10 @@ def _layer_error(err, names, when):
         if isinstance(err, ImportError) and getattr(err, "name", None):
             where = names.describe_module(err.name.split(".")[0]) or names.describe_module(err.name)
             if where:
-                return TrainingError(f"{when}: {where[0]}: {where[1]}: python_param module '{err.name}' could not be "
-                                     f"imported ({err}). Python layers are imported from sys.path: run "
-                                     f"from the folder of your layer modules, or add it to PYTHONPATH")
+                return TrainingError(f"{when}: {where[0]}: {where[1]}: python_param module '{err.name}' "
+                                     f"could not be imported ({err}). Python layers are imported from "
+                                     f"sys.path: run from the folder of your layer modules, or add it to "
+                                     f"PYTHONPATH")
         return None
     where = names.describe(layer)
     where = f"{where[0]}: {where[1]}" if where else f"Python layer {type(layer).__name__}"
@@ -602,7 +602,8 @@ def train(solver_path, *, weights=None, snapshot=None, max_iter=None, progress=T
         if snapshot:
             check_solverstate(snapshot, solver.net, _solver_type(param))
             solver.restore(snapshot)
-        history = _run(solver, param, prefix, bar, signals, names, max_iter)
+        bar.start_iter, bar.t0 = solver.iter, bar.clock()
+        history = _Run(solver, param, prefix, bar, signals, max_iter).run(names)
     history["solver"] = solver
     solver_dir = os.path.basename(os.path.dirname(os.path.abspath(solver_path)))
     for runs in _COLLECTORS:
@@ -620,97 +621,121 @@ def train(solver_path, *, weights=None, snapshot=None, max_iter=None, progress=T
     return history
 
 
-def _run(solver, param, prefix, bar, signals, names, max_iter):
-    """The training loop: Caffe's ``Solve``/``Step`` one iteration at a time (see the module doc)."""
-    start = solver.iter
-    total = int(param.max_iter if max_iter is None else max_iter)
-    bar.start_iter, bar.t0 = start, bar.clock()
-    history = {"iters": [], "loss": [], "tests": [], "snapshots": [], "interrupted": None}
-    recent = deque(maxlen=max(int(param.average_loss), 1))   # Caffe's smoothed (displayed) loss
-    last_snapshot = [None]
+class _Run:
+    """One training run: Caffe's ``Solve``/``Step`` one iteration at a time (see the module doc)."""
 
-    def stop_requested():
-        return signals.stop is not None
+    def __init__(self, solver, param, prefix, bar, signals, max_iter):
+        self.solver, self.param, self.prefix, self.bar, self.signals = solver, param, prefix, bar, signals
+        self.start = solver.iter
+        self.total = int(param.max_iter if max_iter is None else max_iter)
+        self.history = {"iters": [], "loss": [], "tests": [], "snapshots": [], "interrupted": None}
+        self.recent = deque(maxlen=max(int(param.average_loss), 1))   # Caffe's smoothed (shown) loss
+        self.last_snapshot = None      # the iteration of the last snapshot written in this run
+        self.phase = "training"        # what was going on, for error messages
 
-    def saved(model, state):
+    def stop_requested(self):
+        return self.signals.stop is not None
+
+    def files(self):
+        return snapshot_files(self.prefix, self.solver.iter, self.param.snapshot_format)
+
+    def saved(self):
+        """Records (and reports) the snapshot Caffe just wrote, once its files exist."""
+        model, state = self.files()
         for path in (model, state):
             if not os.path.isfile(path):
-                raise TrainingError(f"Caffe reported a snapshot at iteration {solver.iter} but {path} "
+                raise TrainingError(f"Caffe reported a snapshot at iteration {self.solver.iter} but {path} "
                                     f"does not exist")
-        last_snapshot[0] = solver.iter
-        history["snapshots"].append((solver.iter, model, state))
-        bar.say(f"snapshot at iteration {solver.iter}: {model}, {state}")
+        self.last_snapshot = self.solver.iter
+        self.history["snapshots"].append((self.solver.iter, model, state))
+        self.bar.say(f"snapshot at iteration {self.solver.iter}: {model}, {state}")
 
-    def snapshot_now(repeat=False):
-        files = snapshot_files(prefix, solver.iter, param.snapshot_format)
-        if last_snapshot[0] != solver.iter:
-            solver.snapshot()
-            saved(*files)
+    def snapshot(self, repeat=False):
+        """A snapshot of the current iteration, unless one was written at it; ``repeat`` names it again."""
+        if self.last_snapshot != self.solver.iter:
+            self.solver.snapshot()
+            self.saved()
         elif repeat:      # written a moment ago: name it again where the user looks for it
-            bar.say(f"snapshot at iteration {solver.iter}: {files[0]}, {files[1]}")
+            model, state = self.files()
+            self.bar.say(f"snapshot at iteration {self.solver.iter}: {model}, {state}")
 
-    def test_all():
-        several = len(solver.test_nets) > 1
-        for k, net in enumerate(solver.test_nets):
-            result = _run_test(solver, net, int(param.test_iter[k]), param.test_compute_loss, stop_requested)
+    def test_all(self):
+        self.phase = f"testing at iteration {self.solver.iter}"
+        nets = self.solver.test_nets
+        for k in range(len(nets)):
+            result = _run_test(self.solver, nets[k], int(self.param.test_iter[k]), self.param.test_compute_loss,
+                               self.stop_requested)
             if result is None:
-                bar.say(f"iteration {solver.iter}: test interrupted")
+                self.bar.say(f"iteration {self.solver.iter}: test interrupted")
                 return
-            result = {"iter": solver.iter, "net": k, **result}
-            history["tests"].append(result)
-            bar.say(format_test(result, several))
+            result = {"iter": self.solver.iter, "net": k, **result}
+            self.history["tests"].append(result)
+            self.bar.say(format_test(result, len(nets) > 1))
 
-    try:
-        phase = "training"
-        while solver.iter < total and not stop_requested():
-            if len(solver.test_nets) and _test_due(param, solver.iter):
-                phase = f"testing at iteration {solver.iter}"
-                test_all()
-                if stop_requested():
-                    break
-            phase = f"iteration {solver.iter}"
-            solver.step(1)
-            value = net_loss(solver.net)
-            history["iters"].append(solver.iter)
-            history["loss"].append(value)
-            recent.append(value)
-            if param.snapshot and solver.iter % param.snapshot == 0:   # written by Caffe in step()
-                saved(*snapshot_files(prefix, solver.iter, param.snapshot_format))
-            if signals.take_hup():
-                snapshot_now()
-            bar.update(solver.iter, sum(recent) / len(recent))
-        if stop_requested():
-            history["interrupted"] = signals.stop
-            what = _Signals.NAMES.get(signals.stop, "signal")
-            if solver.iter == start:
-                bar.say(f"{what} before the first iteration: nothing trained, nothing saved")
-                return history
-            bar.say(f"{what} at iteration {solver.iter}: saving a snapshot before exiting")
-            snapshot_now(repeat=True)
-            return history
-        if recent:
-            bar.update(solver.iter, sum(recent) / len(recent), final=True)
-        # Solve's end: the last snapshot (unless just written), the display
-        # forward of the train net, the final test
-        phase = f"finishing at iteration {solver.iter}"
-        if param.snapshot_after_train and solver.iter > start:
-            snapshot_now()
+    def stopped(self):
+        """Ctrl-C or SIGTERM: a snapshot of the last completed iteration, if one was trained."""
+        what = _Signals.NAMES.get(self.signals.stop, "a signal")
+        self.history["interrupted"] = self.signals.stop
+        if self.solver.iter == self.start:
+            self.bar.say(f"{what} before the first iteration: nothing trained, nothing saved")
+        else:
+            self.bar.say(f"{what} at iteration {self.solver.iter}: saving a snapshot before exiting")
+            self.snapshot(repeat=True)
+        return self.history
+
+    def step(self):
+        solver, param = self.solver, self.param
+        if len(solver.test_nets) and _test_due(param, solver.iter):
+            self.test_all()
+            if self.stop_requested():
+                return
+        self.phase = f"iteration {solver.iter}"
+        solver.step(1)
+        value = net_loss(solver.net)
+        self.history["iters"].append(solver.iter)
+        self.history["loss"].append(value)
+        self.recent.append(value)
+        if param.snapshot and solver.iter % param.snapshot == 0:   # Caffe wrote it in step()
+            self.saved()
+        if self.signals.take_hup():
+            self.snapshot()
+        self.bar.update(solver.iter, sum(self.recent) / len(self.recent))
+
+    def finish(self):
+        """``Solve``'s end: the last snapshot (unless just written), the train net's display forward,
+        the final test."""
+        solver, param = self.solver, self.param
+        if self.recent:
+            self.bar.update(solver.iter, sum(self.recent) / len(self.recent), final=True)
+        self.phase = f"finishing at iteration {solver.iter}"
+        if param.snapshot_after_train and solver.iter > self.start:
+            self.snapshot()
         if param.display and solver.iter % param.display == 0:
             solver.net.forward()
         if len(solver.test_nets) and param.test_interval and solver.iter % param.test_interval == 0:
-            phase = f"testing at iteration {solver.iter}"
-            test_all()
-    except Exception as err:
-        wrapped = _layer_error(err, names, phase)
-        if wrapped is None:
-            raise
-        if solver.iter > start and last_snapshot[0] != solver.iter:
-            bar.say(f"error at iteration {solver.iter}: saving a snapshot of the last completed iteration")
-            snapshot_now()
-        raise wrapped from None
-    if history["interrupted"] is None and stop_requested():
-        history["interrupted"] = signals.stop
-    return history
+            self.test_all()
+
+    def run(self, names):
+        """Trains to the end (or a stop request); returns the history.
+
+        A Python layer's error becomes a :class:`TrainingError` naming the
+        layer, after a snapshot of the last completed iteration.
+        """
+        try:
+            while self.solver.iter < self.total and not self.stop_requested():
+                self.step()
+            if not self.stop_requested():
+                self.finish()
+        except Exception as err:
+            wrapped = _layer_error(err, names, self.phase)
+            if wrapped is None:
+                raise
+            if self.solver.iter > self.start and self.last_snapshot != self.solver.iter:
+                self.bar.say(f"error at iteration {self.solver.iter}: saving a snapshot of the last "
+                             f"completed iteration")
+                self.snapshot()
+            raise wrapped from None
+        return self.stopped() if self.stop_requested() else self.history
 
 
 def _test_series(tests):
