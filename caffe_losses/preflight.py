@@ -148,15 +148,20 @@ def _what_else(data):
     return None
 
 
-def _weights_file(path, option):
-    """Reads a .caffemodel, refusing what Caffe would abort on or load as nothing."""
-    from caffe.proto import caffe_pb2
+def _read_bytes(path, option):
+    """The bytes of the file an ``option`` names; a missing file or a folder is an error."""
     if not os.path.exists(path):
         raise PreflightError(f"{option}: file not found: {path}")
     if not os.path.isfile(path):
         raise PreflightError(f"{option} {path}: not a file")
     with open(path, "rb") as f:
-        data = f.read()
+        return f.read()
+
+
+def _weights_file(path, option):
+    """Reads a .caffemodel, refusing what Caffe would abort on or load as nothing."""
+    from caffe.proto import caffe_pb2
+    data = _read_bytes(path, option)
     if not data:
         raise PreflightError(f"{option} {path}: the file is empty")
     source = _parse(caffe_pb2.NetParameter(), data)
@@ -183,11 +188,8 @@ def check_weights(path, net, option="weights", *, require_match=False):
     which Caffe would silently skip) is refused too.
     """
     if path.endswith(".h5"):
-        if not os.path.isfile(path):
-            raise PreflightError(f"{option}: file not found: {path}")
-        with open(path, "rb") as f:
-            if f.read(8) != HDF5_SIGNATURE:
-                raise PreflightError(f"{option} {path}: named .h5 but not an HDF5 file")
+        if not _read_bytes(path, option).startswith(HDF5_SIGNATURE):
+            raise PreflightError(f"{option} {path}: named .h5 but not an HDF5 file")
         return  # Caffe's HDF5 weights: copied as is
     layers = _weights_file(path, option)
     index = {name: i for i, name in enumerate(net._layer_names)}
@@ -282,12 +284,7 @@ def learnable_shapes(net):
 def check_solverstate(path, net, solver_type="SGD", option="--snapshot"):
     """Caffe aborts on a state that is not a ``.solverstate`` of this net and solver type."""
     from caffe.proto import caffe_pb2
-    if not os.path.exists(path):
-        raise PreflightError(f"{option}: file not found: {path}")
-    if not os.path.isfile(path):
-        raise PreflightError(f"{option} {path}: not a file")
-    with open(path, "rb") as f:
-        data = f.read()
+    data = _read_bytes(path, option)
     if path.endswith(".h5"):
         if not data.startswith(HDF5_SIGNATURE):
             raise PreflightError(f"{option} {path}: named .h5 but not an HDF5 file")

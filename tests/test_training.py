@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from caffe_losses.training import _Progress, snapshot_files, snapshot_prefix
+from test_train_cli import NET as TINY_NET, write_solver as write_tiny   # net.prototxt, solver (snap/tiny)
 
 BIN = os.path.dirname(sys.executable)
 CLI = os.path.join(BIN, "caffe-losses")
@@ -27,18 +28,6 @@ OURS_TEST = re.compile(r"^iteration (\d+), test(?: net #(\d+))?: (.*)$", re.M)
 OURS_OUTPUT = re.compile(r"#(\d+) (\S+) = ([^,\s]+)")
 SNAPSHOT_LINE = re.compile(r"^snapshot at iteration (\d+): (\S+), (\S+)$", re.M)
 
-TINY_NET = textwrap.dedent("""
-    name: "tiny"
-    layer { name: "x" type: "DummyData" top: "x" top: "y"
-            dummy_data_param { shape { dim: 16 dim: 5 } shape { dim: 16 dim: 2 }
-                               data_filler { type: "gaussian" std: 1 }
-                               data_filler { type: "constant" value: 0.5 } } }
-    layer { name: "fc" type: "InnerProduct" bottom: "x" top: "fc"
-            inner_product_param { num_output: 2 weight_filler { type: "xavier" } } }
-    layer { name: "loss" type: "Python" bottom: "fc" bottom: "y" top: "loss"
-            python_param { module: "helper_layers" layer: "HalfSquaredError" }
-            loss_weight: 1 }
-""")
 
 
 def caffe_tests(log):
@@ -199,14 +188,6 @@ def test_center_loss_template_as_caffe_train(tmp_path):
             assert a.keys() == b.keys() and ("center_loss", 0) in a
             for key in a:
                 np.testing.assert_array_equal(a[key], b[key], err_msg=f"{name} {key}")
-
-
-def write_tiny(folder, max_iter, prefix='snapshot_prefix: "snap/tiny"\n'):
-    (folder / "net.prototxt").write_text(TINY_NET)
-    (folder / "solver.prototxt").write_text(
-        f'net: "net.prototxt"\nbase_lr: 0.01\nlr_policy: "fixed"\nmax_iter: {max_iter}\n'
-        f'{prefix}random_seed: 1\nsolver_mode: CPU\n')
-    (folder / "snap").mkdir(exist_ok=True)
 
 
 def start_training(folder, *flags):
