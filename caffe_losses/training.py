@@ -792,7 +792,8 @@ def plot_curve(histories, path, *, title="Training loss", smooth=10):
     positive += [v for _, vals in test_losses.values() for v in vals if v > 0]
     if positive and max(positive) / max(min(positive), 1e-12) > 1e2:
         ax.set_yscale("log")
-    ax.set_ylabel("weighted loss" + (" (log scale)" if ax.get_yscale() == "log" else ""))
+    ax.set_ylabel(("weighted loss" if test_losses else "weighted training loss") +
+                  (" (log scale)" if ax.get_yscale() == "log" else ""))
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()

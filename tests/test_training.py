@@ -292,6 +292,25 @@ def test_progress_off_a_terminal_prints_by_time_and_at_each_tenth():
     assert all(b - a <= 20 for a, b in zip(printed, printed[1:]))
 
 
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_on_a_terminal_redraws_one_line_and_messages_do_not_break_it():
+    stream, clock = Terminal(), FakeClock()
+    bar = _Progress(100, 0, stream, clock=clock)
+    for it in range(1, 101):
+        clock.now += 0.0625                # redrawn at most every 0.1 s: every other update
+        bar.update(it, 0.5, final=it == 100)
+        if it == 50:
+            bar.say("iteration 50, test: #0 accuracy = 0.5")
+    text = stream.getvalue()
+    assert "\r\x1b[Kiteration 50, test: #0 accuracy = 0.5\n" in text     # the bar cleared first
+    assert text.count("\n") == 2 and text.endswith("100/100 loss 0.5 16.0 it/s ETA 00:00\n")
+    assert text.count("\r[") == 50
+
+
 def test_snapshot_prefix_follows_caffe(tmp_path, monkeypatch):
     from caffe.proto import caffe_pb2
     monkeypatch.chdir(tmp_path)
