@@ -350,7 +350,7 @@ def test_check_errors_refuse_training_and_warnings_name_the_prototxt_layer(tmp_p
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     warning = [line for line in proc.stderr.splitlines() if "WARNING" in line]
-    assert len(warning) == 1 and warning[0].startswith("net.prototxt: WARNING layer 'loss': SmoothL1Loss:"), warning
+    assert len(warning) == 1 and warning[0].startswith("net.prototxt: WARNING layer 'loss': SmoothL1Loss"), warning
     assert ".py" not in proc.stderr
 
 
