@@ -58,6 +58,13 @@ SCORES = ('layer { name: "scale" type: "Scale" bottom: "raw" top: "scores" '
           'scale_param { axis: 0 num_axes: 0 filler { value: 1 } } }\n')
 
 
+def h_file(C, high=2.0):
+    """A random positive C x C H, written to H.binaryproto in the working directory."""
+    H = RNG.uniform(0.1, high, (C, C))
+    save_h("H.binaryproto", H)
+    return H
+
+
 def unchanged_layers_kept(before, after, migrated_names):
     """Every layer migrate did not rewrite is in the output byte for byte."""
     old = {f.get("name"): before[f.start:f.end] for f in textproto.parse(before).all("layer")}
@@ -86,8 +93,7 @@ INFOGAIN = [
 def test_native_infogain_same_loss_and_gradient(fields, shape, label_shape, h_from, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     C = shape[1]
-    H = RNG.uniform(0.1, 3.0, (C, C))
-    save_h("H.binaryproto", H)
+    H = h_file(C, 3.0)
     shapes = {"raw": shape, "label": label_shape}
     if h_from == "bottom":
         shapes["H"] = (1, 1, C, C)
@@ -143,8 +149,7 @@ def test_old_normalize_is_read_as_caffe_reads_it(normalize, expected):
 
 def test_native_infogain_second_top_and_given_loss_weights(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    H = RNG.uniform(0.1, 2.0, (5, 5))
-    save_h("H.binaryproto", H)
+    h_file(5)
     text = inputs(scores=(4, 5), label=(4,)) + (
         'layer { name: "loss" type: "InfogainLoss" bottom: "scores" bottom: "label" top: "loss" top: "prob" '
         'infogain_loss_param { source: "H.binaryproto" } loss_weight: 2 loss_weight: 0 }\n')
@@ -170,8 +175,7 @@ def test_native_infogain_second_top_and_given_loss_weights(tmp_path, monkeypatch
 def test_infogain_after_softmax_becomes_the_classic_form(tmp_path, monkeypatch):
     # a net written for Caffe before 1.0: Softmax, then InfogainLoss on probabilities
     monkeypatch.chdir(tmp_path)
-    H = RNG.uniform(0.1, 2.0, (3, 3))
-    save_h("H.binaryproto", H)
+    H = h_file(3)
     text = inputs(scores=(5, 3), label=(5,)) + (
         'layer { name: "prob" type: "Softmax" bottom: "scores" top: "prob" }\n'
         'layer { name: "loss" type: "InfogainLoss" bottom: "prob" bottom: "label" top: "loss" '
