@@ -365,6 +365,9 @@ def _layer_error(err, names, when):
     ours = type(layer).__module__.split(".")[0] == "caffe_losses"
     details = None if ours else "".join(traceback.format_exception(type(err), err, err.__traceback__))
     message = str(err) if ours else f"{type(err).__name__}: {err}"
+    suffix = f" {layer.where()}" if ours and hasattr(layer, "where") else ""
+    if suffix.strip() and message.endswith(suffix):
+        message = message[:-len(suffix)]           # the prefix below names the layer already
     return TrainingError(f"{when}: {where}: {message}", details)
 
 
