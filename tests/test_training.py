@@ -395,3 +395,19 @@ def test_resumed_at_max_iter_writes_nothing(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "nothing to train: the solver is at iteration 3" in proc.stdout
     assert (tmp_path / "snap/tiny_iter_3.caffemodel").stat().st_mtime_ns == before
+
+
+def test_our_layer_error_names_the_layer_once(tmp_path):
+    # The project's Caffe tells a Python layer its name, so our messages carry
+    # "[layer 'loss']"; train's own prefix names file and layer: not both.
+    write_tiny(tmp_path, 3)
+    bad = re.sub(r'python_param \{[^}]*\}',
+                 'python_param { module: "caffe_losses" layer: "SmoothL1Loss" param_str: "{sigma: 0}" }',
+                 TINY_NET)
+    (tmp_path / "net.prototxt").write_text(bad)
+    proc = subprocess.run([CLI, "train", "solver.prototxt", "--no-check", "--no-progress"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "net.prototxt: layer 'loss': SmoothL1Loss: 'sigma' must be > 0" in last, last
+    assert last.count("'loss'") == 1, last
