@@ -7,6 +7,7 @@ the repository are thin scripts over the same functions.
 
 import argparse
 import importlib
+import importlib.util
 import os
 import sys
 
@@ -21,6 +22,13 @@ SUBCOMMANDS = {
     "plot-features": "plot_features",
     "check": "check",
     "gradcheck": "gradcheck",
+    "migrate": "migrate",
+}
+
+# subcommand -> (a module it needs beyond the base install, the extra that brings it)
+EXTRAS = {
+    "demo": ("matplotlib", "demo"),
+    "plot-features": ("matplotlib", "demo"),
 }
 
 
@@ -52,6 +60,11 @@ def main(argv=None):
     # GLOG_minloglevel brings it back.
     os.environ.setdefault("GLOG_minloglevel", "2")
     args = build_parser().parse_args(argv)
+    module, extra = EXTRAS.get(args.command, (None, None))
+    if module and importlib.util.find_spec(module) is None:
+        print(f"caffe-losses {args.command}: needs {module}, which the base install leaves out: "
+              f"pip install 'caffe-losses[{extra}]'", file=sys.stderr)
+        return 2
     return args._run(args) or 0
 
 

@@ -193,6 +193,14 @@ def ignore_label_param():
     return Param("ignore_label", as_int, None, doc="label value left out of loss and gradient")
 
 
+# Keys that Caffe's forks (or old Caffe) spell differently from ours: an
+# unknown key found here points to our name (when the layer has that key).
+FORK_KEYS = {
+    "num_output": ("caffe-face's", "num_classes"),
+    "normalize": ("Caffe's old LossParameter", "normalization"),
+}
+
+
 # ---------------------------------------------------------------------------
 
 def parse_params(owner, schema, param_str):
@@ -240,6 +248,9 @@ def parse_params(owner, schema, param_str):
         if not isinstance(key, str) or key not in by_name:
             guess = difflib.get_close_matches(str(key), list(by_name), n=1)
             hint = f" Did you mean '{guess[0]}'?" if guess else ""
+            whose, ours = FORK_KEYS.get(key, (None, None))
+            if ours in by_name:
+                hint = f" '{key}' is {whose} name: here it is '{ours}'."
             raise ValueError(f"{owner}: unknown key '{key}' in param_str.{hint} Valid keys: {valid}")
         p = by_name[key]
         if p.name in seen_from:

@@ -16,10 +16,14 @@ def _read(path, message, what):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} file not found: {path}")
     with open(path) as f:
-        try:
-            text_format.Merge(f.read(), message)
-        except text_format.ParseError as err:
-            raise ValueError(f"{path}: not a valid {what} prototxt ({err})") from None
+        text = f.read()
+    try:
+        text_format.Merge(text, message)
+    except text_format.ParseError as err:
+        from caffe_losses.migrate import fork_fields_hint
+        hint = fork_fields_hint(text, message.DESCRIPTOR, path)   # a fork's field? name it
+        raise ValueError(f"{path}: not a valid {what} prototxt ({err})"
+                         + (f". {hint}" if hint else "")) from None
     return message
 
 
