@@ -95,9 +95,9 @@ def check_targets(owner, target, ignore_label=None, name="target"):
             ignored = None
     if target.size == 0:
         return ignored
-    if target.min() >= 0 and target.max() <= 1:     # two fast reductions; False for NaN
+    if target.min() >= 0 and target.max() <= 1:     # the usual batch; False for NaN
         return ignored
-    bad = ~((target >= 0) & (target <= 1))          # boolean passes (np.min(where=) is slow)
+    bad = ~((target >= 0) & (target <= 1))
     if ignored is not None:
         bad &= ~ignored
     if not bad.any():

@@ -170,7 +170,7 @@ class LossLayer(PythonLayer):
         # Caffe calls Reshape before every Forward, so this runs every
         # iteration: the bottoms are checked (and the tops reshaped) only when
         # their shapes change, and the data arrays fetched here (each pycaffe
-        # ``.data`` builds a new array, about 0.6 us) serve the forward that
+        # ``.data`` builds a new array) serve the forward that
         # Caffe runs right after (Layer::Forward: Reshape, then Forward_cpu).
         data = tuple(bottom[i].data for i in range(len(bottom)))
         shapes = tuple(a.shape for a in data)
