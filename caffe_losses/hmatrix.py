@@ -28,6 +28,7 @@ import os
 
 import numpy as np
 
+from caffe_losses.core.common import first_bad_index
 from caffe_losses.core.infogain import infogain_matrix, square_shape
 
 __all__ = ["load_blob", "load_h", "check_h", "save_h", "describe_h", "identity_h",
@@ -243,7 +244,7 @@ def class_counts(labels, num_classes=None, *, ignore_label=None):
     if num_classes is not None:
         bad |= as_int >= num_classes
     if bad.any():
-        i = int(np.flatnonzero(bad)[0])
+        i = first_bad_index(bad)[0]
         rng = f"[0, {num_classes})" if num_classes is not None else ">= 0"
         raise ValueError(f"class_counts: label {labels[i]!r} at position {i} is not an integer "
                          f"in {rng} ({int(bad.sum())} bad value(s))")
