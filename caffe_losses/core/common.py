@@ -183,11 +183,11 @@ def check_labels(owner, labels, num_classes, ignore_label=None, name="label"):
 class Workspace:
     """Arrays a kernel reuses from call to call, by name; made again when the shape or dtype changes.
 
-    A fresh large array costs page faults on first touch (NumPy's temporaries
-    go back to the system when freed), about as much as the arithmetic; the
-    native layers keep their buffers, and a kernel given a workspace does too.
-    A layer keeps one workspace per kernel; the cache the kernel returns
-    refers to these arrays, so it is valid until the next call.
+    Fresh temporaries cost memory traffic (and page faults where freed
+    memory goes back to the system); the native layers keep their buffers,
+    and a kernel given a workspace does too.  A layer keeps one workspace per
+    kernel; the cache the kernel returns refers to these arrays, so it is
+    valid until the next call.
     """
 
     def __init__(self):

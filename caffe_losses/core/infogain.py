@@ -155,13 +155,6 @@ class Positions:
         count = None if self.valid is None else int(np.count_nonzero(self.valid))
         return common.normalizer(mode, self.O, self.I, count)
 
-    def label_index(self, workspace):
-        """Flat indexes of the labels' entries in an (O, C, I) array: ``o C I + i + y I``, (O, I)."""
-        shape = (self.O, self.C, self.I)
-        base = workspace.memo("base", shape, lambda: np.arange(self.O)[:, None] * (self.C * self.I)
-                              + np.arange(self.I))
-        return base + self.labels if self.I == 1 else base + self.labels * self.I
-
     def gather(self, values):
         """``values[y]`` per position, 0 where ignored: (O, 1, I), to broadcast against (O, C, I)."""
         out = values[self.labels]
@@ -340,7 +333,7 @@ class InfogainKernelCache:
       z: (O, 1, I) ``Z = sum_l e``.
       rowsum: (O, 1, I) ``rowsum(H)[y]`` (``w[y]`` for a diagonal H), 0 where ignored.
       rows: (O, C, I) ``H[y, :]``, 0 where ignored; None for a diagonal H.
-      at_label: (O, I) flat indexes of the labels' entries (:meth:`Positions.label_index`).
+      at_label: (O, I) flat indexes of the labels' entries (:func:`_label_index`).
       label_is_one: ``e`` is exactly 1 at the labels (shifted by the label's score).
       norm, shape: as :class:`SoftmaxInfogainCache`.
     """
@@ -360,8 +353,7 @@ def softmax_infogain_kernel(x, label, H, *, axis=1, ignore_label=None, normaliza
     """Kernel: :func:`softmax_infogain_forward` with fewer passes over the (O, C, I) arrays.
 
     The same inputs, checks and loss, computed in place in arrays reused
-    across calls (a ``common.Workspace``: no page faults on fresh
-    temporaries).  The probabilities are never formed: the backward folds
+    across calls (a ``common.Workspace``).  The probabilities are never formed: the backward folds
     ``1/Z``, the loss weight and the normalizer into one factor per position.
     With a diagonal H (``w = diag(H)``: class weights, the identity) only
     ``l = y_i`` is left of the inner sum, and shifting the scores by the
@@ -380,7 +372,7 @@ def softmax_infogain_kernel(x, label, H, *, axis=1, ignore_label=None, normaliza
     shape = (pos.O, pos.C, pos.I)
     xs = x.reshape(shape)
     e = ws.array("exp", shape, x.dtype)
-    at_label = pos.label_index(ws)
+    at_label = _label_index(pos, ws)
     label_is_one = False
     if info.diagonal is not None:
         rows = None
@@ -418,6 +410,13 @@ def softmax_infogain_kernel(x, label, H, *, axis=1, ignore_label=None, normaliza
     cache = InfogainKernelCache(e, z, rowsum, rows, at_label, label_is_one, pos.normalizer(normalization),
                                 x.shape)
     return total / cache.norm, cache
+
+
+def _label_index(pos, workspace):
+    """Flat indexes of the labels' entries in an (O, C, I) array: ``o C I + i + y I``, (O, I)."""
+    base = workspace.memo("base", (pos.O, pos.C, pos.I),
+                          lambda: np.arange(pos.O)[:, None] * (pos.C * pos.I) + np.arange(pos.I))
+    return base + pos.labels if pos.I == 1 else base + pos.labels * pos.I
 
 
 def softmax_infogain_kernel_backward(cache, *, scale=1.0, out=None):

@@ -265,9 +265,8 @@ def weighted_sigmoid_cross_entropy_kernel(scores, target, *, pos_weight=1.0, neg
     """Kernel: :func:`weighted_sigmoid_cross_entropy_forward` with fewer passes, in reused arrays.
 
     The same inputs, checks, loss and :class:`SigmoidCache` (so the same
-    backward), computed in place in the arrays of a ``common.Workspace``
-    (no page faults on fresh temporaries; the settings are checked once per
-    shape), from the exact pieces ``r = max(x, 0)``, ``m = min(x, 0) = x - r``
+    backward), computed in place in the arrays of a ``common.Workspace`` (the
+    settings are checked once per shape there), from the exact pieces ``r = max(x, 0)``, ``m = min(x, 0) = x - r``
     and ``-|x| = m - r``::
 
         lg = log(1 + exp(-|x|))          (:func:`_log1p_unit`: NumPy's float32
