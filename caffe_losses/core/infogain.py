@@ -422,16 +422,19 @@ def _label_index(pos, workspace):
 def softmax_infogain_kernel_backward(cache, *, scale=1.0, out=None):
     """Kernel: :func:`softmax_infogain_backward` for a :func:`softmax_infogain_kernel` cache.
 
-    ``p * rowsum(H)[y] * k = e * (rowsum(H)[y] k / Z)`` with ``k = scale / norm``:
-    one pass; then ``H[y, :] k`` is subtracted, which for a diagonal H is
-    ``w[y] k`` at ``k = y`` only.
+    ``(p * rowsum(H)[y] - H[y, :]) k`` with ``p = e / Z`` and ``k = scale /
+    norm``; for a diagonal H that is one pass, ``e * (w[y] k / Z)``, then
+    ``w[y] k`` subtracted at ``k = y`` only.
     """
     k = scale / cache.norm
     g = common.out_view(out, cache.exp.shape, cache.exp.dtype)
-    np.multiply(cache.exp, cache.rowsum * k / cache.z, out=g)
     if cache.rows is not None:
-        g -= cache.rows * k if k != 1 else cache.rows
-    elif cache.label_is_one:                         # e_y = 1: p_y w k - w k, written at once
+        np.multiply(cache.exp, cache.rowsum / cache.z, out=g)
+        g -= cache.rows
+        g *= k
+        return g.reshape(cache.shape) if out is None else out
+    np.multiply(cache.exp, cache.rowsum * k / cache.z, out=g)
+    if cache.label_is_one:                         # e_y = 1: p_y w k - w k, written at once
         wk = cache.rowsum[:, 0, :] * k
         g.reshape(-1)[cache.at_label] = wk / cache.z[:, 0, :] - wk
     else:
