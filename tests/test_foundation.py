@@ -152,3 +152,16 @@ def test_caffe_tool_reports_a_python_layer_error(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "HalfSquaredError: 'scale' must be > 0" in proc.stderr
+
+
+def test_loss_layers_share_the_one_backward():
+    # LossLayer.backward is the only backward of the loss layers: each
+    # implements gradients(diffs, scale), which is what runs in training
+    import caffe_losses
+    from caffe_losses.layers.base import LossLayer
+    losses = [getattr(caffe_losses, name) for name in caffe_losses._LAYERS]
+    losses = [cls for cls in losses if issubclass(cls, LossLayer)]
+    assert len(losses) >= 6
+    for cls in losses:
+        assert cls.backward is LossLayer.backward, cls.__name__
+        assert cls.gradients is not LossLayer.gradients, cls.__name__
