@@ -45,6 +45,8 @@ from yaml.reader import Reader
 from yaml.resolver import BaseResolver
 from yaml.scanner import Scanner
 
+from caffe_losses.safety import FLOAT32_MAX, FLOAT32_OVERFLOW
+
 __all__ = [
     "REQUIRED", "Param", "ParamTypeError", "parse_params", "describe_params", "load_yaml",
     "as_int", "as_float", "as_bool", "as_str", "as_float_list", "as_number_or_list",
@@ -54,10 +56,6 @@ __all__ = [
 
 # The nesting a param_str may have: our layers need 2 (``values: {start: 0}``).
 MAX_DEPTH = 16
-FLOAT32_MAX = float(np.finfo(np.float32).max)          # 3.4028235e+38
-# Every float64 below this in magnitude rounds to a finite float32 (the
-# largest float32 plus half its last step; the halfway point rounds up).
-_FLOAT32_OVERFLOW = 2.0 ** 128 - 2.0 ** 103
 _FLOAT32_TINY = float(np.finfo(np.float32).smallest_subnormal)   # 1.4e-45
 # Integers that float32 holds exactly (labels travel as float32 in Caffe).
 FLOAT32_EXACT_INT = 2 ** 24
@@ -121,8 +119,6 @@ class Param:
         shown = show(value)
         try:
             value = self.convert(value)
-            if self.extra_check is not None and value is not None:
-                self.extra_check(value)
         except (TypeError, ValueError) as err:
             kind = ParamTypeError if isinstance(err, TypeError) else ValueError
             raise kind(f"{owner}: '{self.name}' {err}. Received: {self.name}={shown}") from None
@@ -141,6 +137,11 @@ class Param:
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"{owner}: '{self.name}' must be one of "
                              f"{', '.join(map(str, self.choices))}. Received: {self.name}={shown}")
+        if self.extra_check is not None:
+            try:
+                self.extra_check(value)
+            except ValueError as err:
+                raise ValueError(f"{owner}: '{self.name}' {err}. Received: {self.name}={shown}") from None
         return value
 
     def describe(self):
@@ -192,12 +193,12 @@ def fits_float32(value):
     value would become 0 (below 1.4e-45 in magnitude).
     """
     magnitude = abs(value)
-    return magnitude < _FLOAT32_OVERFLOW and (magnitude == 0 or magnitude > _FLOAT32_TINY / 2)
+    return magnitude < FLOAT32_OVERFLOW and (magnitude == 0 or magnitude > _FLOAT32_TINY / 2)
 
 
 def check_float32(value):
     """Raises ``ValueError`` ("must ...") when :func:`fits_float32` is False."""
-    if abs(value) >= _FLOAT32_OVERFLOW:
+    if abs(value) >= FLOAT32_OVERFLOW:
         raise ValueError(f"must fit float32, the type of Caffe's blobs: at most {FLOAT32_MAX:.7g} "
                          f"in magnitude ({value:g} would be inf)")
     if not fits_float32(value):
