@@ -253,8 +253,8 @@ def as_number_or_list(value):
         return as_float_list(value)
     try:
         return as_float(value)
-    except (TypeError, ValueError) as err:
-        raise type(err)(f"must be a number or a list of numbers ({err})") from None
+    except TypeError as err:
+        raise TypeError(f"must be a number or a list of numbers ({err})") from None
 
 
 # ---------------------------------------------------------------------------
