@@ -380,7 +380,7 @@ def class_weights(counts, *, weighting="inverse", beta=0.999):
     if empty.size:
         raise ValueError(f"class(es) {empty[:10].tolist()} have no samples, so their "
                          f"weight would be infinite; give every class at least one sample "
-                         f"(or set num_classes to the classes present)")
+                         f"(or count only the classes present)")
     if weighting == "inverse":
         w = 1.0 / counts
     elif weighting == "sqrt-inverse":

@@ -234,8 +234,12 @@ def _objective_size(net, top, args):
 
 
 def _resolution(net, top, args):
-    """About how finely float32 finite differences of the objective resolve a gradient."""
-    return float(np.spacing(np.float32(_objective_size(net, top, args)))) / args.stepsize
+    """About how finely float32 finite differences of the objective resolve a gradient.
+
+    Each of f(x + h) and f(x - h) is rounded to float32 (half a spacing of
+    f), so their difference over 2h is off by up to spacing(f) / (2h).
+    """
+    return float(np.spacing(np.float32(_objective_size(net, top, args)))) / (2 * args.stepsize)
 
 
 def _fail(message):
