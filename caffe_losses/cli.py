@@ -78,7 +78,13 @@ def main(argv=None):
     # installed packages, so that it can never shadow one.
     if needs_user_modules(args) and os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())
-    return args._run(args) or 0
+    try:
+        return args._run(args) or 0
+    except MemoryError:
+        # the tools check the big allocations they can foresee; this is the rest
+        print(f"caffe-losses {args.command}: out of memory: the input is too large for the "
+              f"memory available", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
