@@ -67,17 +67,24 @@ def needs_user_modules(args):
     return any(m.split(".")[0] != "caffe_losses" for p in _prototxts(args) for m in python_modules(p))
 
 
+def allow_user_modules(args):
+    """Puts the current folder on ``sys.path`` for a command that imports the user's modules.
+
+    The current folder is not trusted code: a ./h5py.py or ./caffe.py there
+    must not run.  Only a command that imports the user's own layer module
+    looks there (like the `caffe` wrapper and `python -m`), and after the
+    installed packages, so that it can never shadow one.
+    """
+    if needs_user_modules(args) and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+
+
 def main(argv=None):
     # Caffe's INFO log is very long; `--caffe-log` (train) or an explicit
     # GLOG_minloglevel brings it back.
     os.environ.setdefault("GLOG_minloglevel", "2")
     args = build_parser().parse_args(argv)
-    # The current folder is not trusted code: a ./h5py.py or ./caffe.py there
-    # must not run.  Only a command that imports the user's own layer module
-    # looks there (like the `caffe` wrapper and `python -m`), and after the
-    # installed packages, so that it can never shadow one.
-    if needs_user_modules(args) and os.getcwd() not in sys.path:
-        sys.path.append(os.getcwd())
+    allow_user_modules(args)
     try:
         return args._run(args) or 0
     except MemoryError:

@@ -15,11 +15,17 @@ def _read(path, message, what):
     from google.protobuf import text_format
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} file not found: {path}")
-    with open(path) as f:
-        try:
-            text_format.Merge(f.read(), message)
-        except text_format.ParseError as err:
-            raise ValueError(f"{path}: not a valid {what} prototxt ({err})") from None
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a valid {what} prototxt (not text: a binary file?)") from None
+    except OSError as err:
+        raise ValueError(f"{path}: cannot be read: {err.strerror or err}") from None
+    try:
+        text_format.Merge(text, message)
+    except text_format.ParseError as err:
+        raise ValueError(f"{path}: not a valid {what} prototxt ({err})") from None
     return message
 
 

@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 
-from caffe_losses.core.sigmoid import count_targets
+from caffe_losses.core.sigmoid import count_targets, pos_weight_from_counts
 from caffe_losses.hmatrix import read_npy
 from caffe_losses.params import FLOAT32_MAX
 
@@ -116,15 +116,12 @@ def check_targets(labels, spec, ignore_label):
 
 def weights_from_counts(pos, neg, max_weight):
     """negatives / positives per channel, capped at ``max_weight`` (also for channels with no positive)."""
-    empty = pos <= 0
-    if empty.any() and max_weight is None:
-        chans = ", ".join(str(int(i)) for i in np.flatnonzero(empty)[:10])
+    empty = np.flatnonzero(np.asarray(pos) <= 0)
+    if empty.size and max_weight is None:      # said with the option's name
+        chans = ", ".join(str(int(i)) for i in empty[:10])
         raise ValueError(f"channel(s) {chans} have no positive target, so negatives / positives "
                          f"is infinite: give --max-weight W to use W for them")
-    w = np.divide(neg, np.where(empty, 1.0, pos))
-    if max_weight is not None:
-        w = np.where(empty, max_weight, np.minimum(w, max_weight))
-    return w
+    return pos_weight_from_counts(pos, neg, max_weight=max_weight)
 
 
 def check_options(args):
