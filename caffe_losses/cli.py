@@ -7,6 +7,7 @@ the repository are thin scripts over the same functions.
 
 import argparse
 import importlib
+import importlib.util
 import os
 import sys
 
@@ -21,6 +22,13 @@ SUBCOMMANDS = {
     "plot-features": "plot_features",
     "check": "check",
     "gradcheck": "gradcheck",
+    "migrate": "migrate",
+}
+
+# subcommand -> (a module it needs beyond the base install, the extra that brings it)
+EXTRAS = {
+    "demo": ("matplotlib", "demo"),
+    "plot-features": ("matplotlib", "demo"),
 }
 
 
@@ -45,8 +53,8 @@ def build_parser():
 
 def _prototxts(args):
     """The net/solver prototxts a command builds nets from (whose Python layers it imports)."""
-    if args.command == "train":
-        return [args.solver]
+    if args.command == "train":      # positional, or -solver / --solver
+        return [p for p in (args.solver, getattr(args, "solver_flag", None)) if p]
     if args.command == "net-surgery":
         return [args.model]
     if args.command == "plot-features":
@@ -84,6 +92,11 @@ def main(argv=None):
     # GLOG_minloglevel brings it back.
     os.environ.setdefault("GLOG_minloglevel", "2")
     args = build_parser().parse_args(argv)
+    module, extra = EXTRAS.get(args.command, (None, None))
+    if module and importlib.util.find_spec(module) is None:
+        print(f"caffe-losses {args.command}: needs {module}, which the base install leaves out: "
+              f"pip install 'caffe-losses[{extra}]'", file=sys.stderr)
+        return 2
     allow_user_modules(args)
     try:
         return args._run(args) or 0

@@ -399,6 +399,14 @@ def load_yaml(text):
         loader.dispose()
 
 
+# Keys that Caffe's forks (or old Caffe) spell differently from ours: an
+# unknown key found here points to our name (when the layer has that key).
+FORK_KEYS = {
+    "num_output": ("caffe-face's", "num_classes"),
+    "normalize": ("Caffe's old LossParameter", "normalization"),
+}
+
+
 # ---------------------------------------------------------------------------
 
 def parse_params(owner, schema, param_str):
@@ -449,6 +457,9 @@ def parse_params(owner, schema, param_str):
         if not isinstance(key, str) or key not in by_name:
             guess = difflib.get_close_matches(str(key)[:100], list(by_name), n=1)
             hint = f" Did you mean '{guess[0]}'?" if guess else ""
+            whose, ours = FORK_KEYS.get(key, (None, None))
+            if ours in by_name:
+                hint = f" '{key}' is {whose} name: here it is '{ours}'."
             shown = f"'{key}'" if isinstance(key, str) and len(key) <= 40 else show(key, 40)
             raise ValueError(f"{owner}: unknown key {shown} in param_str.{hint} Valid keys: {valid}")
         p = by_name[key]

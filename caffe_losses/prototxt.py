@@ -25,7 +25,10 @@ def _read(path, message, what):
     try:
         text_format.Merge(text, message)
     except text_format.ParseError as err:
-        raise ValueError(f"{path}: not a valid {what} prototxt ({err})") from None
+        from caffe_losses.migrate import fork_fields_hint
+        hint = fork_fields_hint(text, message.DESCRIPTOR, path)   # a fork's field? name it
+        raise ValueError(f"{path}: not a valid {what} prototxt ({err})"
+                         + (f". {hint}" if hint else "")) from None
     return message
 
 

@@ -13,6 +13,8 @@ import sys
 
 import pytest
 
+from corpus_train import TRAIN_CASES
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUNNER = os.path.join(HERE, "corpus_runner.py")
 
@@ -166,6 +168,8 @@ CORPUS = [
                                  "cli": ["check", "bad.prototxt"]}, ("exit", r"not a valid net prototxt")),
     ("tool-train-missing-solver", {"cli": ["train", "nope.prototxt"]}, ("exit", r"solver file not found")),
 ]
+
+CORPUS += TRAIN_CASES     # caffe-losses train's bad inputs (tests/corpus_train.py)
 
 
 # --- issue 13: user files, float32 limits, hostile param_str, preventable aborts ---

@@ -257,6 +257,7 @@ def test_zero_loss_weight_warns():
     net = center_net("{num_classes: 3}", loss_weight=None)
     net.blobs["y"].data[...] = 0
     with pytest.warns(LossWeightWarning, match="CenterLoss"):
+        net.forward()    # no weight and no gradient came back: warned at the next forward
         net.forward()
 
 

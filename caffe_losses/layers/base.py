@@ -27,10 +27,16 @@ The base class then takes care of what hand-written Python losses get wrong:
   bottoms with ``propagate_down`` False, and writes a zero diff into label /
   weight bottoms when ``force_backward: true`` asks for one.
 * a ``UserWarning`` is raised once per layer when its loss top has loss
-  weight 0: Caffe gives Python layers no default ``loss_weight``, so such a
-  loss is computed but never trains the net.
+  weight 0 and no later layer sends it a gradient: Caffe gives Python
+  layers no default ``loss_weight``, so such a loss is computed but never
+  trains the net.
+* errors name the layer as written in the prototxt (``[layer 'loss_bbox']``,
+  or its top when it has no name) where Caffe tells a Python layer its name
+  (the project's build does: ``tools/install_caffe.sh`` patches
+  ``PythonLayer``); other builds give the class name alone.
 """
 
+import functools
 import math
 import warnings
 
@@ -48,6 +54,21 @@ class LossWeightWarning(UserWarning):
     """A Python loss layer whose top has loss weight 0 (it will not train)."""
 
 
+def _names_the_layer(method):
+    """Wraps a Caffe entry point: a ValueError/TypeError it raises gets the layer's prototxt name."""
+    @functools.wraps(method)
+    def entry(self, *args):
+        try:
+            return method(self, *args)
+        except (ValueError, TypeError) as err:
+            where = self.where()
+            if where and err.args and isinstance(err.args[0], str) and not err.args[0].endswith(where):
+                err.args = (f"{err.args[0]} {where}",) + err.args[1:]
+            raise
+    entry.names_the_layer = True
+    return entry
+
+
 class PythonLayer(caffe.Layer):
     """Base of all package layers: params, bottom/top counts, messages."""
 
@@ -57,10 +78,31 @@ class PythonLayer(caffe.Layer):
     TOPS = ()
     OPTIONAL_TOPS = ()
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in ("setup", "reshape", "forward", "backward"):
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "names_the_layer", False):
+                setattr(cls, name, _names_the_layer(method))
+
     @property
     def owner(self):
         return type(self).__name__
 
+    def where(self):
+        """``[layer 'loss_bbox']`` (``[unnamed layer, top 'dsn3_loss']``), or '' when Caffe did not say.
+
+        The project's Caffe sets ``layer_name`` and ``top_names`` before
+        ``setup`` (HED's six unnamed losses of one class are told apart by
+        their tops); other builds do not, and messages name the class alone.
+        """
+        name = getattr(self, "layer_name", None)
+        if name:
+            return f"[layer '{name}']"
+        tops = getattr(self, "top_names", None)
+        return f"[unnamed layer, top '{tops[0]}']" if tops else ""
+
+    @_names_the_layer
     def setup(self, bottom, top):
         self.params = parse_params(self.owner, self.PARAMS, self.param_str)
         self._check_count("bottom", len(bottom), self.BOTTOMS, self.OPTIONAL_BOTTOMS)
@@ -140,6 +182,7 @@ class LossLayer(PythonLayer):
 
     def layer_setup(self, bottom, top):
         self._weight_checked = False
+        self._weight_zero_seen = False
         self._shapes = None          # the bottom shapes last checked
         self._bottom_data = None     # the bottoms' arrays, from reshape to the forward that follows
 
@@ -176,15 +219,7 @@ class LossLayer(PythonLayer):
 
     def forward(self, bottom, top):
         if not self._weight_checked:
-            self._weight_checked = True
-            # Caffe writes the loss weight into the top's diff at set-up, and
-            # only when it is non-zero: 0 here means no loss_weight was given.
-            if float(top[0].diff.flat[0]) == 0.0:
-                warnings.warn(
-                    f"{self.owner}: its loss top has loss weight 0, so this loss is computed but "
-                    f"does not train the net. Caffe gives Python layers no default loss weight: "
-                    f"add 'loss_weight: 1' to the layer in the prototxt.", LossWeightWarning,
-                    stacklevel=2)
+            self._check_loss_weight(top)
         value = self.loss(bottom, top)
         if overflows_float32(value):
             # never hand Caffe a NaN/inf loss, nor one that its float32 top
@@ -192,6 +227,25 @@ class LossLayer(PythonLayer):
             # is free on good input; only a bad one is scanned)
             self.fail_non_finite(bottom, value)
         top[0].data[0] = value
+
+    def _check_loss_weight(self, top):
+        # Caffe writes the loss weight into the top's diff at set-up, and only
+        # when it is non-zero: 0 there means no loss_weight on this top.  The
+        # loss still trains if a later layer fed by it carries the weight (a
+        # Power or Scale): that layer's backward writes its gradient into this
+        # diff.  So a 0 is looked at again at the next forward, and only a TRAIN
+        # net warns (a TEST net never runs backward; check lints both).
+        if float(top[0].diff.flat[0]) != 0.0 or getattr(self, "phase", caffe.TRAIN) != caffe.TRAIN:
+            self._weight_checked = True
+        elif not self._weight_zero_seen:
+            self._weight_zero_seen = True
+        else:
+            self._weight_checked = True
+            warnings.warn(
+                f"{self.owner}: its loss top has loss weight 0 and no later layer sends it a "
+                f"gradient, so this loss is computed but does not train the net. Caffe gives "
+                f"Python layers no default loss weight: add 'loss_weight: 1' to the layer in the "
+                f"prototxt. {self.where()}".rstrip(), LossWeightWarning, stacklevel=3)
 
     def loss(self, bottom, top):
         """Hook: the loss, a Python float; ``self.bottom_arrays(bottom)`` gives the data."""

@@ -10,6 +10,7 @@ import caffe
 from caffe_losses.core import center as core
 from caffe_losses.core.common import normalizer
 from caffe_losses.core.common import check_labels
+from caffe_losses.fillers import as_filler, fill
 from caffe_losses.layers.base import LossLayer
 from caffe_losses.params import (FLOAT32_EXACT_INT, REQUIRED, Param, as_float, as_int,
                                  normalization_param)
@@ -79,7 +80,8 @@ class CenterLoss(LossLayer):
       at rate 1 it is ``update: direct`` with ``alpha: 1``.  The ``alpha`` key
       is refused in this mode, since the solver's rate takes its place.
 
-    The centers are a parameter blob (``num_classes x D``, zeros at set-up):
+    The centers are a parameter blob (``num_classes x D``, zeros at set-up
+    unless ``center_filler`` says otherwise):
     they are in ``net.params[<layer name>][0]``, saved in every snapshot
     ``.caffemodel``/``.solverstate`` and restored on resume (``-snapshot``) or
     fine-tuning (``-weights``), and shared with the TEST net like any weight.
@@ -120,6 +122,11 @@ class CenterLoss(LossLayer):
       alpha (default 0.5): center rate, in (0, 1]; update: direct only.
       normalization (default BATCH_SIZE): FULL, VALID, BATCH_SIZE or NONE.
       update (default direct): ``direct`` or ``solver``, as above.
+      center_filler (default zeros): the centers' initial values, as
+        caffe-face's ``center_loss_param { center_filler }``: a Caffe filler
+        type (``xavier``, ``gaussian``, ``uniform``, ``msra``, ``constant``,
+        ``positive_unitball``) or a mapping with its FillerParameter fields,
+        e.g. ``{type: gaussian, std: 0.01}`` (:mod:`caffe_losses.fillers`).
 
     Prototxt::
 
@@ -149,6 +156,9 @@ class CenterLoss(LossLayer):
         Param("update", _as_update, "direct", choices=UPDATES, doc=(
             "direct (the layer moves the centers; set param { lr_mult: 0 decay_mult: 0 }) or "
             "solver (the layer adds delta_c to the centers' diff; rate = base_lr * lr_mult)")),
+        Param("center_filler", as_filler, None, doc=(
+            "initial centers: a Caffe filler type (xavier, gaussian, ...) or {type: ..., std: ...}; "
+            "default zeros")),
     )
     BOTTOMS = ("features", "label")
     DIFF_BOTTOMS = (0,)
@@ -184,7 +194,8 @@ class CenterLoss(LossLayer):
                       f"size ({self.dim})")
         check_allocation(2 * 4 * count, what, owner=self.owner)
         self.blobs.add_blob(self.num_classes, self.dim)   # the centers: learnable, snapshotted
-        self.blobs[0].data[...] = 0
+        filler = self.params["center_filler"]
+        self.blobs[0].data[...] = 0 if filler is None else fill(self.blobs[0].data.shape, filler)
         self.cache = None             # the last accepted forward's, for backward
         self._after_update = None     # the centers' bytes this layer left, for the direct-mode guard
         self._warned = False

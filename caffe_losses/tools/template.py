@@ -53,7 +53,11 @@ def check_out(out, source, force):
 
 
 def run(args):
-    names = list_templates()
+    try:
+        names = list_templates()
+    except FileNotFoundError as err:
+        print(f"caffe-losses template: {err}", file=sys.stderr)
+        return 2
     if args.list or not args.name:
         for name in names:
             print(f"{name:28} {load_template(os.path.join(TEMPLATE_ROOT, name))['description']}")
