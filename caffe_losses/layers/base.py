@@ -45,6 +45,7 @@ import numpy as np
 import caffe
 
 from caffe_losses.params import parse_params
+from caffe_losses.safety import FLOAT32_MAX, overflows_float32
 
 __all__ = ["PythonLayer", "LossLayer", "LossWeightWarning"]
 
@@ -134,8 +135,19 @@ class PythonLayer(caffe.Layer):
                       f"'{self.bottom_name(i)}' {tuple(a.data.shape)}: expected {a.count}, "
                       f"got {b.count} {tuple(b.data.shape)}")
 
+    def require_nonempty(self, bottom, indexes=None):
+        """Refuses a bottom with no values (a batch of 0 samples, or 0 classes / channels).
+
+        Caffe's own loss layers abort the process on one; this is a clear error instead.
+        """
+        for i in (range(len(bottom)) if indexes is None else indexes):
+            if bottom[i].count == 0:     # (its .data would abort: Caffe allocates nothing)
+                self.fail(f"bottom '{self.bottom_name(i)}' is empty (shape "
+                          f"{tuple(bottom[i].shape)}): a batch of 0 samples, or 0 classes "
+                          f"or channels; every dimension must be at least 1")
+
     def fail_non_finite(self, bottom, value, indexes=None, extra=()):
-        """Called when a loss came out non-finite: names the bad input, or the overflow.
+        """Called for a NaN/inf loss, or one beyond float32: names the bad input, or the overflow.
 
         Checking the scalar loss is free on good input; only a bad one pays
         for the scan of ``bottom[i]`` (i in ``indexes``, default all) and of
@@ -147,6 +159,10 @@ class PythonLayer(caffe.Layer):
             if not np.isfinite(array).all():
                 bad = tuple(int(k) for k in np.argwhere(~np.isfinite(array))[0])
                 self.fail(f"{name} holds a non-finite value {array[bad]} at index {bad}")
+        if math.isfinite(value):
+            self.fail(f"the loss {value:.4g} does not fit float32 (at most {FLOAT32_MAX:.4g}), the "
+                      f"type of the top blob Caffe reads, although every input is finite "
+                      f"(inputs or weights too large for float32: scale them down)")
         self.fail(f"the loss overflowed to {value} although every input is finite "
                   f"(inputs too large for float32: scale them down)")
 
@@ -176,6 +192,9 @@ class LossLayer(PythonLayer):
         # their shapes change, and the data arrays fetched here (each pycaffe
         # ``.data`` builds a new array, about 0.6 us) serve the forward that
         # Caffe runs right after (Layer::Forward: Reshape, then Forward_cpu).
+        # An empty bottom is refused first: pycaffe's .data of a blob with no
+        # values aborts the process (Caffe allocates nothing for it).
+        self.require_nonempty(bottom)
         data = tuple(bottom[i].data for i in range(len(bottom)))
         shapes = tuple(a.shape for a in data)
         if shapes != self._shapes:
@@ -202,9 +221,10 @@ class LossLayer(PythonLayer):
         if not self._weight_checked:
             self._check_loss_weight(top)
         value = self.loss(bottom, top)
-        if not math.isfinite(value):
-            # never hand Caffe a NaN/inf loss: name the bad input (the check
-            # of the scalar is free on good input; only a bad one is scanned)
+        if overflows_float32(value):
+            # never hand Caffe a NaN/inf loss, nor one that its float32 top
+            # would turn into inf: name the bad input (the check of the scalar
+            # is free on good input; only a bad one is scanned)
             self.fail_non_finite(bottom, value)
         top[0].data[0] = value
 
