@@ -98,21 +98,8 @@ def read_net(path):
     Returns:
       list of (path, NetParameter).
     """
-    from caffe_losses.prototxt import read_net_param, read_solver_param
-    try:
-        return [(path, read_net_param(path))]
-    except ValueError as net_err:
-        try:
-            solver = read_solver_param(path)
-        except ValueError:
-            raise net_err from None
-    nets = [n for n in (solver.net, solver.train_net) if n] + list(solver.test_net)
-    if not nets:
-        raise ValueError(f"{path}: a solver prototxt with no 'net' or 'train_net'")
-    out = []
-    for n in nets:
-        out.extend(read_net(n))
-    return out
+    from caffe_losses.prototxt import read_nets
+    return read_nets(path)
 
 
 def _python_class(layer):

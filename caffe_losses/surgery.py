@@ -16,10 +16,13 @@ import numpy as np
 
 from caffe_losses import preflight
 from caffe_losses.prototxt import read_net_param
+from caffe_losses.safety import OutputError, check_output, output_file
 
-__all__ = ["SurgeryError", "SUPPORTED", "surgery", "find_layer", "lr_mults"]
+__all__ = ["SurgeryError", "SUPPORTED", "MAX_VALUES", "surgery", "find_layer", "lr_mults"]
 
 SUPPORTED = ("Convolution", "InnerProduct")
+# A Caffe blob holds at most INT_MAX values: no kernel takes more.
+MAX_VALUES = 2 ** 31 - 1
 
 
 class SurgeryError(Exception):
@@ -93,6 +96,10 @@ def surgery(model, layer_name, values, output, *, weights=None, phase="TRAIN", o
     """
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
+    try:
+        check_output(output, {"--model": model, "--weights": weights})
+    except OutputError as error:
+        raise SurgeryError(str(error)) from None
     os.environ.setdefault("GLOG_minloglevel", "2")
     import caffe
     from caffe.proto import caffe_pb2
@@ -134,22 +141,22 @@ def surgery(model, layer_name, values, output, *, weights=None, phase="TRAIN", o
         if len(mults) > 1 and mults[1] != 0:
             warnings.append(f"layer '{layer_name}' has lr_mult {mults[1]:g} on its bias: it "
                             f"will be trained")
-    out_dir = os.path.dirname(os.path.abspath(output))
-    os.makedirs(out_dir, exist_ok=True)
-    net.save(output)
     saved = {name: [b.data.copy() for b in net.params[name]] for name in net.params}
-
-    # Verify: a fresh net from the same prototxt, loaded from the file just written.
-    check = caffe.Net(model, getattr(caffe, phase))
-    check.copy_from(output)
-    for name, arrays in saved.items():
-        for i, a in enumerate(arrays):
-            if not np.array_equal(check.params[name][i].data, a):
-                raise SurgeryError(f"verification failed: layer '{name}' blob {i} differs after "
-                                   f"reloading {output}")
-    if not np.array_equal(check.params[layer_name][0].data.ravel(), values):
-        raise SurgeryError(f"verification failed: the kernel of '{layer_name}' in {output} is not "
-                           f"the values")
+    # Written beside the output, verified, then renamed into place: a failure
+    # leaves no file, and never a clobbered one.
+    with output_file(output, {"--model": model, "--weights": weights}) as tmp:
+        net.save(tmp)
+        # Verify: a fresh net from the same prototxt, loaded from the file just written.
+        check = caffe.Net(model, getattr(caffe, phase))
+        check.copy_from(tmp)
+        for name, arrays in saved.items():
+            for i, a in enumerate(arrays):
+                if not np.array_equal(check.params[name][i].data, a):
+                    raise SurgeryError(f"verification failed: layer '{name}' blob {i} differs after "
+                                       f"reloading what was written for {output}")
+        if not np.array_equal(check.params[layer_name][0].data.ravel(), values):
+            raise SurgeryError(f"verification failed: the kernel of '{layer_name}' written for "
+                               f"{output} is not the values")
 
     for w in warnings:
         print(f"warning: {w}", file=err)

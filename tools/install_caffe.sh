@@ -328,21 +328,24 @@ if [ -n "$VENV" ]; then
   cat > "$VENV_ABS/lib/caffe-tool-site/sitecustomize.py" <<EOF
 # Written by tools/install_caffe.sh for the caffe tool's embedded Python:
 # make this virtualenv's packages (and their .pth files) importable, ahead of
-# the system's.
+# the system's; the current folder (your own layer modules) comes last, so a
+# ./numpy.py or ./json.py there never shadows an installed module.
+import os
 import site
 import sys
 
 _before = list(sys.path)
 site.addsitedir("$SITE")
 sys.path[:] = [p for p in sys.path if p not in _before] + _before
+sys.path.append(os.getcwd())
 EOF
   cat > "$VENV_ABS/bin/caffe" <<EOF
 #!/usr/bin/env bash
 # Caffe's command-line tool ($KEY), wired to this virtualenv: the tool embeds
 # Python for Python layers; lib/caffe-tool-site/sitecustomize.py adds the
-# venv (pycaffe, caffe_losses, numpy ...), and the current folder is on the
-# path for your own layers.  Written by tools/install_caffe.sh.
-export PYTHONPATH="$VENV_ABS/lib/caffe-tool-site\${PYTHONPATH:+:\$PYTHONPATH}:\$PWD"
+# venv (pycaffe, caffe_losses, numpy ...) and, last, the current folder for
+# your own layers.  Written by tools/install_caffe.sh.
+export PYTHONPATH="$VENV_ABS/lib/caffe-tool-site\${PYTHONPATH:+:\$PYTHONPATH}"
 export LD_LIBRARY_PATH="$LIBDIRS\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
 exec "$BUILD/tools/caffe" "\$@"
 EOF

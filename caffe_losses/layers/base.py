@@ -50,6 +50,7 @@ import caffe
 
 from caffe_losses.core.common import check_finite, raise_non_finite
 from caffe_losses.params import parse_params
+from caffe_losses.safety import FLOAT32_MAX, overflows_float32
 
 __all__ = ["PythonLayer", "LossLayer", "LossWeightWarning"]
 
@@ -139,16 +140,33 @@ class PythonLayer(caffe.Layer):
                       f"'{self.bottom_name(i)}' {tuple(a.data.shape)}: expected {a.count}, "
                       f"got {b.count} {tuple(b.data.shape)}")
 
+    def require_nonempty(self, bottom, indexes=None):
+        """Refuses a bottom with no values (a batch of 0 samples, or 0 classes / channels).
+
+        Caffe's own loss layers abort the process on one; this is a clear error instead.
+        """
+        for i in (range(len(bottom)) if indexes is None else indexes):
+            if bottom[i].count == 0:     # (its .data would abort: Caffe allocates nothing)
+                self.fail(f"bottom '{self.bottom_name(i)}' is empty (shape "
+                          f"{tuple(bottom[i].shape)}): a batch of 0 samples, or 0 classes "
+                          f"or channels; every dimension must be at least 1")
+
     def fail_non_finite(self, bottom, value, indexes=None, extra=()):
-        """Called when a loss came out non-finite: names the bad input, or the overflow.
+        """Called for a NaN/inf loss, or one beyond float32: names the bad input, or the overflow.
 
         Checking the scalar loss is free on good input; only a bad one pays for
         the scan of ``bottom[i]`` (i in ``indexes``, default all) and of
         the ``(description, array)`` pairs in ``extra`` (e.g. a layer's own blobs).
         """
         inputs = [(f"bottom '{self.bottom_name(i)}'", bottom[i].data)
-                  for i in (range(len(bottom)) if indexes is None else indexes)]
-        raise_non_finite(self.owner, value, inputs + list(extra))
+                  for i in (range(len(bottom)) if indexes is None else indexes)] + list(extra)
+        if math.isfinite(value):        # finite in float64, beyond float32
+            for what, array in inputs:
+                check_finite(self.owner, what, array)
+            self.fail(f"the loss {value:.4g} does not fit float32 (at most {FLOAT32_MAX:.4g}), the "
+                      f"type of the top blob Caffe reads, although every input is finite "
+                      f"(inputs or weights too large for float32: scale them down)")
+        raise_non_finite(self.owner, value, inputs)
 
     def require_finite(self, bottom, i):
         check_finite(self.owner, f"bottom '{self.bottom_name(i)}'", bottom[i].data)
@@ -172,6 +190,9 @@ class LossLayer(PythonLayer):
         # their shapes change, and the data arrays fetched here (each pycaffe
         # ``.data`` builds a new array) serve the forward that
         # Caffe runs right after (Layer::Forward: Reshape, then Forward_cpu).
+        # An empty bottom is refused first: pycaffe's .data of a blob with no
+        # values aborts the process (Caffe allocates nothing for it).
+        self.require_nonempty(bottom)
         data = tuple(bottom[i].data for i in range(len(bottom)))
         shapes = tuple(a.shape for a in data)
         if shapes != self._shapes:
@@ -198,9 +219,10 @@ class LossLayer(PythonLayer):
         if not self._weight_checked:
             self._check_loss_weight(top)
         value = self.loss(bottom, top)
-        if not math.isfinite(value):
-            # never hand Caffe a NaN/inf loss: name the bad input (the check
-            # of the scalar is free on good input; only a bad one is scanned)
+        if overflows_float32(value):
+            # never hand Caffe a NaN/inf loss, nor one that its float32 top
+            # would turn into inf: name the bad input (the check of the scalar
+            # is free on good input; only a bad one is scanned)
             self.fail_non_finite(bottom, value)
         top[0].data[0] = value
 

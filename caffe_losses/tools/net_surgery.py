@@ -24,12 +24,13 @@ layer of this package (`caffe_losses.Expectation`) does the same with no
 surgery at all.
 """
 
+import math
 import sys
 
 import numpy as np
 
-from caffe_losses.surgery import SurgeryError, surgery
-
+from caffe_losses.safety import FLOAT32_MAX, float32_overflow
+from caffe_losses.surgery import MAX_VALUES, SurgeryError, surgery
 
 def add_arguments(parser):
     parser.add_argument("--model", required=True,
@@ -48,6 +49,7 @@ def add_arguments(parser):
 def parse_values(text):
     """``START:STOP[:STEP]`` (half-open, like ``range``) or ``a,b,c`` -> float32 array."""
     text = str(text).strip()
+    shown = repr(text if len(text) <= 60 else text[:57] + "...")
     try:
         if ":" in text:
             parts = text.split(":")
@@ -55,21 +57,33 @@ def parse_values(text):
                 raise ValueError
             start, stop = float(parts[0]), float(parts[1])
             step = float(parts[2]) if len(parts) == 3 else 1.0
+            if not all(math.isfinite(v) for v in (start, stop, step)):
+                raise SurgeryError(f"--values: START, STOP and STEP must be finite numbers. "
+                                   f"Received: {shown}")
             if step == 0:
-                raise SurgeryError(f"--values: STEP must not be 0. Received: {text!r}")
-            count = int(np.ceil((stop - start) / step - 1e-9))
+                raise SurgeryError(f"--values: STEP must not be 0. Received: {shown}")
+            count = math.ceil((stop - start) / step - 1e-9)
+            if count > MAX_VALUES:
+                raise SurgeryError(f"--values gives {count:.4g} numbers, more than a Caffe kernel "
+                                   f"can hold ({MAX_VALUES}). Received: {shown}")
             values = start + step * np.arange(max(count, 0), dtype=np.float64)
         else:
             values = np.array([float(v) for v in text.split(",")], dtype=np.float64)
     except ValueError:
         raise SurgeryError(f"--values must be START:STOP[:STEP] (e.g. 0:100) or a comma-separated "
-                           f"list of numbers. Received: {text!r}") from None
+                           f"list of numbers. Received: {shown}") from None
     if values.size == 0:
         raise SurgeryError(f"--values gives no numbers (STOP must be beyond START in the "
-                           f"direction of STEP). Received: {text!r}")
+                           f"direction of STEP). Received: {shown}")
     if not np.all(np.isfinite(values)):
-        raise SurgeryError(f"--values must be finite numbers. Received: {text!r}")
+        raise SurgeryError(f"--values must be finite numbers. Received: {shown}")
+    bad = float32_overflow(values)
+    if bad is not None:
+        raise SurgeryError(f"--values: {values[bad]:g} (value {bad[0]}) is beyond float32, the type "
+                           f"of Caffe's weights (at most {FLOAT32_MAX:.4g} in magnitude). "
+                           f"Received: {shown}")
     return values.astype(np.float32)
+
 
 
 def run(args):
