@@ -29,16 +29,16 @@ from caffe_losses.prototxt import read_net_param
 __all__ = ["RECIPES", "BASELINE", "plan", "summarize", "run", "evaluate", "baseline_net"]
 
 FAMILY = "age"
-# (template, prepare function, the loss the net trains with, recipe description)
+# (template, prepare function, the loss the net trains with, recipe description, short name)
 RECIPES = (
     ("age_sigmoid_smoothl1", age_data.prepare_smooth_l1, "SmoothL1Loss",
-     "(1) 1 output, Sigmoid, fixed Scale 99"),
+     "(1) 1 output, Sigmoid, fixed Scale 99", "(1) Sigmoid x 99"),
     ("age_softmax_surgery", age_data.prepare_surgery, "EuclideanLoss (native)",
-     "(2) Softmax 100 bins, fixed Conv 0..99 by net-surgery (verbatim)"),
+     "(2) Softmax 100 bins, fixed Conv 0..99 by net-surgery (verbatim)", "(2) Softmax . 0..99 (surgery)"),
     ("age_expectation", age_data.prepare_expectation, "SmoothL1Loss (on Expectation)",
-     "(3) Expectation over 100 bins, no surgery"),
+     "(3) Expectation over 100 bins, no surgery", "(3) Expectation layer"),
     ("age_mean_variance", age_data.prepare_mean_variance, "MeanVarianceLoss",
-     "(4) label distribution over 100 bins (Pan et al.)"),
+     "(4) label distribution over 100 bins (Pan et al.)", "(4) mean-variance"),
 )
 BASELINE = "EuclideanLoss (native), 1-output linear head"
 BASELINE_TEMPLATE = "age_sigmoid_smoothl1"
@@ -86,7 +86,7 @@ def plan(out_dir, *, small=False, seeds=None):
     seeds = tuple(seeds or (runner.SMALL_SEEDS if small else runner.SEEDS))
     os.makedirs(out_dir)
     jobs = []
-    variants = [(t, prep, t) for t, prep, _, _ in RECIPES] + \
+    variants = [(t, prep, t) for t, prep, *_ in RECIPES] + \
                [("baseline", age_data.prepare_smooth_l1, BASELINE_TEMPLATE)]
     for variant, prepare, template in variants:
         folder = runner.copy_template(template, os.path.join(out_dir, variant))
@@ -116,7 +116,7 @@ def _plot_predictions(panels, trivial, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.9), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 4.1), squeeze=False)
     for ax, (name, result) in zip(axes[0], panels):
         pred, truth = result["arrays"]["pred"], result["arrays"]["truth"]
         ax.scatter(truth, pred, s=3, alpha=0.35)
@@ -142,14 +142,14 @@ def summarize(results, out_dir, *, small=False):
     seeds = [r["job"].seed for r in base]
     baseline_mae = [r["final"]["MAE"] for r in base]
     rows, series = [], []
-    for template, _, loss, recipe in RECIPES:
+    for template, _, loss, recipe, short in RECIPES:
         ours = runs[template]
         rows.append(report.paired_row(
             family=FAMILY, recipe=recipe, loss=loss, baseline=BASELINE, metric="MAE in years",
             role="purpose", higher_is_better=False, seeds=seeds,
             values=[r["final"]["MAE"] for r in ours], baseline_values=baseline_mae,
             note=f"template {template}"))
-        series.append((f"{recipe.split(')')[0]}) {loss}", ours))
+        series.append((f"{short}: {loss}", ours))
     trivial = _trivial(small)
     rows.append(report.reference_row(family=FAMILY, recipe="trivial: the training set's median age",
                                      metric="MAE in years", value=trivial, higher_is_better=False,
@@ -162,8 +162,8 @@ def summarize(results, out_dir, *, small=False):
           "legend": "upper right"}],
         os.path.join(out_dir, "curves.png"), n_seeds=len(seeds),
         title="Age regression on synthetic faces: four recipes vs a plain EuclideanLoss head")
-    panels = [(f"{BASELINE}\n(baseline)", base[0])] + \
-             [(f"{recipe.split(',')[0]}: {loss}", runs[template][0]) for template, _, loss, recipe in RECIPES]
+    panels = [("baseline: 1-output linear head\nEuclideanLoss (native)", base[0])] + \
+             [(f"{short}\n{loss}", runs[template][0]) for template, _, loss, _, short in RECIPES]
     scatter = _plot_predictions(panels, trivial, os.path.join(out_dir, "predictions.png"))
     return rows, [curves, scatter]
 
