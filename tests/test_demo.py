@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -155,3 +157,47 @@ def test_bad_arguments(tmp_path):
     proc = demo("--seeds", "1", "--out", str(tmp_path / "x"))
     assert proc.returncode == 2 and "--seeds must be at least 2" in proc.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_ctrl_c_stops_the_workers(tmp_path):
+    # the full-size center runs take long enough to be interrupted while training
+    proc = subprocess.Popen([CLI, "demo", "--only", "center", "--jobs", "2", "--out", str(tmp_path / "x")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    for line in proc.stderr:
+        if line.startswith("== training"):
+            break
+    time.sleep(3)
+
+    def children():
+        found = []
+        for pid in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[1] == str(proc.pid):
+                        found.append(int(pid))
+            except (OSError, IndexError):
+                pass
+        return found
+    workers = children()
+    assert len(workers) >= 2
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err and "no results" in err
+    assert not (tmp_path / "x" / "results.json").exists()
+
+    def alive():
+        running = []
+        for pid in workers:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                        running.append(pid)
+            except OSError:
+                pass
+        return running
+    deadline = time.time() + 20     # the workers are terminated; give them time to go
+    while alive() and time.time() < deadline:
+        time.sleep(0.2)
+    assert alive() == []

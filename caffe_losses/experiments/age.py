@@ -83,24 +83,15 @@ def evaluate(net, n_test):
 
 def plan(out_dir, *, small=False, seeds=None):
     """Prepares the four recipes and the baseline under ``out_dir`` (a new folder); returns the jobs."""
-    seeds = tuple(seeds or (runner.SMALL_SEEDS if small else runner.SEEDS))
-    os.makedirs(out_dir)
-    jobs = []
-    variants = [(t, prep, t) for t, prep, *_ in RECIPES] + \
-               [("baseline", age_data.prepare_smooth_l1, BASELINE_TEMPLATE)]
-    for variant, prepare, template in variants:
-        folder = runner.copy_template(template, os.path.join(out_dir, variant))
-        info = prepare(folder, small=small)
-        if variant == "baseline":
-            baseline_net(os.path.join(folder, "train_val.prototxt"), _train_ages(small).mean())
-        fixed = {}
-        if info.get("weights"):      # the net-surgery output: its fixed kernel, on the seed's fillers
-            fixed = {"fixed_from": info["weights"], "fixed_layers": ("pred_age",)}
-        for seed in seeds:
-            solver, max_iter = runner.write_solver(folder, seed, max_iter=SMALL_ITERS if small else None)
-            jobs.append(runner.Job(FAMILY, variant, seed, folder, solver, max_iter, f"{__name__}:evaluate",
-                                   info["n_test"], cost=2.0, **fixed))
-    return jobs
+    evaluate = f"{__name__}:evaluate"
+    variants = [runner.Variant(template, template, template, prepare, evaluate, cost=2.0,
+                               # the net-surgery output's fixed kernel, on each seed's own fillers
+                               fixed_layers=("pred_age",) if prepare is age_data.prepare_surgery else ())
+                for template, prepare, *_ in RECIPES]
+    mean_age = float(_train_ages(small).mean())
+    variants.append(runner.Variant("baseline", "baseline", BASELINE_TEMPLATE, age_data.prepare_smooth_l1,
+                                   evaluate, cost=2.0, edit_net=lambda path: baseline_net(path, mean_age)))
+    return runner.plan(FAMILY, out_dir, variants, small=small, seeds=seeds, small_iters=SMALL_ITERS)
 
 
 def _train_ages(small):
@@ -129,10 +120,7 @@ def _plot_predictions(panels, trivial, path):
     seed = panels[0][1]["job"].seed
     fig.suptitle(f"Age on the synthetic faces' test split, seed {seed} (the trivial predictor, the "
                  f"training median, has MAE {trivial:.2f})", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return runner.save_figure(fig, path, dpi=90)
 
 
 def summarize(results, out_dir, *, small=False):

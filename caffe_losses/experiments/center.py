@@ -69,19 +69,10 @@ def evaluate(net, n_test):
 
 def plan(out_dir, *, small=False, seeds=None):
     """Prepares both nets under ``out_dir`` (a new folder); returns the jobs."""
-    seeds = tuple(seeds or (runner.SMALL_SEEDS if small else runner.SEEDS))
-    os.makedirs(out_dir)
-    jobs = []
-    for variant in ("ours", "baseline"):
-        folder = runner.copy_template(TEMPLATE, os.path.join(out_dir, variant))
-        n_test = prepare_center_loss(folder, small=small)["n_test"]
-        if variant == "baseline":
-            baseline_net(os.path.join(folder, "train_val.prototxt"))
-        for seed in seeds:
-            solver, max_iter = runner.write_solver(folder, seed, max_iter=SMALL_ITERS if small else None)
-            jobs.append(runner.Job(FAMILY, variant, seed, folder, solver, max_iter, f"{__name__}:evaluate",
-                                   n_test, cost=5.0))
-    return jobs
+    common = dict(template=TEMPLATE, prepare=prepare_center_loss, evaluate=f"{__name__}:evaluate", cost=5.0)
+    return runner.plan(FAMILY, out_dir, [runner.Variant("ours", "ours", **common),
+                                         runner.Variant("baseline", "baseline", edit_net=baseline_net, **common)],
+                       small=small, seeds=seeds, small_iters=SMALL_ITERS)
 
 
 def summarize(results, out_dir, *, small=False):

@@ -62,19 +62,10 @@ def evaluate(net, n_test):
 
 def plan(out_dir, *, small=False, seeds=None):
     """Prepares both nets under ``out_dir`` (a new folder); returns the jobs."""
-    seeds = tuple(seeds or (runner.SMALL_SEEDS if small else runner.SEEDS))
-    os.makedirs(out_dir)
-    jobs = []
-    for variant in ("ours", "baseline"):
-        folder = runner.copy_template(TEMPLATE, os.path.join(out_dir, variant))
-        n_test = prepare_source(folder, small=small)["n_test"]
-        if variant == "baseline":
-            baseline_net(os.path.join(folder, "train_val.prototxt"))
-        for seed in seeds:
-            solver, max_iter = runner.write_solver(folder, seed, max_iter=SMALL_ITERS if small else None)
-            jobs.append(runner.Job(FAMILY, variant, seed, folder, solver, max_iter,
-                                   f"{__name__}:evaluate", n_test, cost=0.3))
-    return jobs
+    common = dict(template=TEMPLATE, prepare=prepare_source, evaluate=f"{__name__}:evaluate", cost=0.3)
+    return runner.plan(FAMILY, out_dir, [runner.Variant("ours", "ours", **common),
+                                         runner.Variant("baseline", "baseline", edit_net=baseline_net, **common)],
+                       small=small, seeds=seeds, small_iters=SMALL_ITERS)
 
 
 def _plot_recalls(ours, base, path):
@@ -99,10 +90,7 @@ def _plot_recalls(ours, base, path):
     ax.legend(loc="upper center", ncol=2, fontsize="small")
     ax.set_title(f"Imbalanced digits: per-class recall on the balanced test split\n"
                  f"(mean of {len(ours)} solver seed(s); whiskers: range over the seeds)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return runner.save_figure(fig, path)
 
 
 def summarize(results, out_dir, *, small=False):

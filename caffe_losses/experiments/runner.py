@@ -26,9 +26,9 @@ import numpy as np
 from caffe_losses.prototxt import read_solver_param, working_directory
 from caffe_losses.templates import TEMPLATE_ROOT
 
-__all__ = ["SEEDS", "SMALL_SEEDS", "seed_list", "Job", "copy_template", "write_net", "write_solver",
-           "forward_rows", "eval_points", "run_job", "run_jobs", "by_variant", "default_workers",
-           "plot_curves"]
+__all__ = ["SEEDS", "SMALL_SEEDS", "seed_list", "Job", "Variant", "plan", "copy_template", "write_net",
+           "write_solver", "forward_rows", "eval_points", "run_job", "run_jobs", "by_variant",
+           "default_workers", "plot_curves", "save_figure"]
 
 
 def seed_list(n):
@@ -77,6 +77,66 @@ class Job:
 
     def label(self):
         return f"{self.family} {self.variant} seed {self.seed}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One net of an experiment, before it is prepared.
+
+    Attributes:
+      key: the variant's name in the results (``ours``, ``baseline``, ...).
+      folder: its folder, relative to the experiment's.
+      template: the template copied there.
+      prepare: ``prepare(folder, small=...) -> info`` writes the data;
+        ``info["n_test"]`` is the number of test rows (and ``info["weights"]``
+        the file ``fixed_layers`` come from).
+      evaluate: ``"module:function"`` (see :class:`Job`).
+      edit_net: ``edit_net(train_val_path)`` turns the template's net into
+        this variant's (e.g. the baseline's native loss), or None.
+      fixed_layers: layers copied from ``info["weights"]`` (see :class:`Job`).
+      cost: relative run time.
+    """
+    key: str
+    folder: str
+    template: str
+    prepare: object
+    evaluate: str
+    edit_net: object = None
+    fixed_layers: tuple = ()
+    cost: float = 1.0
+
+
+def plan(family, out_dir, variants, *, small=False, seeds=None, small_iters=None):
+    """Prepares every variant under the new folder ``out_dir``; returns one job per variant and seed.
+
+    Each variant gets a copy of its template with its data, its net edit,
+    and one solver per seed (the template's, or ``small_iters`` iterations
+    with ``small=True``).
+    """
+    seeds = tuple(seeds or (SMALL_SEEDS if small else SEEDS))
+    os.makedirs(out_dir)
+    jobs = []
+    for v in variants:
+        folder = copy_template(v.template, os.path.join(out_dir, v.folder))
+        info = v.prepare(folder, small=small)
+        if v.edit_net is not None:
+            v.edit_net(os.path.join(folder, "train_val.prototxt"))
+        fixed = {"fixed_from": info["weights"], "fixed_layers": tuple(v.fixed_layers)} if v.fixed_layers else {}
+        for seed in seeds:
+            solver, max_iter = write_solver(folder, seed, max_iter=small_iters if small else None)
+            jobs.append(Job(family, v.key, seed, folder, solver, max_iter, v.evaluate, info["n_test"],
+                            cost=v.cost, **fixed))
+    return jobs
+
+
+def save_figure(fig, path, dpi=100):
+    """Lays out, writes and closes a matplotlib figure; returns ``path``."""
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
 
 
 def copy_template(name, folder):
@@ -240,13 +300,24 @@ def run_jobs(jobs, *, workers=1, progress=None):
     results = [None] * len(jobs)
     saved = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     os.environ.update({k: "1" for k in saved})   # inherited by the workers started below
+    pool = concurrent.futures.ProcessPoolExecutor(max_workers=min(workers, len(jobs)),
+                                                  mp_context=multiprocessing.get_context("spawn"))
     try:
-        with concurrent.futures.ProcessPoolExecutor(
-                max_workers=min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(run_job, jobs[i]): i for i in order}
-            for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
-                results[futures[future]] = future.result()
-                _report(progress, done, len(jobs), results[futures[future]])
+        futures = {pool.submit(run_job, jobs[i]): i for i in order}
+        for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
+            i = futures[future]
+            try:
+                results[i] = future.result()
+            except Exception as err:
+                raise RuntimeError(f"run '{jobs[i].label()}' failed: {err}") from err
+            _report(progress, done, len(jobs), results[i])
+    except BaseException:    # Ctrl-C or a failed job: start no more jobs, stop the running ones
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    else:
+        pool.shutdown(wait=True)
     finally:
         for k, v in saved.items():
             if v is None:
@@ -311,11 +382,7 @@ def plot_curves(panels, path, *, title, n_seeds):
         ax.legend(fontsize=8, loc=panel.get("legend", "best"))
     fig.suptitle(f"{title}\non the test split: mean of {n_seeds} solver seed(s), shaded: range over the seeds",
                  fontsize=11)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def log(progress, text):

@@ -36,13 +36,14 @@ __all__ = ["TASKS", "plan", "summarize", "run", "evaluate", "metrics", "baseline
 FAMILY = "sigmoid"
 OURS = "WeightedSigmoidCrossEntropyLoss"
 BASELINE = "SigmoidCrossEntropyLoss (native)"
-# template -> (prepare function, small iterations, recipe text, short name, cost,
+SMALL_ITERS = 10
+# template -> (prepare function, recipe text, short name, cost,
 #              evaluation function, how the metrics are averaged)
 TASKS = {
-    "sigmoid_edges": (data.prepare_edges, 10,
+    "sigmoid_edges": (data.prepare_edges,
                       "toy edges N x 1 x 32 x 32 (9.6% positive), pos_weight 9.47", "edges", 3.0,
                       "evaluate", "pooled over pixels"),
-    "sigmoid_multilabel": (data.prepare_multilabel, 10,
+    "sigmoid_multilabel": (data.prepare_multilabel,
                            "toy 8-tag multi-label (2-16% positive), per-tag pos_weight 5.4-44", "tags", 1.0,
                            "evaluate_per_tag", "mean over the 8 tags"),
 }
@@ -111,21 +112,13 @@ def evaluate_per_tag(net, n_test):
 
 def plan(out_dir, *, small=False, seeds=None):
     """Prepares both nets of both templates under ``out_dir`` (a new folder); returns the jobs."""
-    seeds = tuple(seeds or (runner.SMALL_SEEDS if small else runner.SEEDS))
-    os.makedirs(out_dir)
-    jobs = []
-    for template, (prepare, small_iters, _, short, cost, evaluate_fn, _) in TASKS.items():
-        os.makedirs(os.path.join(out_dir, template))
-        for variant in ("ours", "baseline"):
-            folder = runner.copy_template(template, os.path.join(out_dir, template, variant))
-            n_test = prepare(folder, small=small)["n_test"]
-            if variant == "baseline":
-                baseline_net(os.path.join(folder, "train_val.prototxt"))
-            for seed in seeds:
-                solver, max_iter = runner.write_solver(folder, seed, max_iter=small_iters if small else None)
-                jobs.append(runner.Job(FAMILY, f"{short} {variant}", seed, folder, solver, max_iter,
-                                       f"{__name__}:{evaluate_fn}", n_test, cost=cost))
-    return jobs
+    variants = []
+    for template, (prepare, _, short, cost, evaluate_fn, _) in TASKS.items():
+        common = dict(template=template, prepare=prepare, evaluate=f"{__name__}:{evaluate_fn}", cost=cost)
+        variants += [runner.Variant(f"{short} ours", os.path.join(template, "ours"), **common),
+                     runner.Variant(f"{short} baseline", os.path.join(template, "baseline"),
+                                    edit_net=baseline_net, **common)]
+    return runner.plan(FAMILY, out_dir, variants, small=small, seeds=seeds, small_iters=SMALL_ITERS)
 
 
 def _plot_edges(out_dir, ours, base, path):
@@ -153,10 +146,7 @@ def _plot_edges(out_dir, ours, base, path):
     fig.suptitle(f"Edges at sigmoid > 0.5, seed {ours['job'].seed}: the weighted net finds more of the "
                  f"edges,\nand marks more non-edge pixels too (the trade-off at a fixed threshold)",
                  fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return runner.save_figure(fig, path)
 
 
 def _plot_pr(edges_pair, tags_pair, path):
@@ -199,17 +189,14 @@ def _plot_pr(edges_pair, tags_pair, path):
     bx.legend(fontsize=7.5, loc="upper left")
     bx.set_title(f"tags: average precision per tag on the test split\n(mean of {len(tags_pair[0][1])} "
                  f"seed(s); whiskers: range over the seeds)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return runner.save_figure(fig, path)
 
 
 def summarize(results, out_dir, *, small=False):
     """Result rows and figures from the jobs' results."""
     runs = runner.by_variant(results)
     rows, panels = [], []
-    for template, (_, _, recipe, short, _, _, averaged) in TASKS.items():
+    for template, (_, recipe, short, _, _, averaged) in TASKS.items():
         ours, base = runs[f"{short} ours"], runs[f"{short} baseline"]
         seeds = [r["job"].seed for r in ours]
         common = dict(family=FAMILY, recipe=f"{recipe} ({template})", loss=OURS, baseline=BASELINE,

@@ -102,7 +102,12 @@ def run(args):
         jobs += module.plan(os.path.join(out, name), small=args.small, seeds=seeds)
     runner.log(progress, f"== training {len(jobs)} runs ({len(families)} families x nets x {seeds_n} seeds) "
                          f"in {min(workers, len(jobs))} process(es)")
-    results = runner.run_jobs(jobs, workers=workers, progress=progress)
+    try:
+        results = runner.run_jobs(jobs, workers=workers, progress=progress)
+    except KeyboardInterrupt:
+        print(f"caffe-losses demo: interrupted; {out} holds the prepared nets and data, no results",
+              file=sys.stderr)
+        return 130
     rows, figures, seconds = [], [], {}
     for name, module in modules.items():
         mine = [r for r in results if r["job"].family == name]
