@@ -8,6 +8,7 @@ from the per-seed values), it is a full run of every family, and the
 committed docs hold exactly the tables generated from it.
 """
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -16,9 +17,9 @@ import sys
 from caffe_losses.experiments import MODULES, report, runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-
-import docs_results  # noqa: E402
+_spec = importlib.util.spec_from_file_location("docs_results", os.path.join(ROOT, "tools", "docs_results.py"))
+docs_results = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(docs_results)
 
 
 def committed():
