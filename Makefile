@@ -17,6 +17,8 @@ setup:
 	  $(PY) -m pip install -q -e '.[test,demo]' && touch $(VENV)/.pkg-installed; \
 	fi
 
+# tests/test_wheel.py also builds the wheel and installs it into fresh
+# virtualenvs under .venv-wheel/ (reused while the wheel is unchanged).
 test: setup
 	$(PY) -m pytest -q tests
 
@@ -42,4 +44,4 @@ lint: setup
 	$(VENV)/bin/hadolint Dockerfile
 
 clean:
-	rm -rf $(VENV) $(VENV)-cuda demo_out .pytest_cache
+	rm -rf $(VENV) $(VENV)-cuda .venv-wheel demo_out .pytest_cache

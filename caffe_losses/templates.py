@@ -22,17 +22,36 @@ solver iterations; a template without ``template.yaml`` fails that test.
 
 import importlib
 import os
+from importlib import resources
 
 import yaml
 
-__all__ = ["TEMPLATE_ROOT", "list_templates", "load_template", "prepare_template"]
+__all__ = ["TEMPLATE_ROOT", "template_root", "list_templates", "load_template", "prepare_template"]
 
-TEMPLATE_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                             "prototxt_templates")
+
+def template_root():
+    """The folder of the shipped templates, wherever the package is installed.
+
+    One source of truth, ``prototxt_templates/`` at the top of the
+    repository: a wheel (``pip install .``) carries it as the package data
+    ``caffe_losses/prototxt_templates/`` (``setup.py`` maps it there); a
+    clone or an editable install (``make setup``) reads it in place.
+    """
+    package = os.fspath(resources.files("caffe_losses"))
+    packaged = os.path.join(package, "prototxt_templates")
+    if os.path.isdir(packaged):
+        return packaged
+    return os.path.join(os.path.dirname(package), "prototxt_templates")
+
+
+TEMPLATE_ROOT = template_root()
 
 
 def list_templates(root=TEMPLATE_ROOT):
     """Names of the template folders under ``root``, sorted."""
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"the prototxt templates are missing: no folder {root} (an "
+                                f"incomplete install? reinstall caffe-losses)")
     return sorted(d for d in os.listdir(root)
                   if os.path.isdir(os.path.join(root, d)) and not d.startswith((".", "_")))
 

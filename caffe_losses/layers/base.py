@@ -27,10 +27,16 @@ The base class then takes care of what hand-written Python losses get wrong:
   bottoms with ``propagate_down`` False, and writes a zero diff into label /
   weight bottoms when ``force_backward: true`` asks for one.
 * a ``UserWarning`` is raised once per layer when its loss top has loss
-  weight 0: Caffe gives Python layers no default ``loss_weight``, so such a
-  loss is computed but never trains the net.
+  weight 0 and no later layer sends it a gradient: Caffe gives Python
+  layers no default ``loss_weight``, so such a loss is computed but never
+  trains the net.
+* errors name the layer as written in the prototxt (``[layer 'loss_bbox']``,
+  or its top when it has no name) where Caffe tells a Python layer its name
+  (the project's build does: ``tools/install_caffe.sh`` patches
+  ``PythonLayer``); other builds give the class name alone.
 """
 
+import functools
 import math
 import warnings
 
@@ -39,12 +45,28 @@ import numpy as np
 import caffe
 
 from caffe_losses.params import parse_params
+from caffe_losses.safety import FLOAT32_MAX, overflows_float32
 
 __all__ = ["PythonLayer", "LossLayer", "LossWeightWarning"]
 
 
 class LossWeightWarning(UserWarning):
     """A Python loss layer whose top has loss weight 0 (it will not train)."""
+
+
+def _names_the_layer(method):
+    """Wraps a Caffe entry point: a ValueError/TypeError it raises gets the layer's prototxt name."""
+    @functools.wraps(method)
+    def entry(self, *args):
+        try:
+            return method(self, *args)
+        except (ValueError, TypeError) as err:
+            where = self.where()
+            if where and err.args and isinstance(err.args[0], str) and not err.args[0].endswith(where):
+                err.args = (f"{err.args[0]} {where}",) + err.args[1:]
+            raise
+    entry.names_the_layer = True
+    return entry
 
 
 class PythonLayer(caffe.Layer):
@@ -56,10 +78,31 @@ class PythonLayer(caffe.Layer):
     TOPS = ()
     OPTIONAL_TOPS = ()
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in ("setup", "reshape", "forward", "backward"):
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "names_the_layer", False):
+                setattr(cls, name, _names_the_layer(method))
+
     @property
     def owner(self):
         return type(self).__name__
 
+    def where(self):
+        """``[layer 'loss_bbox']`` (``[unnamed layer, top 'dsn3_loss']``), or '' when Caffe did not say.
+
+        The project's Caffe sets ``layer_name`` and ``top_names`` before
+        ``setup`` (HED's six unnamed losses of one class are told apart by
+        their tops); other builds do not, and messages name the class alone.
+        """
+        name = getattr(self, "layer_name", None)
+        if name:
+            return f"[layer '{name}']"
+        tops = getattr(self, "top_names", None)
+        return f"[unnamed layer, top '{tops[0]}']" if tops else ""
+
+    @_names_the_layer
     def setup(self, bottom, top):
         self.params = parse_params(self.owner, self.PARAMS, self.param_str)
         self._check_count("bottom", len(bottom), self.BOTTOMS, self.OPTIONAL_BOTTOMS)
@@ -92,8 +135,19 @@ class PythonLayer(caffe.Layer):
                       f"'{self.bottom_name(i)}' {tuple(a.data.shape)}: expected {a.count}, "
                       f"got {b.count} {tuple(b.data.shape)}")
 
+    def require_nonempty(self, bottom, indexes=None):
+        """Refuses a bottom with no values (a batch of 0 samples, or 0 classes / channels).
+
+        Caffe's own loss layers abort the process on one; this is a clear error instead.
+        """
+        for i in (range(len(bottom)) if indexes is None else indexes):
+            if bottom[i].count == 0:     # (its .data would abort: Caffe allocates nothing)
+                self.fail(f"bottom '{self.bottom_name(i)}' is empty (shape "
+                          f"{tuple(bottom[i].shape)}): a batch of 0 samples, or 0 classes "
+                          f"or channels; every dimension must be at least 1")
+
     def fail_non_finite(self, bottom, value, indexes=None, extra=()):
-        """Called when a loss came out non-finite: names the bad input, or the overflow.
+        """Called for a NaN/inf loss, or one beyond float32: names the bad input, or the overflow.
 
         Checking the scalar loss is free on good input; only a bad one pays
         for the scan of ``bottom[i]`` (i in ``indexes``, default all) and of
@@ -105,6 +159,10 @@ class PythonLayer(caffe.Layer):
             if not np.isfinite(array).all():
                 bad = tuple(int(k) for k in np.argwhere(~np.isfinite(array))[0])
                 self.fail(f"{name} holds a non-finite value {array[bad]} at index {bad}")
+        if math.isfinite(value):
+            self.fail(f"the loss {value:.4g} does not fit float32 (at most {FLOAT32_MAX:.4g}), the "
+                      f"type of the top blob Caffe reads, although every input is finite "
+                      f"(inputs or weights too large for float32: scale them down)")
         self.fail(f"the loss overflowed to {value} although every input is finite "
                   f"(inputs too large for float32: scale them down)")
 
@@ -124,6 +182,7 @@ class LossLayer(PythonLayer):
 
     def layer_setup(self, bottom, top):
         self._weight_checked = False
+        self._weight_zero_seen = False
         self._shapes = None          # the bottom shapes last checked
         self._bottom_data = None     # the bottoms' arrays, from reshape to the forward that follows
 
@@ -133,6 +192,9 @@ class LossLayer(PythonLayer):
         # their shapes change, and the data arrays fetched here (each pycaffe
         # ``.data`` builds a new array, about 0.6 us) serve the forward that
         # Caffe runs right after (Layer::Forward: Reshape, then Forward_cpu).
+        # An empty bottom is refused first: pycaffe's .data of a blob with no
+        # values aborts the process (Caffe allocates nothing for it).
+        self.require_nonempty(bottom)
         data = tuple(bottom[i].data for i in range(len(bottom)))
         shapes = tuple(a.shape for a in data)
         if shapes != self._shapes:
@@ -157,21 +219,33 @@ class LossLayer(PythonLayer):
 
     def forward(self, bottom, top):
         if not self._weight_checked:
-            self._weight_checked = True
-            # Caffe writes the loss weight into the top's diff at set-up, and
-            # only when it is non-zero: 0 here means no loss_weight was given.
-            if float(top[0].diff.flat[0]) == 0.0:
-                warnings.warn(
-                    f"{self.owner}: its loss top has loss weight 0, so this loss is computed but "
-                    f"does not train the net. Caffe gives Python layers no default loss weight: "
-                    f"add 'loss_weight: 1' to the layer in the prototxt.", LossWeightWarning,
-                    stacklevel=2)
+            self._check_loss_weight(top)
         value = self.loss(bottom, top)
-        if not math.isfinite(value):
-            # never hand Caffe a NaN/inf loss: name the bad input (the check
-            # of the scalar is free on good input; only a bad one is scanned)
+        if overflows_float32(value):
+            # never hand Caffe a NaN/inf loss, nor one that its float32 top
+            # would turn into inf: name the bad input (the check of the scalar
+            # is free on good input; only a bad one is scanned)
             self.fail_non_finite(bottom, value)
         top[0].data[0] = value
+
+    def _check_loss_weight(self, top):
+        # Caffe writes the loss weight into the top's diff at set-up, and only
+        # when it is non-zero: 0 there means no loss_weight on this top.  The
+        # loss still trains if a later layer fed by it carries the weight (a
+        # Power or Scale): that layer's backward writes its gradient into this
+        # diff.  So a 0 is looked at again at the next forward, and only a TRAIN
+        # net warns (a TEST net never runs backward; check lints both).
+        if float(top[0].diff.flat[0]) != 0.0 or getattr(self, "phase", caffe.TRAIN) != caffe.TRAIN:
+            self._weight_checked = True
+        elif not self._weight_zero_seen:
+            self._weight_zero_seen = True
+        else:
+            self._weight_checked = True
+            warnings.warn(
+                f"{self.owner}: its loss top has loss weight 0 and no later layer sends it a "
+                f"gradient, so this loss is computed but does not train the net. Caffe gives "
+                f"Python layers no default loss weight: add 'loss_weight: 1' to the layer in the "
+                f"prototxt. {self.where()}".rstrip(), LossWeightWarning, stacklevel=3)
 
     def loss(self, bottom, top):
         """Hook: the loss, a Python float; ``self.bottom_arrays(bottom)`` gives the data."""

@@ -15,7 +15,7 @@ import numpy as np
 from caffe_losses.core import infogain as core
 from caffe_losses.core.common import canonical_shape
 from caffe_losses.core.infogain import square_shape
-from caffe_losses.hmatrix import load_blob
+from caffe_losses.hmatrix import load_blob, require_float32, require_no_zero_row
 from caffe_losses.layers.base import LossLayer, PythonLayer
 from caffe_losses.params import (Param, REQUIRED, as_float, as_int, as_str, ignore_label_param,
                                  normalization_param)
@@ -50,9 +50,13 @@ class _InfogainLayer(LossLayer):
         if source is not None:
             blob = load_blob(source, owner=self.owner, key="source")
             self._h_name = f"'source' file '{source}'"
-            # validated now (shape, finite, non-negative); the class count in reshape
+            # validated now (shape, finite, non-negative, in float32 as the
+            # layer uses it: no value beyond float32, no row that float32
+            # turns into zeros); the class count in reshape
+            require_float32(blob, owner=self.owner, name=self._h_name)
             self._h_source = core.infogain_matrix(blob, owner=self.owner, name=self._h_name,
                                                   dtype=np.float32)
+            require_no_zero_row(self._h_source.rowsum, owner=self.owner, name=self._h_name)
         self._h_bottom_bytes = None    # last H seen on the bottom, and its InfogainMatrix
         self._h_bottom = None
         self._ws = None                # core.Workspace of the current shape
@@ -92,6 +96,7 @@ class _InfogainLayer(LossLayer):
         if key != self._h_bottom_bytes:
             self._h_bottom = core.infogain_matrix(data, self._ws.C, owner=self.owner,
                                                   name="bottom 'H'", dtype=np.float32)
+            require_no_zero_row(self._h_bottom.rowsum, owner=self.owner, name="bottom 'H'")
             self._h_bottom_bytes = key
         return self._h_bottom
 
@@ -146,8 +151,11 @@ class SoftmaxWithInfogainLoss(_InfogainLayer):
       axis (default 1), ignore_label (default none),
       normalization (VALID (default), FULL, BATCH_SIZE, NONE).
 
-    H must be C x C, finite and non-negative, and hold similarities or class
-    weights (``tools/make_infogain_h.py`` makes one).
+    H must be C x C, finite and non-negative, with a positive value in every
+    row (an all-zero row would silently drop its class from the loss), and
+    hold similarities or class weights (``tools/make_infogain_h.py`` makes
+    one).  A file is checked as the float32 the layer uses: a value beyond
+    3.4e38 or a row whose values all round to 0 is refused.
 
     Prototxt::
 
@@ -274,7 +282,8 @@ class Constant(PythonLayer):
 
     param_str keys:
       source (required): a .binaryproto (BlobProto) or .npy file (read with
-      allow_pickle=False), relative to the working directory.
+      allow_pickle=False), relative to the working directory; at least one
+      value, all finite and within float32 (at most 3.4e38 in magnitude).
 
     Prototxt::
 
@@ -299,11 +308,16 @@ class Constant(PythonLayer):
     TOPS = ("data",)
 
     def layer_setup(self, bottom, top):
-        blob = load_blob(self.params["source"], owner=self.owner, key="source")
+        source = self.params["source"]
+        blob = load_blob(source, owner=self.owner, key="source")
         if blob.ndim == 0:
             blob = blob.reshape(1)
+        if blob.size == 0:
+            # a top with no values aborts Caffe (it allocates nothing for it)
+            self.fail(f"'source' file '{source}' holds no values (shape {tuple(blob.shape)})")
         if not np.all(np.isfinite(blob)):
-            self.fail(f"'source' file '{self.params['source']}' holds non-finite values")
+            self.fail(f"'source' file '{source}' holds non-finite values")
+        require_float32(blob, owner=self.owner, name=f"'source' file '{source}'")
         self.blob = np.ascontiguousarray(blob, dtype=np.float32)
 
     def reshape(self, bottom, top):

@@ -10,6 +10,7 @@ import numpy as np
 from caffe_losses.core import common, regression as core
 from caffe_losses.layers.base import LossLayer, PythonLayer
 from caffe_losses.params import Param, as_bool, as_float, as_float_list, normalization_param
+from caffe_losses.safety import FLOAT32_MAX, float32_overflow, overflows_float32
 
 __all__ = ["SmoothL1Loss", "Expectation", "MeanVarianceLoss"]
 
@@ -38,6 +39,33 @@ def _values_param():
     return Param("values", as_values, None, doc=(
         "bin values: a list of K numbers, or {start: S, step: D} for S, S+D, ... "
         "(default 0, 1, ..., K-1)"))
+
+
+# sigma enters float32 arithmetic as sigma^2 and 1/sigma^2 (the edge of the
+# quadratic region); both are normal float32 numbers for sigma in
+# [1.1e-19, 9.2e18]: the bounds, rounded inwards.
+SIGMA_MIN, SIGMA_MAX = 1e-18, 1e18
+
+
+def _check_sigma(sigma):
+    if not SIGMA_MIN <= sigma <= SIGMA_MAX:
+        raise ValueError(f"must be in [{SIGMA_MIN:g}, {SIGMA_MAX:g}]: the layer computes in float32 "
+                         f"with sigma^2 and 1/sigma^2 (the edge of the quadratic region), which "
+                         f"float32 cannot hold beyond that")
+
+
+def _bin_values(layer, k):
+    """The K bin values as float32; refused when float32 cannot hold them or their spread."""
+    values = core.bin_values(layer.params["values"], k, np.float64, owner=layer.owner)
+    bad = float32_overflow(values)
+    if bad is not None:
+        layer.fail(f"'values' gives bin {bad[0]} the value {values[bad]:g}, beyond float32 (at most "
+                   f"{FLOAT32_MAX:.4g}), the type of Caffe's blobs")
+    spread = float(values.max() - values.min())
+    if overflows_float32(spread):
+        layer.fail(f"'values' span {spread:.4g} (from {values.min():g} to {values.max():g}), beyond "
+                   f"float32 (at most {FLOAT32_MAX:.4g}): the gradient p_k (v_k - E) would overflow")
+    return values.astype(np.float32)
 
 
 def _bins_shape(layer, blob, name):
@@ -82,7 +110,11 @@ class SmoothL1Loss(LossLayer):
 
     param_str keys:
       sigma (default 1.0): > 0; the quadratic region is ``|d| < 1/sigma^2``
-        (PyTorch's ``beta`` is ``1/sigma^2``).
+        (PyTorch's ``beta`` is ``1/sigma^2``), so the loss has a kink (its
+        second derivative jumps) at ``|d| = 1/sigma^2``: finite differences
+        across it disagree with the gradient (``caffe-losses gradcheck
+        --kink``).  At most 1e18 and at least 1e-18, so that ``sigma^2`` and
+        ``1/sigma^2`` are normal float32 numbers.
       normalization (default BATCH_SIZE): BATCH_SIZE (N), FULL or VALID (all
         elements: nothing is ignored), NONE.
 
@@ -102,8 +134,8 @@ class SmoothL1Loss(LossLayer):
       non-negative outside weights).
     """
 
-    PARAMS = (Param("sigma", as_float, 1.0, low=0, low_open=True,
-                    doc="> 0; quadratic for |d| < 1/sigma^2, linear beyond"),
+    PARAMS = (Param("sigma", as_float, 1.0, low=0, low_open=True, extra_check=_check_sigma,
+                    doc="> 0, in [1e-18, 1e18]; quadratic for |d| < 1/sigma^2, linear beyond"),
               normalization_param("BATCH_SIZE"))
     BOTTOMS = ("pred", "target")
     OPTIONAL_BOTTOMS = ("inside_weights", "outside_weights")
@@ -199,11 +231,12 @@ class Expectation(PythonLayer):
         self._bottom_data = None      # the scores' array, from reshape to the forward that follows
 
     def reshape(self, bottom, top):
+        self.require_nonempty(bottom)     # (.data of an empty blob aborts)
         x = bottom[0].data
         if x.shape != self._shape:    # checked (and the top reshaped) only when it changes
             n, k = _bins_shape(self, bottom[0], "scores")
             if k != self._k:
-                self._values = core.bin_values(self.params["values"], k, np.float32, owner=self.owner)
+                self._values = _bin_values(self, k)
                 self._k = k
             top[0].reshape(n, 1)
             self._shape = x.shape
@@ -281,7 +314,7 @@ class MeanVarianceLoss(LossLayer):
             self.fail(f"bottom 'label' must hold one label per sample: expected {n}, "
                       f"got {bottom[1].count} {tuple(bottom[1].data.shape)}")
         if k != self._k:
-            self._values = core.bin_values(self.params["values"], k, np.float32, owner=self.owner)
+            self._values = _bin_values(self, k)
             self._k = k
 
     def loss(self, bottom, top):

@@ -24,6 +24,7 @@ layer of this package (`caffe_losses.Expectation`) does the same with no
 surgery at all.
 """
 
+import math
 import os
 import sys
 
@@ -31,8 +32,11 @@ import numpy as np
 
 from caffe_losses import preflight
 from caffe_losses.prototxt import read_net_param
+from caffe_losses.safety import FLOAT32_MAX, OutputError, check_output, float32_overflow, output_file
 
 SUPPORTED = ("Convolution", "InnerProduct")
+# A Caffe blob holds at most INT_MAX values: no kernel takes more.
+MAX_VALUES = 2 ** 31 - 1
 
 
 class SurgeryError(Exception):
@@ -56,6 +60,7 @@ def add_arguments(parser):
 def parse_values(text):
     """``START:STOP[:STEP]`` (half-open, like ``range``) or ``a,b,c`` -> float32 array."""
     text = str(text).strip()
+    shown = repr(text if len(text) <= 60 else text[:57] + "...")
     try:
         if ":" in text:
             parts = text.split(":")
@@ -63,20 +68,31 @@ def parse_values(text):
                 raise ValueError
             start, stop = float(parts[0]), float(parts[1])
             step = float(parts[2]) if len(parts) == 3 else 1.0
+            if not all(math.isfinite(v) for v in (start, stop, step)):
+                raise SurgeryError(f"--values: START, STOP and STEP must be finite numbers. "
+                                   f"Received: {shown}")
             if step == 0:
-                raise SurgeryError(f"--values: STEP must not be 0. Received: {text!r}")
-            count = int(np.ceil((stop - start) / step - 1e-9))
+                raise SurgeryError(f"--values: STEP must not be 0. Received: {shown}")
+            count = math.ceil((stop - start) / step - 1e-9)
+            if count > MAX_VALUES:
+                raise SurgeryError(f"--values gives {count:.4g} numbers, more than a Caffe kernel "
+                                   f"can hold ({MAX_VALUES}). Received: {shown}")
             values = start + step * np.arange(max(count, 0), dtype=np.float64)
         else:
             values = np.array([float(v) for v in text.split(",")], dtype=np.float64)
     except ValueError:
         raise SurgeryError(f"--values must be START:STOP[:STEP] (e.g. 0:100) or a comma-separated "
-                           f"list of numbers. Received: {text!r}") from None
+                           f"list of numbers. Received: {shown}") from None
     if values.size == 0:
         raise SurgeryError(f"--values gives no numbers (STOP must be beyond START in the "
-                           f"direction of STEP). Received: {text!r}")
+                           f"direction of STEP). Received: {shown}")
     if not np.all(np.isfinite(values)):
-        raise SurgeryError(f"--values must be finite numbers. Received: {text!r}")
+        raise SurgeryError(f"--values must be finite numbers. Received: {shown}")
+    bad = float32_overflow(values)
+    if bad is not None:
+        raise SurgeryError(f"--values: {values[bad]:g} (value {bad[0]}) is beyond float32, the type "
+                           f"of Caffe's weights (at most {FLOAT32_MAX:.4g} in magnitude). "
+                           f"Received: {shown}")
     return values.astype(np.float32)
 
 
@@ -147,6 +163,10 @@ def surgery(model, layer_name, values, output, *, weights=None, phase="TRAIN", o
     """
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
+    try:
+        check_output(output, {"--model": model, "--weights": weights})
+    except OutputError as error:
+        raise SurgeryError(str(error)) from None
     os.environ.setdefault("GLOG_minloglevel", "2")
     import caffe
     from caffe.proto import caffe_pb2
@@ -188,22 +208,22 @@ def surgery(model, layer_name, values, output, *, weights=None, phase="TRAIN", o
         if len(mults) > 1 and mults[1] != 0:
             warnings.append(f"layer '{layer_name}' has lr_mult {mults[1]:g} on its bias: it "
                             f"will be trained")
-    out_dir = os.path.dirname(os.path.abspath(output))
-    os.makedirs(out_dir, exist_ok=True)
-    net.save(output)
     saved = {name: [b.data.copy() for b in net.params[name]] for name in net.params}
-
-    # Verify: a fresh net from the same prototxt, loaded from the file just written.
-    check = caffe.Net(model, getattr(caffe, phase))
-    check.copy_from(output)
-    for name, arrays in saved.items():
-        for i, a in enumerate(arrays):
-            if not np.array_equal(check.params[name][i].data, a):
-                raise SurgeryError(f"verification failed: layer '{name}' blob {i} differs after "
-                                   f"reloading {output}")
-    if not np.array_equal(check.params[layer_name][0].data.ravel(), values):
-        raise SurgeryError(f"verification failed: the kernel of '{layer_name}' in {output} is not "
-                           f"the values")
+    # Written beside the output, verified, then renamed into place: a failure
+    # leaves no file, and never a clobbered one.
+    with output_file(output, {"--model": model, "--weights": weights}) as tmp:
+        net.save(tmp)
+        # Verify: a fresh net from the same prototxt, loaded from the file just written.
+        check = caffe.Net(model, getattr(caffe, phase))
+        check.copy_from(tmp)
+        for name, arrays in saved.items():
+            for i, a in enumerate(arrays):
+                if not np.array_equal(check.params[name][i].data, a):
+                    raise SurgeryError(f"verification failed: layer '{name}' blob {i} differs after "
+                                       f"reloading what was written for {output}")
+        if not np.array_equal(check.params[layer_name][0].data.ravel(), values):
+            raise SurgeryError(f"verification failed: the kernel of '{layer_name}' written for "
+                               f"{output} is not the values")
 
     for w in warnings:
         print(f"warning: {w}", file=err)

@@ -27,6 +27,7 @@ import numpy as np
 
 from caffe_losses.features import draw_features, intra_inter_ratio
 from caffe_losses.prototxt import working_directory
+from caffe_losses.safety import OutputError, check_output, output_file
 
 __all__ = ["add_arguments", "run", "load_net", "collect_features", "intra_inter_ratio",
            "draw_features", "evaluate"]
@@ -61,6 +62,12 @@ def run(args):
         raise SystemExit(f"plot-features: give one --title per --model ({len(models)}), got {len(titles)}")
     if args.samples is not None and args.samples < 1:
         raise SystemExit(f"plot-features: --samples must be >= 1, got {args.samples}")
+    inputs = [path for pair in models for path in pair]
+    try:
+        check_output(args.out, inputs, option="--out", tool="plot-features")
+    except OutputError as err:
+        print(err, file=sys.stderr)
+        return 2
     panels = []
     for k, (prototxt, weights) in enumerate(models):
         try:
@@ -72,7 +79,8 @@ def run(args):
             return 2
         title = titles[k] if titles else os.path.basename(weights)
         panels.append((feats, labels, title))
-    draw_features(panels, args.out, suptitle=args.suptitle)
+    with output_file(args.out, inputs, option="--out", tool="plot-features") as tmp:
+        draw_features(panels, tmp, suptitle=args.suptitle)
     for feats, labels, title in panels:
         print(f"{title}: {len(labels)} samples, intra/inter ratio {intra_inter_ratio(feats, labels):.4f}")
     print(f"wrote {args.out}")
