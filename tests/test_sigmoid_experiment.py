@@ -30,3 +30,14 @@ def test_data_is_deterministic_and_imbalanced():
     assert np.array_equal(f1, f2) and np.array_equal(t1, t2)
     assert t1.shape == (2000, 8)
     np.testing.assert_allclose(t1.mean(axis=0), TAG_PREVALENCE, atol=0.025)
+
+
+def test_average_precision_by_hand_with_ties():
+    # scores 1, 1, 0 with positives at the first and the last: the tie is one threshold.
+    # score >= 1: 2 called, 1 true (P 1/2, R 1/2); score >= 0: 3 called, 2 true (P 2/3, R 1)
+    precision, recall = experiment.precision_recall(np.array([1.0, 1.0, 0.0]), np.array([1, 0, 1]))
+    np.testing.assert_allclose(precision, [1 / 2, 2 / 3])
+    np.testing.assert_allclose(recall, [1 / 2, 1])
+    assert experiment.average_precision(np.array([1.0, 1.0, 0.0]), np.array([1, 0, 1])) == \
+        pytest.approx(0.5 * 0.5 + 0.5 * 2 / 3)
+    assert experiment.average_precision(np.array([0.3, 0.1]), np.array([0, 0])) == 0.0

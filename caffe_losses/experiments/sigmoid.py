@@ -31,7 +31,8 @@ from caffe_losses.data import sigmoid as data
 from caffe_losses.experiments import report, runner
 from caffe_losses.prototxt import read_net_param
 
-__all__ = ["TASKS", "plan", "summarize", "run", "evaluate", "metrics", "baseline_net"]
+__all__ = ["TASKS", "plan", "summarize", "run", "evaluate", "evaluate_per_tag", "metrics",
+           "precision_recall", "average_precision", "baseline_net"]
 
 FAMILY = "sigmoid"
 OURS = "WeightedSigmoidCrossEntropyLoss"
@@ -67,6 +68,33 @@ def baseline_net(path):
     runner.write_net(path, net, "baseline: the template's net with Caffe's native SigmoidCrossEntropyLoss")
 
 
+def precision_recall(scores, positives):
+    """Precision and recall at every distinct score threshold, highest threshold first.
+
+    At the k-th distinct score from the top, everything scoring at least that
+    much is called positive.  Ties share one threshold (no order among them).
+    """
+    scores, positives = np.ravel(scores), np.ravel(positives).astype(bool)
+    order = np.argsort(-scores, kind="mergesort")
+    scores, positives = scores[order], positives[order]
+    last = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]   # last row of each distinct score
+    tp = np.cumsum(positives)[last].astype(np.float64)
+    called = last + 1.0
+    return tp / called, tp / max(float(positives.sum()), 1.0)
+
+
+def average_precision(scores, positives):
+    """``sum_k (R_k - R_{k-1}) P_k`` over the distinct thresholds (R_0 = 0); 0 without positives.
+
+    The area under the precision-recall step curve, as scikit-learn's
+    ``average_precision_score`` computes it.
+    """
+    if not np.any(positives):
+        return 0.0
+    precision, recall = precision_recall(scores, positives)
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
 def metrics(scores, targets, *, per_column=False):
     """Average precision, and recall, precision and F1 at sigmoid(score) > 0.5.
 
@@ -78,22 +106,20 @@ def metrics(scores, targets, *, per_column=False):
         ``pos_weight`` moves each tag's scores differently, so a ranking
         pooled over tags would mix scales that the tags never compete on.
 
-    The average precision is ``sum_k (R_k - R_{k-1}) P_k`` over the distinct
-    score thresholds (scikit-learn's ``average_precision_score``); a column
-    without positives counts 0.
+    The average precision is :func:`average_precision`; a column without
+    positives counts 0.
     """
     if per_column:
         scores, targets = np.asarray(scores), np.asarray(targets)
         cols = [metrics(scores[:, k], targets[:, k]) for k in range(scores.shape[1])]
         return {key: float(np.mean([c[key] for c in cols])) for key in cols[0]}
-    from sklearn.metrics import average_precision_score
     scores, pos = np.ravel(scores), np.ravel(targets) > 0.5
     pred = scores > 0                       # sigmoid(score) > 0.5
     tp = float(np.sum(pred & pos))
     recall = tp / max(float(pos.sum()), 1.0)
     precision = tp / max(float(pred.sum()), 1.0)
     f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
-    ap = float(average_precision_score(pos, scores)) if pos.any() else 0.0
+    ap = average_precision(scores, pos)
     return {"AP": ap, "F1": f1, "recall": recall, "precision": precision}
 
 
@@ -155,12 +181,12 @@ def _plot_pr(edges_pair, tags_pair, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.metrics import precision_recall_curve
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.8))
     for label, result, style in edges_pair:
         scores = np.ravel(result["arrays"]["scores"])
         pos = np.ravel(result["arrays"]["targets"]) > 0.5
-        precision, recall, _ = precision_recall_curve(pos, scores)
+        precision, recall = precision_recall(scores, pos)
+        precision, recall = np.r_[1.0, precision], np.r_[0.0, recall]
         m = metrics(scores, pos)
         line, = ax.plot(recall, precision, ls=style, lw=1.6, label=f"{label} (AP {m['AP']:.3f})")
         ax.plot([m["recall"]], [m["precision"]], "o", color=line.get_color(), ms=7,
