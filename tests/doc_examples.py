@@ -30,6 +30,8 @@ steers it::
 ``setup`` runs a shell command in the folder first (prepare it as the text
 says; repeatable); ``skip`` marks a deliberately non-runnable example (a
 reason is required), which is counted and reported, never silently dropped.
+An unmarked example that would install packages or write into
+site-packages is not run: it fails, asking for the mark.
 """
 
 import dataclasses
@@ -68,9 +70,15 @@ class Block:
         return f"{self.path}:{self.line}:{words}"
 
 
+# pages whose examples another test runs, with its own conventions
+OWN_TEST = {os.path.join("docs", "migrate.md"): "tests/test_docs_migrate.py"}
+
+
 def doc_files(root=ROOT):
+    """README.md and docs/*.md, less the pages in OWN_TEST."""
     docs = os.path.join(root, "docs")
-    return ["README.md"] + sorted(os.path.join("docs", f) for f in os.listdir(docs) if f.endswith(".md"))
+    pages = sorted(os.path.join("docs", f) for f in os.listdir(docs) if f.endswith(".md"))
+    return ["README.md"] + [p for p in pages if p not in OWN_TEST]
 
 
 def parse(path, root=ROOT):
@@ -187,8 +195,15 @@ def _normalise(output, folder):
     return [line.rstrip() for line in text.splitlines() if line.strip()]
 
 
+# an example that would change the Python environment the tests run in must be marked `skip`
+CHANGES_ENVIRONMENT = re.compile(r"\bpip3?\s+(install|uninstall)\b|\bsysconfig\b.*\bpurelib\b|site-packages")
+
+
 def run_block(block, folder, timeout=600):
     """Runs one example in ``folder``; returns a list of problems ([] when it ran as printed)."""
+    if CHANGES_ENVIRONMENT.search(block.text) or any(CHANGES_ENVIRONMENT.search(c) for c in block.setup):
+        return ["not run: it would change the Python environment the tests run in (pip install, "
+                "site-packages); mark it <!-- example: skip REASON -->"]
     env = reader_env()
     for command in block.setup:
         proc = subprocess.run(["bash", "-c", command], cwd=folder, env=env, capture_output=True, text=True,
