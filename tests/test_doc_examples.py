@@ -4,11 +4,6 @@ How examples are found, prepared, run and compared: tests/doc_examples.py.
 Each example is one test (its id: file, line, first command); the terminal
 summary says how many ran and lists the ones the docs mark as not runnable
 here (Docker, a GPU, `make test` itself), with their reasons.
-
-KNOWN_BROKEN lists examples found not to run as printed in sections that
-another change owns: each is a strict xfail (it fails the suite once it
-passes, so the entry must then go), and an entry that matches no example
-fails too.  The list should be empty once those changes are in.
 """
 
 import os
@@ -21,24 +16,11 @@ BLOCKS = doc_examples.all_blocks()
 # examples marked `skip` in the doc are not tests: the summary lists them with their reasons
 EXAMPLES = [b for b in BLOCKS if b.kind != "text" and not b.skip]
 
-# (file, first command of the block) -> what is wrong and who fixes it
-KNOWN_BROKEN = {
-    ("README.md", "caffe-losses migrate face_train_test.prototxt -o face_migrated.prototxt"):
-        "migrate section (i11): face_train_test.prototxt does not exist here (docs/migrate.md writes it "
-        "for its own test); a setup line could write it",
-}
-
 SUMMARY = []   # printed by conftest.pytest_terminal_summary
 
 
-def _key(block):
-    return (block.path, block.first_line)
-
-
 @pytest.mark.parametrize("block", EXAMPLES, ids=[b.id for b in EXAMPLES])
-def test_example_runs_as_printed(block, tmp_path, request):
-    if _key(block) in KNOWN_BROKEN:
-        request.applymarker(pytest.mark.xfail(reason=KNOWN_BROKEN[_key(block)], strict=True))
+def test_example_runs_as_printed(block, tmp_path):
     problems = doc_examples.run_block(block, str(tmp_path))
     assert not problems, f"{block.path}:{block.line}: the example does not run as printed:\n" + \
         "\n".join(problems)
@@ -47,15 +29,12 @@ def test_example_runs_as_printed(block, tmp_path, request):
 def test_inventory():
     counts, skipped = doc_examples.inventory(BLOCKS)
     assert counts["shell"] + counts["python"] > 10       # the mechanism found the examples
-    stale = set(KNOWN_BROKEN) - {_key(b) for b in EXAMPLES}
     assert len(EXAMPLES) == counts["shell"] + counts["python"]
-    assert not stale, f"KNOWN_BROKEN entries that match no example: {sorted(stale)}"
     SUMMARY.append(f"doc examples: {counts['shell']} shell and {counts['python']} Python example(s) run, "
-                   f"{counts['skipped']} marked not runnable here (not tests), {len(KNOWN_BROKEN)} known broken (xfail), "
+                   f"{counts['skipped']} marked not runnable here (not tests), "
                    f"{counts['text']} text block(s) not examples")
     SUMMARY.extend(f"  not runnable here: {s}" for s in skipped)
     SUMMARY.extend(f"  {page}: its examples are run by {test}" for page, test in doc_examples.OWN_TEST.items())
-    SUMMARY.extend(f"  known broken: {path} ({cmd[:50]}): {why}" for (path, cmd), why in KNOWN_BROKEN.items())
 
 
 def test_parser_on_a_sample(tmp_path):
