@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 export GLOG_minloglevel ?= 2
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: setup test demo bench bench-avx2 check-cuda-build lint clean
+.PHONY: setup test demo docs-results bench bench-avx2 check-cuda-build lint clean
 
 setup:
 	@bash tools/install_caffe.sh --venv $(VENV)
@@ -22,8 +22,13 @@ setup:
 test: setup
 	$(PY) -m pytest -q tests
 
+# each run writes a new demo_out/<date-time>/ (results.json, tables, pictures)
 demo: setup
-	$(VENV)/bin/caffe-losses demo --out demo_out
+	$(VENV)/bin/caffe-losses demo
+
+# the docs' results tables from the newest demo run (or RESULTS=path/results.json)
+docs-results: setup
+	$(PY) tools/docs_results.py $(RESULTS)
 
 # BENCH_ARGS: e.g. --quick, --section e2e, --clock cpu (see bench/run.py --help)
 bench: setup

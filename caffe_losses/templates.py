@@ -9,11 +9,13 @@ Each template is a folder with ``train_val.prototxt``, ``solver.prototxt`` and
     iterations: 20                                       # optional, for the smoke test
 
 The net reads its data with Caffe's own layers from paths relative to the
-template folder (``data/train.txt`` ...), so the way to train a template is::
+folder it runs in (``data/train.txt`` ...), and ``prototxt_templates/`` has
+no data: train a copy, made with its data by the ``template`` command::
 
-    cd prototxt_templates/<name> && caffe train -solver solver.prototxt
+    caffe-losses template <name> --out DIR
+    cd DIR && caffe train -solver solver.prototxt
 
-after ``prepare`` (or ``caffe-losses demo``) wrote ``data/``.  The test suite
+The test suite
 copies every template, prepares it, and runs forward/backward and a few
 solver iterations; a template without ``template.yaml`` fails that test.
 """

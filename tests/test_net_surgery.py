@@ -90,7 +90,7 @@ def test_template_holds_the_seed_layers_verbatim():
         assert ours[name] == layer, f"layer {name} differs from the seed's"
     # and the command of the answer's surgery is written in the template's comment
     text = open(os.path.join(TEMPLATE_ROOT, "age_softmax_surgery", "train_val.prototxt")).read()
-    assert "net_surgery.py --model train_val.prototxt --layer pred_age" in text
+    assert "caffe-losses net-surgery --model train_val.prototxt --layer pred_age" in text
     assert "--values 0:100 --output init_weights.caffemodel" in text
 
 
