@@ -90,7 +90,8 @@ def center_loss_forward(x, labels, centers, *, normalization="BATCH_SIZE", owner
     y = y.reshape(-1)
     diff = features - centers[y]                          # (N, D): x_i - c_{y_i}
     norm = common.normalizer(normalization, features.shape[0], 1)
-    loss = 0.5 * common.loss_sum(diff * diff) / norm
+    with np.errstate(over="ignore"):                      # beyond float32: the caller reports it
+        loss = 0.5 * common.loss_sum(diff * diff) / norm
     return loss, CenterCache(diff, y, centers.shape[0], norm, x.shape)
 
 
