@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 export GLOG_minloglevel ?= 2
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: setup test demo docs-results bench check-cuda-build lint clean
+.PHONY: setup test demo docs-results bench bench-avx2 check-cuda-build lint clean
 
 setup:
 	@bash tools/install_caffe.sh --venv $(VENV)
@@ -30,8 +30,13 @@ demo: setup
 docs-results: setup
 	$(PY) tools/docs_results.py $(RESULTS)
 
+# BENCH_ARGS: e.g. --quick, --section e2e, --clock cpu (see bench/run.py --help)
 bench: setup
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+# The same as an AVX2-only machine runs it (NumPy's AVX-512 paths off, OpenBLAS as Haswell)
+bench-avx2: setup
+	$(PY) bench/run.py --avx2 $(BENCH_ARGS)
 
 # Compile and link the CUDA 13 flavour here (no GPU needed), then run a net
 # from that build in CPU mode.

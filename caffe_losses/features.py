@@ -1,18 +1,142 @@
-"""The center-loss measures: how compact classes are in feature space, and the picture.
+"""Features of a trained net: collect them, measure class compactness, draw them.
 
-:func:`intra_inter_ratio` is the number the center-loss experiment judges
-(lower = more compact classes, whatever the scale of the features);
-:func:`draw_features` draws 2-D features coloured by class, one panel per
-model, side by side (the figure of Wen et al., ECCV 2016).  Both are used by
-``caffe-losses plot-features`` and by ``caffe-losses demo``.
+The library side of ``caffe-losses plot-features``
+(:mod:`caffe_losses.tools.plot_features`), also used by the center-loss
+experiment: run a net in the TEST phase over its own test data, collect a
+2-D feature blob with the labels (:func:`evaluate`), compute the intra/inter
+ratio (:func:`intra_inter_ratio`: the mean distance of a feature to its class
+mean over the mean distance between class means; lower = more compact
+classes, independent of the features' scale), and draw one scatter panel per
+net (:func:`draw_features`), as in Wen et al. (ECCV 2016).
 """
 
 import os
 
 import numpy as np
 
-__all__ = ["intra_inter_ratio", "draw_features"]
+from caffe_losses.preflight import in_phase
+from caffe_losses.prototxt import read_net_param, working_directory
 
+__all__ = ["load_net", "collect_features", "evaluate", "intra_inter_ratio", "draw_features",
+           "default_samples"]
+
+
+# ---------------------------------------------------------------------------
+# Nets and data
+# ---------------------------------------------------------------------------
+
+
+def _test_hdf5_sources(prototxt):
+    """The ``source`` of every HDF5Data layer the TEST phase builds."""
+    from caffe.proto import caffe_pb2
+    return [layer.hdf5_data_param.source for layer in read_net_param(prototxt).layer
+            if layer.type == "HDF5Data" and in_phase(layer, caffe_pb2.TEST)]
+
+
+def _resolve_root(prototxt, root):
+    """The folder to build the net in, so that its relative data paths exist."""
+    if root is not None:
+        if not os.path.isdir(root):
+            raise FileNotFoundError(f"plot-features: --root {root!r} is not a folder")
+        return os.path.abspath(root)
+    sources = [s for s in _test_hdf5_sources(prototxt) if not os.path.isabs(s)]
+    if all(os.path.isfile(s) for s in sources):
+        return os.getcwd()
+    here = os.path.dirname(os.path.abspath(prototxt))
+    if all(os.path.isfile(os.path.join(here, s)) for s in sources):
+        return here
+    missing = next(s for s in sources if not os.path.isfile(s))
+    raise FileNotFoundError(f"plot-features: {prototxt}: the TEST data source {missing!r} exists neither "
+                            f"in the current folder nor next to the prototxt; run the template's "
+                            f"prepare step (caffe-losses demo), or pass --root")
+
+
+def default_samples(prototxt, root):
+    """Rows of the TEST-phase HDF5Data source(s), or None (= one batch)."""
+    import h5py
+    base = _resolve_root(prototxt, root)
+    total = 0
+    for source in _test_hdf5_sources(prototxt):
+        path = source if os.path.isabs(source) else os.path.join(base, source)
+        with open(path) as f:
+            files = [line.strip() for line in f if line.strip()]
+        for name in files:
+            name = name if os.path.isabs(name) else os.path.join(base, name)
+            with h5py.File(name, "r") as h5:
+                first = next(iter(h5.keys()))
+                total += h5[first].shape[0]
+        break   # one data layer is enough
+    return total or None
+
+
+def load_net(prototxt, weights, *, root=None):
+    """A TEST-phase ``caffe.Net`` with ``weights``, built where its data paths resolve."""
+    import caffe
+    for path, what in ((prototxt, "prototxt"), (weights, "weights")):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"plot-features: {what} file not found: {path}")
+    prototxt, weights = os.path.abspath(prototxt), os.path.abspath(weights)
+    with working_directory(_resolve_root(prototxt, root)):
+        return caffe.Net(prototxt, caffe.TEST, weights=weights)
+
+
+def _forward_rows(net, names, samples):
+    """Forward passes until ``samples`` rows (None: one batch); the rows of each named blob."""
+    for name in names:
+        if name not in net.blobs:
+            raise ValueError(f"plot-features: the net has no blob {name!r}; blobs: {', '.join(net.blobs)}")
+    rows = {name: [] for name in names}
+    seen = 0
+    while True:
+        net.forward()
+        n = net.blobs[names[0]].data.shape[0]
+        take = n if samples is None else min(n, samples - seen)
+        for name in names:
+            data = net.blobs[name].data
+            rows[name].append(data.reshape(data.shape[0], -1)[:take].astype(np.float64))
+        seen += take
+        if samples is None or seen >= samples:
+            return {name: np.concatenate(parts) for name, parts in rows.items()}
+
+
+def collect_features(net, feature="feature", label="label", samples=None):
+    """Runs ``net`` forward until ``samples`` rows are seen; returns (features, labels).
+
+    Args:
+      net: a ``caffe.Net`` whose data layer produces ``feature`` and ``label``.
+      feature: name of the N x 2 (or N x 2 x 1 x 1) blob.
+      label: name of the label blob (N values).
+      samples: number of rows; None means one batch.
+
+    Returns:
+      (features (samples, 2) float64, labels (samples,) int64).
+    """
+    return evaluate(net, feature, label, None, samples)[:2]
+
+
+def evaluate(net, feature="feature", label="label", scores="ip2", samples=None):
+    """:func:`collect_features` plus the accuracy of ``scores``' argmax (None: no scores).
+
+    Returns:
+      (features (samples, 2), labels (samples,), accuracy or None).
+    """
+    names = [feature, label] + ([scores] if scores else [])
+    rows = _forward_rows(net, names, samples)
+    feats, labels = rows[feature], rows[label]
+    if feats.shape[1] != 2:
+        raise ValueError(f"plot-features: blob {feature!r} has {feats.shape[1]} values per sample; "
+                         f"expected a 2-D feature (N x 2)")
+    if labels.shape[1] != 1:
+        raise ValueError(f"plot-features: blob {label!r} has {labels.shape[1]} values per sample; "
+                         f"expected one label per sample")
+    labels = labels[:, 0].astype(np.int64)
+    accuracy = float(np.mean(rows[scores].argmax(axis=1) == labels)) if scores else None
+    return feats, labels, accuracy
+
+
+# ---------------------------------------------------------------------------
+# The metric and the figure
+# ---------------------------------------------------------------------------
 
 def intra_inter_ratio(features, labels):
     """Mean distance to the own class mean / mean distance between class means.

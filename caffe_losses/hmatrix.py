@@ -33,6 +33,7 @@ import os
 
 import numpy as np
 
+from caffe_losses.core.common import first_bad_index
 from caffe_losses.core.infogain import infogain_matrix, square_shape
 from caffe_losses.safety import FLOAT32_MAX, check_allocation, float32_overflow
 
@@ -201,7 +202,7 @@ def check_h(H, num_classes=None, *, owner="check_h", name="H", allow_zero_rows=T
     """
     H = np.asarray(H)
     require_float32(H, owner=owner, name=name)
-    M = infogain_matrix(H, num_classes, owner=owner, name=name, fast=False,
+    M = infogain_matrix(H, num_classes, owner=owner, name=name,
                         dtype=np.float64).matrix
     if not allow_zero_rows:
         require_no_zero_row(M.astype(np.float32).sum(axis=1), owner=owner, name=name)
@@ -342,7 +343,7 @@ def class_counts(labels, num_classes=None, *, ignore_label=None):
     if num_classes is not None:
         bad |= as_int >= num_classes
     if bad.any():
-        i = int(np.flatnonzero(bad)[0])
+        i = first_bad_index(bad)[0]
         rng = f"[0, {num_classes})" if num_classes is not None else ">= 0"
         raise ValueError(f"label {float(labels[i]):g} at position {i} is not an integer "
                          f"in {rng} ({int(bad.sum())} bad value(s))")

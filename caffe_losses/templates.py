@@ -4,7 +4,7 @@ Each template is a folder with ``train_val.prototxt``, ``solver.prototxt`` and
 ``template.yaml``::
 
     description: one line for listings
-    prepare: caffe_losses.data.digits:prepare_infogain   # writes what the net reads
+    prepare: caffe_losses.data.infogain:prepare_source   # writes what the net reads
     weights: init_weights.caffemodel                     # optional, made by prepare
     iterations: 20                                       # optional, for the smoke test
 

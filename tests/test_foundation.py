@@ -154,6 +154,19 @@ def test_caffe_tool_reports_a_python_layer_error(tmp_path):
     assert "HalfSquaredError: 'scale' must be > 0" in proc.stderr
 
 
+def test_loss_layers_share_the_one_backward():
+    # LossLayer.backward is the only backward of the loss layers: each
+    # implements gradients(diffs, scale), which is what runs in training
+    import caffe_losses
+    from caffe_losses.layers.base import LossLayer
+    losses = [getattr(caffe_losses, name) for name in caffe_losses._LAYERS]
+    losses = [cls for cls in losses if issubclass(cls, LossLayer)]
+    assert len(losses) >= 6
+    for cls in losses:
+        assert cls.backward is LossLayer.backward, cls.__name__
+        assert cls.gradients is not LossLayer.gradients, cls.__name__
+
+
 def test_caffe_tool_finds_own_layers_in_the_folder_but_never_ahead_of_installed_modules(tmp_path):
     # The user's layer module in the current folder is found; a ./json.py or
     # ./numpy.py there does not shadow the installed module (it comes last).

@@ -16,7 +16,8 @@ from caffe.proto import caffe_pb2
 from caffe_losses import cli
 from caffe_losses.data.age import write_age
 from caffe_losses.templates import TEMPLATE_ROOT
-from caffe_losses.tools.net_surgery import SurgeryError, parse_values, surgery
+from caffe_losses.surgery import SurgeryError, surgery
+from caffe_losses.tools.net_surgery import parse_values
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -3,13 +3,10 @@
 import math
 import warnings
 
-import numpy as np
 
 import caffe
 
 from caffe_losses.core import center as core
-from caffe_losses.core.common import normalizer
-from caffe_losses.core.common import check_labels
 from caffe_losses.fillers import as_filler, fill
 from caffe_losses.layers.base import LossLayer
 from caffe_losses.params import (FLOAT32_EXACT_INT, REQUIRED, Param, as_float, as_int,
@@ -210,11 +207,6 @@ class CenterLoss(LossLayer):
         if labels.count != n:
             self.fail(f"bottom 'label' must hold one label per sample of 'features' {shape}: "
                       f"expected {n} values, got {labels.count} {tuple(labels.data.shape)}")
-        self._norm = normalizer(self.params["normalization"], n, 1)
-        # buffers reused every iteration: x - c_y and delta_c
-        if getattr(self, "_diff", None) is None or self._diff.shape[0] != n:
-            self._diff = np.empty((n, self.dim), dtype=bottom[0].data.dtype)
-            self._delta = np.empty((self.num_classes, self.dim), dtype=bottom[0].data.dtype)
 
     def loss(self, bottom, top):
         centers = self.blobs[0].data        # fresh view: the TEST net may share another buffer
@@ -222,42 +214,36 @@ class CenterLoss(LossLayer):
             self._check_untouched(centers)
         self.cache = None    # a refused batch leaves backward nothing to move the centers with
         x, labels = self.bottom_arrays(bottom)
-        y, _ = check_labels(self.owner, labels, self.num_classes, name="label")
-        value, cache = core.center_loss_forward_checked(
-            x.reshape(x.shape[0], self.dim), y.reshape(-1), centers, self._norm, out=self._diff,
-            shape=x.shape)
+        value, cache = core.center_loss_forward(
+            x, labels, centers, normalization=self.params["normalization"], owner=self.owner)
         if overflows_float32(value):   # checked as the float32 Caffe receives, before any center moves
             self.fail_non_finite(bottom, value, indexes=(0,), extra=(("the centers (layer blob 0)", centers),))
         self.cache = cache
         return value
 
-    def gradients(self, bottom, propagate_down):
-        return {0: core.center_loss_backward(self.cache)}
-
-    def backward(self, top, propagate_down, bottom):
+    def _accepted_cache(self):
         if self.cache is None:
             self.fail("backward without a forward this layer accepted: the last forward was refused "
                       "(see its error), so the centers stay where they are")
-        # 1. the feature gradient, from the forward's x - c_y (pre-update centers):
-        #    LossLayer.backward's contract in fewer Python steps, the loss weight
-        #    (top diff) folded into the gradient written straight into the diff;
-        #    a zero diff for the labels when asked
-        if propagate_down[0]:
-            core.center_loss_backward(self.cache, out=bottom[0].diff, scale=float(top[0].diff[0]))
-        if len(bottom) > 1 and propagate_down[1]:
-            bottom[1].diff[...] = 0
-        # 2. the center update, TRAIN phase only
+        return self.cache
+
+    def gradients(self, diffs, scale):
+        # the feature gradient, from the forward's x - c_y (pre-update centers)
+        core.center_loss_backward(self._accepted_cache(), scale=scale, out=diffs[0])
+
+    def backward_params(self):
+        # the center update, TRAIN phase only
+        self._accepted_cache()
         if not self.train:
             return
         if self.params["update"] == "direct":
             centers = self.blobs[0].data
-            centers -= core.center_update(self.cache, out=self._delta, scale=self.params["alpha"])
+            centers -= core.center_update(self.cache, scale=self.params["alpha"])
             self._after_update = centers.tobytes()
         else:
             # accumulate, as Caffe layers do with parameter diffs (iter_size > 1);
             # the solver zeroes the diffs before each iteration
-            diff = self.blobs[0].diff
-            diff += core.center_update(self.cache, out=self._delta)
+            self.blobs[0].diff[...] += core.center_update(self.cache)
 
     def _check_untouched(self, centers):
         if self._warned or centers.tobytes() == self._after_update:

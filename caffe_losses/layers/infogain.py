@@ -13,7 +13,7 @@ The maths lives in :mod:`caffe_losses.core.infogain`; H files are read by
 import numpy as np
 
 from caffe_losses.core import infogain as core
-from caffe_losses.core.common import canonical_shape
+from caffe_losses.core.common import Workspace, canonical_shape
 from caffe_losses.core.infogain import square_shape
 from caffe_losses.hmatrix import load_blob, require_float32, require_no_zero_row
 from caffe_losses.layers.base import LossLayer, PythonLayer
@@ -59,7 +59,8 @@ class _InfogainLayer(LossLayer):
             require_no_zero_row(self._h_source.rowsum, owner=self.owner, name=self._h_name)
         self._h_bottom_bytes = None    # last H seen on the bottom, and its InfogainMatrix
         self._h_bottom = None
-        self._ws = None                # core.Workspace of the current shape
+        self._classes = None           # C of the current scores shape
+        self._workspace = Workspace()  # the kernel's arrays
 
     def check_bottoms(self, bottom):
         data = bottom[0].data
@@ -85,8 +86,7 @@ class _InfogainLayer(LossLayer):
             if square_shape(shape) != (C, C):
                 self.fail(f"bottom 'H' must be a {C} x {C} matrix (or 1 x 1 x {C} x {C}) for the "
                           f"{C} classes of '{name0}' {tuple(data.shape)}. Received shape {shape}")
-        if self._ws is None or not self._ws.fits(data, axis):
-            self._ws = core.Workspace(data.shape, axis, data.dtype, owner=self.owner, xname=name0)
+        self._classes = C
 
     def current_h(self, data):
         """H for this forward: from ``source``, or the H bottom's ``data`` (re-validated when it changed)."""
@@ -94,24 +94,14 @@ class _InfogainLayer(LossLayer):
             return self._h_source
         key = data.tobytes()
         if key != self._h_bottom_bytes:
-            self._h_bottom = core.infogain_matrix(data, self._ws.C, owner=self.owner,
+            self._h_bottom = core.infogain_matrix(data, self._classes, owner=self.owner,
                                                   name="bottom 'H'", dtype=np.float32)
             require_no_zero_row(self._h_bottom.rowsum, owner=self.owner, name="bottom 'H'")
             self._h_bottom_bytes = key
         return self._h_bottom
 
-    def backward(self, top, propagate_down, bottom):
-        # LossLayer.backward's contract, in fewer Python steps: the loss weight
-        # (top diff) is folded into the gradient written straight into the
-        # scores' diff; the label (and H) bottoms get a zero diff when asked.
-        if propagate_down[0]:
-            self.write_gradient(bottom[0].diff, float(top[0].diff[0]))
-        for i in range(1, len(bottom)):
-            if propagate_down[i]:
-                bottom[i].diff[...] = 0
-
-    def gradients(self, bottom, propagate_down):
-        return {0: self.write_gradient(bottom[0].diff, 1.0)}
+    def gradients(self, diffs, scale):
+        self._backward(self.cache, scale=scale, out=diffs[0])
 
 
 class SoftmaxWithInfogainLoss(_InfogainLayer):
@@ -131,7 +121,7 @@ class SoftmaxWithInfogainLoss(_InfogainLayer):
 
     times the loss weight; 0 at ignored positions. With H = identity this is
     ``SoftmaxWithLoss`` (``p - onehot(y)``); with H diagonal, a class-weighted
-    softmax loss, computed without gathering rows of H (the fast path).
+    softmax loss.
 
     Caffe's native ``InfogainLoss`` computes the same but clamps ``log p`` at
     ``log(1e-20) = -46.05``, so it underestimates the loss of confident
@@ -187,17 +177,14 @@ class SoftmaxWithInfogainLoss(_InfogainLayer):
     def loss(self, bottom, top):
         p = self.params
         x, label, *h = self.bottom_arrays(bottom)
-        value, self.cache = core.softmax_infogain_forward(
+        self._backward = core.softmax_infogain_kernel_backward
+        value, self.cache = core.softmax_infogain_kernel(
             x, label, self.current_h(h[0] if h else None), axis=p["axis"],
             ignore_label=p["ignore_label"], normalization=p["normalization"], owner=self.owner,
-            workspace=self._ws)
+            workspace=self._workspace)
         if len(top) > 1:
-            core.softmax_infogain_prob(self.cache, out=top[1].data)
+            core.softmax_infogain_kernel_prob(self.cache, out=top[1].data)
         return value
-
-    def write_gradient(self, diff, scale):
-        # written straight into the diff, loss weight included
-        return core.softmax_infogain_backward(self.cache, out=diff, scale=scale)
 
 
 class InfogainLoss(_InfogainLayer):
@@ -208,7 +195,7 @@ class InfogainLoss(_InfogainLayer):
         L = -(1/norm) * sum_i sum_l H[y_i, l] * log(max(p_il, eps))
 
     Backward: the derivative of ``log p`` is ``1/p``, hence the division by
-    ``p`` that surprises readers of Caffe's code (seed 001)::
+    ``p`` that surprises readers of Caffe's code::
 
         dL/dp_ik = -H[y_i, k] / (max(p_ik, eps) * norm)
 
@@ -255,14 +242,12 @@ class InfogainLoss(_InfogainLayer):
     def loss(self, bottom, top):
         p = self.params
         x, label, *h = self.bottom_arrays(bottom)
+        self._backward = core.infogain_backward
         value, self.cache = core.infogain_forward(
             x, label, self.current_h(h[0] if h else None), axis=p["axis"],
             ignore_label=p["ignore_label"], normalization=p["normalization"], eps=p["eps"],
-            owner=self.owner, workspace=self._ws)
+            owner=self.owner)
         return value
-
-    def write_gradient(self, diff, scale):
-        return core.infogain_backward(self.cache, out=diff, scale=scale)
 
 
 class Constant(PythonLayer):
@@ -300,8 +285,8 @@ class Constant(PythonLayer):
         }
 
     Reference:
-      the question of seed 000 (how to feed H as a bottom without a data
-      layer that advances every iteration).
+      the Stack Overflow question "InfogainLoss layer" (2015), which asks how
+      to feed H; BVLC/caffe #3855 (H as the optional third bottom).
     """
 
     PARAMS = (Param("source", as_str, REQUIRED, doc="the .binaryproto or .npy file to emit"),)
