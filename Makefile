@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 export GLOG_minloglevel ?= 2
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: setup test demo bench check-cuda-build check-docker lint clean
+.PHONY: setup test demo docs-results bench bench-avx2 check-cuda-build check-docker lint clean
 
 setup:
 	@bash tools/install_caffe.sh --venv $(VENV)
@@ -17,14 +17,26 @@ setup:
 	  $(PY) -m pip install -q -e '.[test,demo]' && touch $(VENV)/.pkg-installed; \
 	fi
 
+# tests/test_wheel.py also builds the wheel and installs it into fresh
+# virtualenvs under .venv-wheel/ (reused while the wheel is unchanged).
 test: setup
 	$(PY) -m pytest -q tests
 
+# each run writes a new demo_out/<date-time>/ (results.json, tables, pictures)
 demo: setup
-	$(VENV)/bin/caffe-losses demo --out demo_out
+	$(VENV)/bin/caffe-losses demo
 
+# the docs' results tables from the newest demo run (or RESULTS=path/results.json)
+docs-results: setup
+	$(PY) tools/docs_results.py $(RESULTS)
+
+# BENCH_ARGS: e.g. --quick, --section e2e, --clock cpu (see bench/run.py --help)
 bench: setup
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+# The same as an AVX2-only machine runs it (NumPy's AVX-512 paths off, OpenBLAS as Haswell)
+bench-avx2: setup
+	$(PY) bench/run.py --avx2 $(BENCH_ARGS)
 
 # Compile and link the CUDA 13 flavour here (no GPU needed), then run a net
 # from that build in CPU mode.  For machines without Docker: CI builds the
@@ -45,4 +57,4 @@ lint: setup
 	$(VENV)/bin/hadolint Dockerfile
 
 clean:
-	rm -rf $(VENV) $(VENV)-cuda demo_out .pytest_cache
+	rm -rf $(VENV) $(VENV)-cuda .venv-wheel demo_out .pytest_cache

@@ -21,6 +21,11 @@ package's layers read; :func:`load_blob` reads a ``.binaryproto`` (the
 ``shape { dim }``, ``data`` or ``double_data``) or a ``.npy`` with
 ``allow_pickle=False`` (a pickle can run code when loaded).
 
+H is checked in the dtype Caffe uses it in, float32: a value beyond 3.4e38
+(inf there) is refused, and so is a row whose values all round to 0 (a class
+the loss would silently drop), both by :func:`save_h` before writing and by
+the layers when they read a file or a bottom.
+
 This module imports caffe only to read or write a ``.binaryproto``.
 """
 
@@ -28,11 +33,19 @@ import os
 
 import numpy as np
 
+from caffe_losses.core.common import first_bad_index
 from caffe_losses.core.infogain import infogain_matrix, square_shape
+from caffe_losses.safety import FLOAT32_MAX, check_allocation, float32_overflow
 
 __all__ = ["load_blob", "load_h", "check_h", "save_h", "describe_h", "identity_h",
            "read_labels", "class_counts", "class_weights", "weights_h", "read_matrix",
-           "similarity_from_distances", "WEIGHTINGS"]
+           "similarity_from_distances", "require_float32", "require_no_zero_row", "read_npy", "WEIGHTINGS",
+           "MAX_CLASSES"]
+
+# The largest L of an L x L H: labels reach the layers as float32, exact up
+# to 2**24, and a 2**24-class H would need 2**48 values long before that; the
+# real limit is the memory check (:func:`check_allocation`).
+MAX_CLASSES = 2 ** 24
 
 NPY_MAGIC = b"\x93NUMPY"
 WEIGHTINGS = ("inverse", "sqrt-inverse", "effective-number")
@@ -67,13 +80,13 @@ def load_blob(path, *, owner="load_blob", key="source"):
     path = os.fspath(path)
     what = f"{owner}: '{key}' file {_where(path)}"
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} not found")
-    with open(path, "rb") as f:
-        raw = f.read()
+        raise FileNotFoundError(f"{what} not found" if not os.path.isdir(path) else
+                                f"{what} is a folder, not a file")
+    raw = _read_bytes(path, what)
     if not raw:
         raise ValueError(f"{what} is empty")
     if raw.startswith(NPY_MAGIC):
-        return _load_npy(path, what)
+        return read_npy(path, what)
     if path.lower().endswith(".npy") or raw[:1] == b"\x80":
         hint = "a pickle" if raw[:1] == b"\x80" else "not a .npy file"
         raise ValueError(f"{what} is {hint}: expected a .npy array (numpy.save) or a "
@@ -82,16 +95,51 @@ def load_blob(path, *, owner="load_blob", key="source"):
     return _parse_blobproto(raw, what)
 
 
-def _load_npy(path, what):
+def _read_bytes(path, what):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as err:      # permission denied, I/O error
+        raise OSError(f"{what} cannot be read: {err.strerror or err}") from None
+
+
+def _npy_header(path, what):
+    """(shape, dtype) from a .npy file's header, without reading its data."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(f)
+    except OSError as err:
+        raise OSError(f"{what} cannot be read: {err.strerror or err}") from None
+    except Exception as err:    # truncated or corrupt header
+        raise ValueError(f"{what} is not a readable .npy file: its header is truncated or "
+                         f"corrupt ({err})") from None
+    return shape, dtype
+
+
+def read_npy(path, what):
+    """A numeric ``.npy`` as float64, read without pickle; ``what`` names the file in messages.
+
+    Tells a pickled object array (refused: loading one can run code) from a
+    truncated or corrupt file, and refuses one larger than the free memory.
+    """
+    shape, dtype = _npy_header(path, what)
+    if dtype.hasobject:
+        raise ValueError(f"{what} holds a pickled object array (dtype {dtype}); save a numeric "
+                         f"array with numpy.save (pickles are refused: loading one can run code)")
+    if dtype.kind not in "fiub":
+        raise ValueError(f"{what} holds dtype {dtype}; expected real numbers")
+    count = int(np.prod(shape, dtype=object)) if shape else 1
+    # read, then converted to float64: refused before a MemoryError
+    check_allocation(count * (dtype.itemsize + 8), f"{what} ({' x '.join(map(str, shape))} values)")
     try:
         arr = np.load(path, allow_pickle=False)
-    except ValueError as err:   # object arrays need pickle
-        raise ValueError(f"{what} holds a pickled object array ({err}); save a numeric "
-                         f"array with numpy.save") from None
-    except Exception as err:    # truncated or corrupt file
-        raise ValueError(f"{what} is not a readable .npy array ({err})") from None
-    if arr.dtype.kind not in "fiub":
-        raise ValueError(f"{what} holds dtype {arr.dtype}; expected real numbers")
+    except OSError as err:
+        raise OSError(f"{what} cannot be read: {err.strerror or err}") from None
+    except Exception as err:    # the data part is shorter than the header says
+        raise ValueError(f"{what} is truncated or corrupt: {err}") from None
     return np.asarray(arr, dtype=np.float64)
 
 
@@ -108,8 +156,12 @@ def _parse_blobproto(raw, what):
         shape = (blob.num, blob.channels, blob.height, blob.width)
     else:
         shape = tuple(blob.shape.dim)
+    if any(d < 0 for d in shape):
+        raise ValueError(f"{what} is not a valid BlobProto: its shape {shape} has a negative "
+                         f"dimension; write H with tools/make_infogain_h.py or "
+                         f"caffe.io.array_to_blobproto")
     values = blob.double_data if len(blob.double_data) else blob.data
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 0
+    count = int(np.prod(shape, dtype=object)) if shape else 0
     if not len(values) or count != len(values):
         raise ValueError(f"{what} is not a valid BlobProto: its shape {shape} needs {count} "
                          f"values, it holds {len(values)}; write H with tools/make_infogain_h.py "
@@ -117,20 +169,43 @@ def _parse_blobproto(raw, what):
     return np.asarray(values, dtype=np.float64).reshape(shape)
 
 
+def require_float32(H, *, owner, name):
+    """Raises ``ValueError`` when a value of ``H`` is beyond float32 (inf in Caffe's blobs)."""
+    bad = float32_overflow(H)
+    if bad is not None:
+        raise ValueError(f"{owner}: {name} holds {float(np.asarray(H)[bad]):g} at index "
+                         f"{list(bad)}, beyond float32 (at most {FLOAT32_MAX:.4g} in magnitude), "
+                         f"the type Caffe computes in")
+
+
+def require_no_zero_row(rowsum, *, owner, name):
+    """Raises ``ValueError`` when H (given by its row sums) has a row without a positive value.
+
+    A sample of such a class would add no loss and no gradient: its class
+    silently drops out of training.
+    """
+    zero = np.flatnonzero(np.asarray(rowsum) == 0)
+    if zero.size:
+        shown = zero[:10].tolist()
+        more = f" and {zero.size - 10} more" if zero.size > 10 else ""
+        raise ValueError(f"{owner}: {name} has all-zero rows for class(es) {shown}{more} (in "
+                         f"float32, as Caffe uses it): samples of those classes would add no loss")
+
+
 def check_h(H, num_classes=None, *, owner="check_h", name="H", allow_zero_rows=True):
     """Validates H and returns it as an (L, L) float64 array.
 
-    H must be L x L (or 1 x 1 x L x L), finite and non-negative; with
-    ``allow_zero_rows=False`` every row must also hold a positive value (a
-    zero row silently drops that class from the loss).
+    H must be L x L (or 1 x 1 x L x L), finite, non-negative and within
+    float32's range; with ``allow_zero_rows=False`` every row must also hold
+    a value that stays positive in float32 (a zero row silently drops that
+    class from the loss).
     """
-    M = infogain_matrix(np.asarray(H), num_classes, owner=owner, name=name, fast=False,
+    H = np.asarray(H)
+    require_float32(H, owner=owner, name=name)
+    M = infogain_matrix(H, num_classes, owner=owner, name=name,
                         dtype=np.float64).matrix
     if not allow_zero_rows:
-        zero = np.flatnonzero(M.sum(axis=1) == 0)
-        if zero.size:
-            raise ValueError(f"{owner}: {name} has all-zero rows for class(es) "
-                             f"{zero.tolist()}: samples of those classes would add no loss")
+        require_no_zero_row(M.astype(np.float32).sum(axis=1), owner=owner, name=name)
     return M
 
 
@@ -140,23 +215,26 @@ def load_h(path, num_classes=None, *, owner="load_h", key="source"):
     return check_h(blob, num_classes, owner=owner, name=f"'{key}' file {_where(os.fspath(path))}")
 
 
-def save_h(path, H):
+def save_h(path, H, *, inputs=(), owner="save_h"):
     """Writes H as a (1, 1, L, L) BlobProto ``.binaryproto`` (what Caffe reads).
 
-    Validates H first (L x L, finite, non-negative, no all-zero row).
+    Validates H first, as the float32 that is written (L x L, finite,
+    non-negative, within float32, no row all zero in float32), then writes
+    through :func:`caffe_losses.safety.output_file` (never over one of
+    ``inputs``, never a folder, atomically).
 
     Returns:
-      the (L, L) float64 matrix written (stored as float32, Caffe's ``data``).
+      the (L, L) float32 matrix written (Caffe's ``data``), as float64.
     """
-    M = check_h(H, owner="save_h", allow_zero_rows=False)
+    from caffe_losses.safety import output_file
+    M = check_h(H, owner=owner, allow_zero_rows=False).astype(np.float32)
     import caffe.io
     L = M.shape[0]
     blob = caffe.io.array_to_blobproto(M.reshape(1, 1, L, L))
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(blob.SerializeToString())
-    return M
+    with output_file(path, inputs, tool=owner) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(blob.SerializeToString())
+    return M.astype(np.float64)
 
 
 def describe_h(H, *, max_print=12):
@@ -184,11 +262,20 @@ def describe_h(H, *, max_print=12):
 # Ways to build H
 # ---------------------------------------------------------------------------
 
+def check_classes(num_classes, *, owner="identity_h"):
+    """Refuses a class count that is not in [1, 2**24] or whose L x L H would not fit in memory."""
+    if not 1 <= num_classes <= MAX_CLASSES:
+        raise ValueError(f"{owner}: the number of classes must be in [1, {MAX_CLASSES}]. "
+                         f"Received: {num_classes}")
+    # the float64 matrix, its float32 copy and a temporary of each
+    check_allocation(num_classes * num_classes * 24,
+                     f"an H of {num_classes} x {num_classes} classes", owner=owner)
+
+
 def identity_h(num_classes):
     """``np.eye(L)``: the infogain loss becomes the plain softmax loss."""
     num_classes = int(num_classes)
-    if num_classes < 1:
-        raise ValueError(f"identity_h: the number of classes must be >= 1. Received: {num_classes}")
+    check_classes(num_classes)
     return np.eye(num_classes)
 
 
@@ -201,21 +288,34 @@ def read_labels(path, *, dataset="label"):
     what Caffe's HDF5Data layer reads), all values.
     """
     path = os.fspath(path)
+    what = f"label file {_where(path)}"
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"read_labels: label file {_where(path)} not found")
-    with open(path, "rb") as f:
-        head = f.read(8)
+        raise FileNotFoundError(f"{what} not found" if not os.path.isdir(path) else
+                                f"{what} is a folder, not a file")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as err:
+        raise OSError(f"{what} cannot be read: {err.strerror or err}") from None
     if head.startswith(NPY_MAGIC) or path.lower().endswith(".npy"):
-        return _load_npy(path, f"read_labels: label file {_where(path)}").ravel()
+        return read_npy(path, what).ravel()
     if head.startswith(b"\x89HDF") or path.lower().endswith((".h5", ".hdf5")):
         import h5py
-        with h5py.File(path, "r") as f:
-            if dataset not in f:
-                raise ValueError(f"read_labels: HDF5 file '{path}' has no dataset '{dataset}'. "
-                                 f"Datasets: {', '.join(sorted(f.keys()))}")
-            return np.asarray(f[dataset][...], dtype=np.float64).ravel()
+        try:
+            f = h5py.File(path, "r")
+        except OSError as err:
+            raise ValueError(f"{what} is not a readable HDF5 file ({err})") from None
+        with f:
+            if dataset not in f or not isinstance(f[dataset], h5py.Dataset):
+                raise ValueError(f"HDF5 file '{path}' has no dataset '{dataset}'. "
+                                 f"Datasets: {', '.join(sorted(f.keys())) or 'none'}")
+            data = f[dataset]
+            if data.dtype.kind not in "fiub":
+                raise ValueError(f"dataset '{dataset}' of '{path}' holds {data.dtype}; expected "
+                                 f"numbers")
+            return np.asarray(data[...], dtype=np.float64).ravel()
     values = []
-    with open(path) as f:
+    with open(path, errors="replace") as f:
         for number, line in enumerate(f, 1):
             fields = line.split("#")[0].replace(",", " ").split()
             if not fields:
@@ -226,8 +326,8 @@ def read_labels(path, *, dataset="label"):
                 try:   # "<image path> <label>": a Caffe ImageData list file
                     values.append(float(fields[-1]))
                 except ValueError:
-                    raise ValueError(f"read_labels: {path}, line {number}: expected numbers or "
-                                     f"'<path> <label>'. Received: {line.strip()!r}") from None
+                    raise ValueError(f"{path}, line {number}: expected numbers or "
+                                     f"'<path> <label>'. Received: {line.strip()[:60]!r}") from None
     return np.asarray(values, dtype=np.float64)
 
 
@@ -243,11 +343,14 @@ def class_counts(labels, num_classes=None, *, ignore_label=None):
     if num_classes is not None:
         bad |= as_int >= num_classes
     if bad.any():
-        i = int(np.flatnonzero(bad)[0])
+        i = first_bad_index(bad)[0]
         rng = f"[0, {num_classes})" if num_classes is not None else ">= 0"
-        raise ValueError(f"class_counts: label {labels[i]!r} at position {i} is not an integer "
+        raise ValueError(f"label {float(labels[i]):g} at position {i} is not an integer "
                          f"in {rng} ({int(bad.sum())} bad value(s))")
     L = int(as_int.max()) + 1 if num_classes is None else int(num_classes)
+    if L > MAX_CLASSES:
+        raise ValueError(f"the labels name {L} classes (largest label {int(as_int.max())}), more "
+                         f"than the {MAX_CLASSES} float32 labels can name exactly")
     return np.bincount(as_int.astype(np.int64), minlength=L)
 
 
@@ -272,23 +375,24 @@ def class_weights(counts, *, weighting="inverse", beta=0.999):
     """
     counts = np.asarray(counts, dtype=np.float64).ravel()
     if counts.size == 0 or not np.all(np.isfinite(counts)) or np.any(counts < 0):
-        raise ValueError(f"class_weights: counts must be non-negative numbers. Received: {counts.tolist()}")
+        shown = ", ".join(f"{c:g}" for c in counts[:10]) + (", ..." if counts.size > 10 else "")
+        raise ValueError(f"class counts must be finite non-negative numbers. Received: {shown}")
     empty = np.flatnonzero(counts == 0)
     if empty.size:
-        raise ValueError(f"class_weights: class(es) {empty.tolist()} have no samples, so their "
+        raise ValueError(f"class(es) {empty[:10].tolist()} have no samples, so their "
                          f"weight would be infinite; give every class at least one sample "
-                         f"(or set num_classes to the classes present)")
+                         f"(or count only the classes present)")
     if weighting == "inverse":
         w = 1.0 / counts
     elif weighting == "sqrt-inverse":
         w = 1.0 / np.sqrt(counts)
     elif weighting == "effective-number":
         if not 0 <= beta < 1:
-            raise ValueError(f"class_weights: 'beta' must be in [0, 1). Received: beta={beta}")
+            raise ValueError(f"'beta' must be in [0, 1). Received: beta={beta:g}")
         # 1 - beta^n computed as -expm1(n log beta): exact for beta near 1
         w = (1.0 - beta) / -np.expm1(counts * np.log(beta)) if beta > 0 else np.ones_like(counts)
     else:
-        raise ValueError(f"class_weights: 'weighting' must be one of {', '.join(WEIGHTINGS)}. "
+        raise ValueError(f"'weighting' must be one of {', '.join(WEIGHTINGS)}. "
                          f"Received: weighting={weighting!r}")
     return w * (counts.sum() / np.dot(counts, w))
 

@@ -5,7 +5,16 @@
 
 * ``python-loss-weight``: a Python loss layer with no ``loss_weight``.
   Caffe gives Python layers no default loss weight, so the loss is computed
-  and printed but never trains the net (seed 002's warning).
+  and printed but never trains the net (seed 002's warning).  Not when a
+  later layer fed by the loss (a ``Power`` or ``Scale``) carries the weight:
+  the gradient reaches the loss through it.
+* ``python-ignored-param``: a Python layer carrying ``loss_param``,
+  ``infogain_loss_param`` or another ``*_param`` block: Caffe hands a Python
+  layer only ``python_param``, so the settings are silently ignored (an
+  error for ``caffe_losses`` layers, a warning for others).
+* ``data-source``: a data layer's source (HDF5 list, image list, LMDB)
+  that is missing, checked as ``caffe-losses train`` checks it before Caffe
+  would abort.
 * ``param-str``: a ``caffe_losses`` layer whose ``param_str`` does not parse
   or validate, or an unknown ``caffe_losses`` layer class.
 * ``h-file``: an infogain H ``source`` that is missing, malformed, or not
@@ -20,39 +29,67 @@
   Softmax) without ``param { lr_mult: 0 }``: the 0..K-1 kernel set by
   net surgery would drift during training.
 * ``center-update``: a ``CenterLoss`` with ``update: direct`` whose centers
-  the solver would also move (no ``param { lr_mult: 0 }``), or with
-  ``update: solver`` whose centers the solver never moves (lr_mult 0).
+  the solver would also move, or with ``update: solver`` whose centers the
+  solver never moves (lr_mult 0).  In direct mode the layer writes no diff
+  to the centers, so the solver moves them only through weight decay: an
+  error needs ``lr_mult`` and ``decay_mult`` non-zero (and, when a solver
+  is checked, its ``weight_decay``).
 
 Rules are checked per phase (TRAIN and TEST, honouring include/exclude
-phase rules); relative H paths are resolved against the working directory,
-as Caffe does.
+phase rules); relative paths (H files, data sources) are resolved against
+the working directory, as Caffe does, and messages name the file read.
+Unnamed layers are named by their first top.  A net that protobuf refuses
+because of a fork's field (fast-rcnn's ``smooth_l1_loss_param``,
+caffe-face's ``center_loss_param``) is reported with the field and a
+pointer to ``caffe-losses migrate`` (:mod:`caffe_losses.prototxt`).
 """
 
-from caffe_losses.preflight import in_phase
+from types import SimpleNamespace
 
-__all__ = ["Finding", "lint_net", "lint_file", "read_net"]
+from caffe_losses.preflight import PreflightError, check_data_sources, in_phase
+
+__all__ = ["Finding", "lint_net", "lint_file", "read_net", "weighted_downstream", "layer_label"]
 
 ERROR, WARNING = "error", "warning"
 CLASSIFIER_TYPES = ("InnerProduct", "Convolution", "Deconvolution")
 SOFTMAX_INSIDE_NATIVE = ("InfogainLoss", "SoftmaxWithLoss")
 
 
-class Finding:
-    """One problem: severity, rule id, layer name, message."""
+def layer_label(name, tops):
+    """How messages name a layer: ``layer 'loss'``, or by its top when it has no name."""
+    if name:
+        return f"layer '{name}'"
+    return f"unnamed layer (top '{tops[0]}')" if tops else "unnamed layer"
 
-    __slots__ = ("severity", "rule", "layer", "message")
+
+def _who(layer):
+    return layer_label(layer.name, list(layer.top))
+
+
+class Finding:
+    """One problem: severity, rule id, layer name, message.
+
+    ``layer`` is a ``LayerParameter`` (its name is kept, and an unnamed
+    layer is shown by its top) or a layer name.
+    """
+
+    __slots__ = ("severity", "rule", "layer", "message", "label")
 
     def __init__(self, severity, rule, layer, message):
-        self.severity, self.rule, self.layer, self.message = severity, rule, layer, message
+        if isinstance(layer, str):
+            self.layer, self.label = layer, layer_label(layer, [])
+        else:
+            self.layer, self.label = layer.name, _who(layer)
+        self.severity, self.rule, self.message = severity, rule, message
 
     def __repr__(self):
         return f"Finding({self.severity!r}, {self.rule!r}, {self.layer!r})"
 
     def __str__(self):
-        return f"{self.severity.upper()} [{self.rule}] layer '{self.layer}': {self.message}"
+        return f"{self.severity.upper()} [{self.rule}] {self.label}: {self.message}"
 
     def key(self):
-        return (self.severity, self.rule, self.layer, self.message)
+        return (self.severity, self.rule, self.label, self.message)
 
 
 def read_net(path):
@@ -61,21 +98,8 @@ def read_net(path):
     Returns:
       list of (path, NetParameter).
     """
-    from caffe_losses.prototxt import read_net_param, read_solver_param
-    try:
-        return [(path, read_net_param(path))]
-    except ValueError as net_err:
-        try:
-            solver = read_solver_param(path)
-        except ValueError:
-            raise net_err from None
-    nets = [n for n in (solver.net, solver.train_net) if n] + list(solver.test_net)
-    if not nets:
-        raise ValueError(f"{path}: a solver prototxt with no 'net' or 'train_net'")
-    out = []
-    for n in nets:
-        out.extend(read_net(n))
-    return out
+    from caffe_losses.prototxt import read_nets
+    return read_nets(path)
 
 
 def _python_class(layer):
@@ -114,20 +138,75 @@ def _check_h_file(findings, layer, source, classes, owner):
     try:
         H = load_h(source, owner=owner, key="source")
     except (OSError, ValueError, TypeError) as err:
-        findings.append(Finding(ERROR, "h-file", layer.name, str(err)))
+        findings.append(Finding(ERROR, "h-file", layer, str(err)))
         return
     if classes is not None and H.shape[0] != classes:
-        findings.append(Finding(ERROR, "h-file", layer.name,
-                                f"H in '{source}' is {H.shape[0]} x {H.shape[1]} but the classifier "
+        findings.append(Finding(ERROR, "h-file", layer,
+                                f"H in {_where(source)} is {H.shape[0]} x {H.shape[1]} but the classifier "
                                 f"feeding the loss has {classes} outputs: expected {classes} x {classes}"))
 
 
-def _lint_phase(net, phase):
+def _where(path):
+    import os
+    if os.path.isabs(path):
+        return f"'{path}'"
+    return f"'{path}' (read as {os.path.abspath(path)}, relative to the working directory)"
+
+
+def weighted_downstream(layers, index):
+    """Whether a later layer fed (directly or not) by layer ``index``'s tops has a loss weight.
+
+    Caffe back-propagates into every layer below a loss (``Net::Init``'s
+    ``blobs_under_loss``), so a loss layer without ``loss_weight`` whose top
+    feeds a ``Power`` or ``Scale`` that carries one does train.
+
+    Args:
+      layers: a list of ``(bottoms, tops, loss_weights)`` in net order.
+      index: the layer whose tops are followed.
+    """
+    reached = set(layers[index][1])
+    for bottoms, tops, weights in layers[index + 1:]:
+        if reached.intersection(bottoms):
+            if any(float(w) != 0 for w in weights):
+                return True
+            reached.update(tops)
+    return False
+
+
+# Caffe hands a Python layer only python_param (param_str); what its other
+# blocks would set, and where it goes in param_str
+_IGNORED_BLOCK_KEYS = {
+    "loss_param": {"normalization": "normalization", "normalize": "normalization",
+                   "ignore_label": "ignore_label"},
+    "infogain_loss_param": {"source": "source", "axis": "axis"},
+}
+
+
+def _ignored_blocks(findings, layer, ours, cls_name):
+    for fd, value in layer.ListFields():
+        if fd.message_type is None or not fd.name.endswith("_param") or fd.name == "python_param":
+            continue
+        keys = _IGNORED_BLOCK_KEYS.get(fd.name, {})
+        put = sorted({keys[f.name] for f, _ in value.ListFields() if f.name in keys})
+        where = f"put {', '.join(put)} in param_str" if put else "move its settings into param_str"
+        findings.append(Finding(
+            ERROR if ours else WARNING, "python-ignored-param", layer,
+            f"Caffe does not pass {fd.name} to Python layers: {fd.name} {{ ... }} on "
+            f"{'caffe_losses.' if ours else ''}{cls_name} is silently ignored. {where[0].upper() + where[1:]}"
+            + (", or run caffe-losses migrate." if ours else ".")))
+
+
+def _lint_phase(net, phase, weight_decay=None):
     findings = []
     producer = {}
-    for layer in net.layer:
-        if not in_phase(layer, phase):
-            continue
+    layers = [layer for layer in net.layer if in_phase(layer, phase)]
+    records = [(list(layer.bottom), list(layer.top), list(layer.loss_weight)) for layer in layers]
+    for layer in layers:      # train's pre-check, one data layer at a time
+        try:
+            check_data_sources(SimpleNamespace(layer=[layer]), phase)
+        except PreflightError as err:
+            findings.append(Finding(ERROR, "data-source", layer, str(err)))
+    for index, layer in enumerate(layers):
         module, cls_name = _python_class(layer)
         src = producer.get(layer.bottom[0]) if layer.bottom else None
         ours = module == "caffe_losses"
@@ -137,22 +216,25 @@ def _lint_phase(net, phase):
         # param-str ------------------------------------------------------
         if ours and cls is None:
             import caffe_losses
-            findings.append(Finding(ERROR, "param-str", layer.name,
+            findings.append(Finding(ERROR, "param-str", layer,
                                     f"caffe_losses has no layer '{cls_name}'. Layers: "
                                     f"{', '.join(caffe_losses.__all__)}"))
         elif cls is not None:
             try:
                 params = _parse(cls, layer.python_param.param_str)
             except (ValueError, TypeError) as err:
-                findings.append(Finding(ERROR, "param-str", layer.name, str(err)))
+                findings.append(Finding(ERROR, "param-str", layer, str(err)))
+        if module is not None:
+            _ignored_blocks(findings, layer, ours, cls_name)
 
         # python-loss-weight ------------------------------------------------
         if module is not None:
             is_loss = (cls_name.endswith("Loss") if ours
                        else "loss" in cls_name.lower() or "loss" in layer.name.lower())
-            if is_loss and not any(w != 0 for w in layer.loss_weight):
+            if is_loss and not any(w != 0 for w in layer.loss_weight) \
+                    and not weighted_downstream(records, index):
                 findings.append(Finding(
-                    ERROR if ours else WARNING, "python-loss-weight", layer.name,
+                    ERROR if ours else WARNING, "python-loss-weight", layer,
                     f"Python loss layer {module}.{cls_name} has no loss_weight: Caffe gives Python "
                     f"layers none, so this loss is printed but does not train the net. "
                     f"Add 'loss_weight: 1' to the layer."))
@@ -164,16 +246,16 @@ def _lint_phase(net, phase):
         if softmax_inside and src is not None and src.type == "Softmax":
             what = f"{module}.{cls_name}" if module else f"native {layer.type}"
             findings.append(Finding(
-                ERROR, "double-softmax", layer.name,
+                ERROR, "double-softmax", layer,
                 f"{what} applies softmax itself, but its input '{layer.bottom[0]}' comes from Softmax "
-                f"layer '{src.name}': softmax is applied twice. Feed it the raw scores "
+                f"{_who(src)}: softmax is applied twice. Feed it the raw scores "
                 f"('{src.bottom[0]}')" + (" or set 'softmax: false'" if cls_name == "Expectation" else "")
                 + "."))
         if ours and cls_name == "InfogainLoss" and src is not None and src.type in CLASSIFIER_TYPES:
             findings.append(Finding(
-                ERROR, "raw-scores", layer.name,
+                ERROR, "raw-scores", layer,
                 f"caffe_losses.InfogainLoss expects probabilities, but its input '{layer.bottom[0]}' "
-                f"is raw scores from {src.type} layer '{src.name}'. Use SoftmaxWithInfogainLoss on "
+                f"is raw scores from {src.type} {_who(src)}. Use SoftmaxWithInfogainLoss on "
                 f"the scores (stable, one layer), or put a Softmax in between."))
 
         # h-file -------------------------------------------------------------
@@ -194,9 +276,9 @@ def _lint_phase(net, phase):
                 mults = _lr_mults(layer)
                 if not mults or mults[0] != 0:
                     findings.append(Finding(
-                        ERROR, "expectation-kernel-lr", layer.name,
-                        f"{layer.type} '{layer.name}' computes an expectation over the Softmax "
-                        f"'{src.name}' with a fixed kernel, but its kernel is learnable "
+                        ERROR, "expectation-kernel-lr", layer,
+                        f"{layer.type} {_who(layer)} computes an expectation over the Softmax "
+                        f"{_who(src)} with a fixed kernel, but its kernel is learnable "
                         f"(lr_mult {mults[0] if mults else 1:g}): the 0..K-1 values set by net surgery "
                         f"would drift. Add 'param {{ lr_mult: 0 }}' (or use the Expectation layer)."))
 
@@ -204,15 +286,20 @@ def _lint_phase(net, phase):
         if ours and cls_name == "CenterLoss" and params is not None:
             mults = _lr_mults(layer)
             lr = mults[0] if mults else 1.0
-            if params.get("update") == "direct" and lr != 0:
+            decay = layer.param[0].decay_mult if len(layer.param) and layer.param[0].HasField(
+                "decay_mult") else 1.0
+            # direct: the layer writes no diff to the centers, so the solver's
+            # step there is lr * (momentum of) weight decay alone
+            if params.get("update") == "direct" and lr != 0 and decay != 0 and weight_decay != 0:
                 findings.append(Finding(
-                    ERROR, "center-update", layer.name,
+                    ERROR, "center-update", layer,
                     f"CenterLoss with update: direct moves its centers itself, and the solver would "
-                    f"move them too (lr_mult {lr:g}). Add 'param {{ lr_mult: 0 decay_mult: 0 }}', or "
-                    f"set 'update: solver'."))
+                    f"move them too: with lr_mult {lr:g} and decay_mult {decay:g} weight decay "
+                    f"shrinks them every step. Add 'param {{ lr_mult: 0 decay_mult: 0 }}' (or "
+                    f"decay_mult: 0), or set 'update: solver'."))
             if params.get("update") == "solver" and lr == 0:
                 findings.append(Finding(
-                    WARNING, "center-update", layer.name,
+                    WARNING, "center-update", layer,
                     "CenterLoss with update: solver leaves the centers to the solver, but lr_mult is 0: "
                     "the centers never move. Set lr_mult to alpha / base_lr, or use update: direct."))
 
@@ -222,12 +309,17 @@ def _lint_phase(net, phase):
     return findings
 
 
-def lint_net(net):
-    """All findings for a ``NetParameter``, TRAIN then TEST, without duplicates."""
+def lint_net(net, solver=None):
+    """All findings for a ``NetParameter``, TRAIN then TEST, without duplicates.
+
+    ``solver`` (a ``SolverParameter``), when known, tells rules its settings
+    (the weight decay the center-update rule depends on).
+    """
     from caffe.proto import caffe_pb2
+    weight_decay = solver.weight_decay if solver is not None else None
     seen, out = set(), []
     for phase in (caffe_pb2.TRAIN, caffe_pb2.TEST):
-        for f in _lint_phase(net, phase):
+        for f in _lint_phase(net, phase, weight_decay):
             if f.key() not in seen:
                 seen.add(f.key())
                 out.append(f)
@@ -236,4 +328,13 @@ def lint_net(net):
 
 def lint_file(path):
     """Findings for a net or solver prototxt: list of (net path, Finding)."""
-    return [(p, f) for p, net in read_net(path) for f in lint_net(net)]
+    from caffe_losses.prototxt import read_net_param, read_solver_param
+    solver = None
+    try:
+        read_net_param(path)
+    except ValueError:
+        try:
+            solver = read_solver_param(path)
+        except ValueError:
+            pass
+    return [(p, f) for p, net in read_net(path) for f in lint_net(net, solver)]

@@ -1,15 +1,21 @@
 """Checks before handing files to Caffe, which aborts the process on them.
 
 Caffe ``LOG(FATAL)`` s (SIGABRT, no Python exception) when a data layer's
-source file is missing or when a ``.caffemodel`` does not fit the net.  These
-functions look first and raise :class:`PreflightError` (a ``ValueError``)
-with a message naming the layer and file.  Used by ``caffe-losses train``
-and ``net-surgery``.
+source file is missing, when a ``.caffemodel`` or ``.solverstate`` does not
+fit the net, when a solver's test nets and ``test_iter`` disagree, and at
+the first snapshot when ``snapshot_prefix``'s folder is missing (the run is
+lost).  These functions look first and raise :class:`PreflightError` (a
+``ValueError``) with a message naming the layer and file.  Used by
+``caffe-losses train`` and ``net-surgery``.
 """
 
 import os
+import tempfile
 
-__all__ = ["PreflightError", "in_phase", "check_data_sources", "check_weights"]
+__all__ = ["PreflightError", "in_phase", "check_data_sources", "check_net_structure", "check_weights",
+           "check_solver", "check_snapshot_prefix", "check_solverstate"]
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 class PreflightError(ValueError):
@@ -67,6 +73,49 @@ def check_data_sources(param, phase):
                                    + (f"names a missing file '{missing[0]}'" if missing else "is empty"))
 
 
+_PHASES = {0: "TRAIN", 1: "TEST"}   # caffe_pb2.Phase values, for messages
+
+
+def _uses_state_rules(param):
+    """Whether some layer is included or excluded by stage or level (not only by phase)."""
+    return any(rule.HasField("min_level") or rule.HasField("max_level") or len(rule.stage) or len(rule.not_stage)
+               for layer in param.layer for rule in list(layer.include) + list(layer.exclude))
+
+
+def check_net_structure(param, phase, where):
+    """What Caffe's ``Net::Init`` aborts on: unknown layer types, bottoms no earlier layer makes,
+    a top made by two layers (other than in place).
+
+    Nets in the old V1 format, and nets that pick layers by stage or level
+    (which depend on the solver's net states), are left to Caffe.
+    """
+    import difflib
+    import caffe
+    if len(param.layers) or _uses_state_rules(param):
+        return
+    known = set(caffe.layer_type_list())
+    blobs = set(param.input)
+    for layer in param.layer:
+        if not in_phase(layer, phase):
+            continue
+        name = layer.name or (layer.top[0] if len(layer.top) else "")
+        if layer.type not in known:
+            close = difflib.get_close_matches(layer.type, sorted(known), n=1)
+            raise PreflightError(f"{where}: layer '{name}' has type '{layer.type}', which this Caffe does "
+                                 f"not have" + (f". Did you mean '{close[0]}'?" if close else ""))
+        for j, bottom in enumerate(layer.bottom):
+            if bottom not in blobs:
+                raise PreflightError(f"{where}: layer '{name}' reads bottom '{bottom}', which no layer "
+                                     f"before it makes in the {_PHASES[phase]} net (Caffe would abort)")
+        for j, top in enumerate(layer.top):
+            in_place = j < len(layer.bottom) and layer.bottom[j] == top
+            if top in blobs and not in_place:
+                raise PreflightError(f"{where}: layer '{name}' makes top '{top}', which an earlier layer "
+                                     f"of the {_PHASES[phase]} net already makes (Caffe would abort); only "
+                                     f"in-place layers (bottom and top at the same index) may reuse a name")
+            blobs.add(top)
+
+
 def _blob_shape(blob_proto):
     if blob_proto.HasField("shape"):
         return tuple(blob_proto.shape.dim), False
@@ -78,21 +127,73 @@ def _legacy(shape):
     return tuple(shape[i] if i < len(shape) else 1 for i in range(4))
 
 
-def check_weights(path, net, option="weights"):
-    """Caffe aborts when a .caffemodel does not fit the net: compare blob shapes first."""
+def _parse(message, data):
+    """``message`` parsed from ``data``, or None when the bytes are not that message."""
+    try:
+        message.ParseFromString(data)
+    except Exception:  # protobuf's DecodeError (the class moved between versions)
+        return None
+    return message
+
+
+def _what_else(data):
+    """Names what a file that holds no weights is, for messages (or None)."""
     from caffe.proto import caffe_pb2
-    if not os.path.isfile(path):
+    state = _parse(caffe_pb2.SolverState(), data)
+    if state is not None and (state.HasField("iter") or state.learned_net or len(state.history)):
+        return "a solver state (.solverstate), not weights: resume from it with --snapshot"
+    blob = _parse(caffe_pb2.BlobProto(), data)
+    if blob is not None and (blob.HasField("shape") or len(blob.data) or blob.num):
+        return "a single blob (.binaryproto: a mean image or an H matrix?), not a net's weights"
+    return None
+
+
+def _read_bytes(path, option):
+    """The bytes of the file an ``option`` names; a missing file or a folder is an error."""
+    if not os.path.exists(path):
         raise PreflightError(f"{option}: file not found: {path}")
-    if path.endswith(".h5"):
-        return  # Caffe's HDF5 weights: copied as is
-    source = caffe_pb2.NetParameter()
+    if not os.path.isfile(path):
+        raise PreflightError(f"{option} {path}: not a file")
     with open(path, "rb") as f:
-        try:
-            source.ParseFromString(f.read())
-        except Exception as err:  # protobuf's DecodeError
-            raise PreflightError(f"{option} {path}: not a binary .caffemodel ({err})") from None
-    layers = list(source.layer) or list(source.layers)
+        return f.read()
+
+
+def _weights_file(path, option):
+    """Reads a .caffemodel, refusing what Caffe would abort on or load as nothing."""
+    from caffe.proto import caffe_pb2
+    data = _read_bytes(path, option)
+    if not data:
+        raise PreflightError(f"{option} {path}: the file is empty")
+    source = _parse(caffe_pb2.NetParameter(), data)
+    layers = [] if source is None else list(source.layer) or list(source.layers)
+    if not any(len(layer.blobs) for layer in layers):
+        other = _what_else(data)
+        if other:
+            raise PreflightError(f"{option} {path}: is {other}")
+        if data.startswith(HDF5_SIGNATURE):
+            raise PreflightError(f"{option} {path}: is an HDF5 file: Caffe reads HDF5 weights only from "
+                                 f"a name ending in .h5")
+        raise PreflightError(f"{option} {path}: not a binary .caffemodel (" +
+                             ("Caffe could not parse it and would abort)" if source is None else
+                              "no layer with learned blobs in it)"))
+    return layers
+
+
+def check_weights(path, net, option="weights", *, require_match=False):
+    """Caffe aborts when a .caffemodel does not fit the net: compare blob shapes first.
+
+    Also refuses a file that is not a ``.caffemodel`` (a solver state, a
+    single blob, an empty or unparsable file).  With ``require_match``, a
+    file none of whose weighted layers is in ``net`` (another net's weights,
+    which Caffe would silently skip) is refused too.
+    """
+    if path.endswith(".h5"):
+        if not _read_bytes(path, option).startswith(HDF5_SIGNATURE):
+            raise PreflightError(f"{option} {path}: named .h5 but not an HDF5 file")
+        return  # Caffe's HDF5 weights: copied as is
+    layers = _weights_file(path, option)
     index = {name: i for i, name in enumerate(net._layer_names)}
+    matched = 0
     for layer in layers:
         if layer.name not in index:
             continue   # Caffe skips layers the net does not have
@@ -106,5 +207,113 @@ def check_weights(path, net, option="weights"):
             if (_legacy(ours[i]) != theirs) if legacy else (ours[i] != theirs):
                 raise PreflightError(f"{option}: layer '{layer.name}' blob {i} has shape {theirs} in "
                                    f"{path} but {ours[i]} in the model")
+        matched += bool(ours)
+    if require_match and not matched:
+        names = [layer.name for layer in layers if len(layer.blobs)]
+        shown = ", ".join(f"'{n}'" for n in names[:5]) + (", ..." if len(names) > 5 else "")
+        raise PreflightError(f"{option} {path}: none of its layers with weights ({shown}) is a layer "
+                             f"of this net with weights, so Caffe would copy nothing: another net's "
+                             f"weights?")
 
 
+def check_snapshot_prefix(prefix):
+    """Caffe writes ``PREFIX_iter_N.caffemodel``: its folder must exist and take new files.
+
+    Caffe checks this only when ``snapshot`` is set, and otherwise aborts at
+    the first snapshot after training for hours.  The check writes and
+    removes a probe file, as Caffe does (permissions alone do not tell:
+    root, read-only mounts).
+    """
+    folder = os.path.dirname(prefix) or "."
+    where = f"snapshot_prefix '{prefix}': folder '{folder}'"
+    if not os.path.exists(folder):
+        raise PreflightError(f"{where} does not exist (relative to {os.getcwd()}): create it, or "
+                             f"change snapshot_prefix in the solver")
+    if not os.path.isdir(folder):
+        raise PreflightError(f"{where} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=os.path.basename(prefix) + "_probe", dir=folder)
+    except OSError as err:
+        raise PreflightError(f"{where} is not writable ({err.strerror}): Caffe could not save "
+                             f"snapshots there") from None
+    os.close(fd)
+    os.remove(probe)
+
+
+def check_solver(param, path):
+    """The checks Caffe's ``Solver::Init`` makes with ``CHECK`` (an abort): nets and test_iter."""
+    where = f"solver {path}"
+    train_nets = [f for f in ("net", "net_param", "train_net", "train_net_param") if param.HasField(f)]
+    if len(train_nets) != 1:
+        raise PreflightError(f"{where}: needs exactly one of net, net_param, train_net, train_net_param; "
+                             f"got {len(train_nets)}" + (f" ({', '.join(train_nets)})" if train_nets else ""))
+    if param.HasField("net") and param.HasField("net_param"):
+        raise PreflightError(f"{where}: give net or net_param, not both")
+    explicit = len(param.test_net) + len(param.test_net_param)
+    generic = param.HasField("net") or param.HasField("net_param")
+    if (len(param.test_iter) < explicit) if generic else (len(param.test_iter) != explicit):
+        raise PreflightError(f"{where}: test_iter must be given once for each test net: "
+                             f"{len(param.test_iter)} test_iter for {explicit} test_net(s)")
+    if len(param.test_state) and len(param.test_state) != len(param.test_iter):
+        raise PreflightError(f"{where}: test_state must be given once per test net or not at all")
+    if len(param.test_iter) and param.test_interval <= 0:
+        raise PreflightError(f"{where}: has test nets (test_iter) but no test_interval > 0")
+    if param.average_loss < 1:
+        raise PreflightError(f"{where}: average_loss must be >= 1, got {param.average_loss}")
+
+
+# history blobs per learnable parameter, by solver type (Caffe's *Solver constructors)
+_HISTORY_PER_PARAM = {"SGD": 1, "Nesterov": 1, "AdaGrad": 1, "RMSProp": 1, "AdaDelta": 2, "Adam": 2}
+
+
+def learnable_shapes(net):
+    """Shapes of ``net``'s learnable parameters in Caffe's order (shared ones once)."""
+    shapes, seen = [], set()
+    for i in range(len(net.layers)):
+        blobs = net.layers[i].blobs
+        for j in range(len(blobs)):
+            data = blobs[j].data
+            key = data.__array_interface__["data"][0]
+            if key in seen:
+                continue   # a parameter shared by name: one learnable blob
+            seen.add(key)
+            shapes.append(tuple(data.shape))
+    return shapes
+
+
+def check_solverstate(path, net, solver_type="SGD", option="--snapshot"):
+    """Caffe aborts on a state that is not a ``.solverstate`` of this net and solver type."""
+    from caffe.proto import caffe_pb2
+    data = _read_bytes(path, option)
+    if path.endswith(".h5"):
+        if not data.startswith(HDF5_SIGNATURE):
+            raise PreflightError(f"{option} {path}: named .h5 but not an HDF5 file")
+        return   # Caffe's HDF5 state (snapshot_format: HDF5): read by Caffe as is
+    state = _parse(caffe_pb2.SolverState(), data)
+    if state is None or not (state.HasField("iter") or state.learned_net or len(state.history)):
+        net_param = _parse(caffe_pb2.NetParameter(), data)
+        if net_param is not None and any(len(layer.blobs) for layer in list(net_param.layer) + list(net_param.layers)):
+            raise PreflightError(f"{option} {path}: is a .caffemodel (weights), not a solver state: "
+                                 f"fine-tune from it with --weights")
+        raise PreflightError(f"{option} {path}: not a .solverstate (" +
+                             ("the file is empty)" if not data else
+                              "Caffe could not parse it and would abort)" if state is None else
+                              "no iteration, weights or history in it)"))
+    if state.learned_net:
+        if not os.path.isfile(state.learned_net):
+            raise PreflightError(f"{option} {path}: its weights file '{state.learned_net}' does not exist "
+                                 f"(relative to {os.getcwd()}; Caffe reads it from the folder training "
+                                 f"ran in): keep the .caffemodel beside the .solverstate and run from there")
+        check_weights(state.learned_net, net, option=f"{option} {path}: its weights")
+    shapes = learnable_shapes(net)
+    per = _HISTORY_PER_PARAM.get(solver_type, 1)
+    if len(state.history) != per * len(shapes):
+        raise PreflightError(f"{option} {path}: holds {len(state.history)} history blob(s) but this net's "
+                             f"solver (type {solver_type}) keeps {per * len(shapes)} "
+                             f"({len(shapes)} learnable blob(s)): a state of another net or solver type")
+    for i, blob in enumerate(state.history):
+        theirs, legacy = _blob_shape(blob)
+        ours = shapes[i % len(shapes)]
+        if (_legacy(ours) != theirs) if legacy else (ours != theirs):
+            raise PreflightError(f"{option} {path}: history blob {i} has shape {theirs} but the "
+                                 f"net's learnable blob {i % len(shapes)} has {ours}: a state of another net")

@@ -8,18 +8,27 @@ template change into its folder with :func:`working_directory`.
 import contextlib
 import os
 
-__all__ = ["read_net_param", "read_solver_param", "working_directory"]
+__all__ = ["read_net_param", "read_solver_param", "read_nets", "python_modules", "working_directory"]
 
 
 def _read(path, message, what):
     from google.protobuf import text_format
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} file not found: {path}")
-    with open(path) as f:
-        try:
-            text_format.Merge(f.read(), message)
-        except text_format.ParseError as err:
-            raise ValueError(f"{path}: not a valid {what} prototxt ({err})") from None
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a valid {what} prototxt (not text: a binary file?)") from None
+    except OSError as err:
+        raise ValueError(f"{path}: cannot be read: {err.strerror or err}") from None
+    try:
+        text_format.Merge(text, message)
+    except text_format.ParseError as err:
+        from caffe_losses.migrate import fork_fields_hint
+        hint = fork_fields_hint(text, message.DESCRIPTOR, path)   # a fork's field? name it
+        raise ValueError(f"{path}: not a valid {what} prototxt ({err})"
+                         + (f". {hint}" if hint else "")) from None
     return message
 
 
@@ -38,6 +47,59 @@ def read_solver_param(path):
     """Parses a solver prototxt into a ``caffe_pb2.SolverParameter`` (errors as above)."""
     from caffe.proto import caffe_pb2
     return _read(path, caffe_pb2.SolverParameter(), "solver")
+
+
+def read_nets(path):
+    """The nets of a net prototxt, or of the solver prototxt ``path``: list of (path, NetParameter).
+
+    A solver's ``net``, ``train_net`` and ``test_net`` must be net prototxts
+    (Caffe reads them as ``NetParameter``): one that is a solver prototxt
+    (e.g. the solver itself, or a solver naming another solver) is an error,
+    not a loop.
+
+    Raises:
+      FileNotFoundError, ValueError naming the file.
+    """
+    try:
+        return [(path, read_net_param(path))]
+    except ValueError as net_err:
+        try:
+            solver = read_solver_param(path)
+        except ValueError:
+            raise net_err from None
+    names = [n for n in (solver.net, solver.train_net) if n] + list(solver.test_net)
+    inline = [(f"{path} ({field})", getattr(solver, field)) for field in ("net_param", "train_net_param")
+              if solver.HasField(field)]
+    inline += [(f"{path} (test_net_param)", p) for p in solver.test_net_param]
+    if not names and not inline:
+        raise ValueError(f"{path}: a solver prototxt with no 'net' or 'train_net'")
+    out = list(inline)
+    for name in names:
+        try:
+            out.append((name, read_net_param(name)))
+        except ValueError as err:
+            try:
+                read_solver_param(name)
+            except (ValueError, OSError):
+                raise err from None
+            what = "itself" if os.path.realpath(name) == os.path.realpath(path) else \
+                f"'{name}', a solver prototxt"
+            raise ValueError(f"{path}: the solver's net is {what}; 'net' (or 'train_net', "
+                             f"'test_net') must name a net prototxt such as train_val.prototxt") from None
+    return out
+
+
+def python_modules(path):
+    """The ``python_param { module }`` names of the nets of a net or solver prototxt.
+
+    Empty when the file cannot be read (the command reports that itself).
+    """
+    try:
+        nets = read_nets(path)
+    except (OSError, ValueError):
+        return set()
+    return {layer.python_param.module for _, net in nets for layer in net.layer
+            if layer.type == "Python" and layer.python_param.module}
 
 
 @contextlib.contextmanager

@@ -4,33 +4,54 @@ Each template is a folder with ``train_val.prototxt``, ``solver.prototxt`` and
 ``template.yaml``::
 
     description: one line for listings
-    prepare: caffe_losses.data.digits:prepare_infogain   # writes what the net reads
+    prepare: caffe_losses.data.infogain:prepare_source   # writes what the net reads
     weights: init_weights.caffemodel                     # optional, made by prepare
     iterations: 20                                       # optional, for the smoke test
 
 The net reads its data with Caffe's own layers from paths relative to the
-template folder (``data/train.txt`` ...), so the way to train a template is::
+folder it runs in (``data/train.txt`` ...), and ``prototxt_templates/`` has
+no data: train a copy, made with its data by the ``template`` command::
 
-    cd prototxt_templates/<name> && caffe train -solver solver.prototxt
+    caffe-losses template <name> --out DIR
+    cd DIR && caffe train -solver solver.prototxt
 
-after ``prepare`` (or ``caffe-losses demo``) wrote ``data/``.  The test suite
+The test suite
 copies every template, prepares it, and runs forward/backward and a few
 solver iterations; a template without ``template.yaml`` fails that test.
 """
 
 import importlib
 import os
+from importlib import resources
 
 import yaml
 
-__all__ = ["TEMPLATE_ROOT", "list_templates", "load_template", "prepare_template"]
+__all__ = ["TEMPLATE_ROOT", "template_root", "list_templates", "load_template", "prepare_template"]
 
-TEMPLATE_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                             "prototxt_templates")
+
+def template_root():
+    """The folder of the shipped templates, wherever the package is installed.
+
+    One source of truth, ``prototxt_templates/`` at the top of the
+    repository: a wheel (``pip install .``) carries it as the package data
+    ``caffe_losses/prototxt_templates/`` (``setup.py`` maps it there); a
+    clone or an editable install (``make setup``) reads it in place.
+    """
+    package = os.fspath(resources.files("caffe_losses"))
+    packaged = os.path.join(package, "prototxt_templates")
+    if os.path.isdir(packaged):
+        return packaged
+    return os.path.join(os.path.dirname(package), "prototxt_templates")
+
+
+TEMPLATE_ROOT = template_root()
 
 
 def list_templates(root=TEMPLATE_ROOT):
     """Names of the template folders under ``root``, sorted."""
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"the prototxt templates are missing: no folder {root} (an "
+                                f"incomplete install? reinstall caffe-losses)")
     return sorted(d for d in os.listdir(root)
                   if os.path.isdir(os.path.join(root, d)) and not d.startswith((".", "_")))
 

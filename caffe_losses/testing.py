@@ -32,7 +32,7 @@ import tempfile
 import numpy as np
 
 __all__ = ["GradientCheckError", "numeric_gradient", "check_gradient",
-           "layer_net", "net_from_text", "check_net_gradient"]
+           "layer_net", "layer_net_param", "net_from_text", "check_net_gradient"]
 
 
 class GradientCheckError(AssertionError):
@@ -119,8 +119,21 @@ def net_from_text(text, phase=None, weights=None):
         os.unlink(path)
 
 
-def _quote(text):
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def layer_net_param(module, layer, bottoms, *, tops=("loss",), param_str="", loss_weight=1.0,
+                    name="under_test"):
+    """The ``NetParameter`` of :func:`layer_net` (built as a message, so any name or
+    ``param_str`` -- quotes, newlines -- is escaped correctly in the text)."""
+    from caffe.proto import caffe_pb2
+    net = caffe_pb2.NetParameter(name="gradcheck", force_backward=True)
+    for bname, shape in bottoms.items():
+        inp = net.layer.add(name=bname, type="Input", top=[bname])
+        inp.input_param.shape.add(dim=[int(d) for d in shape])
+    py = net.layer.add(name=name, type="Python", bottom=list(bottoms), top=list(tops))
+    py.python_param.module, py.python_param.layer = module, layer
+    py.python_param.param_str = param_str
+    if loss_weight is not None:
+        py.loss_weight.extend([float(loss_weight)] + [0.0] * (len(tops) - 1))
+    return net
 
 
 def layer_net(module, layer, bottoms, *, tops=("loss",), param_str="", loss_weight=1.0,
@@ -138,21 +151,10 @@ def layer_net(module, layer, bottoms, *, tops=("loss",), param_str="", loss_weig
     Returns:
       caffe.Net in the TRAIN phase with ``force_backward: true``.
     """
-    lines = ['name: "gradcheck"', "force_backward: true"]
-    for bname, shape in bottoms.items():
-        dims = " ".join(f"dim: {int(d)}" for d in shape)
-        lines.append(f'layer {{ name: "{bname}" type: "Input" top: "{bname}" '
-                     f"input_param {{ shape {{ {dims} }} }} }}")
-    body = [f'name: "{name}" type: "Python"']
-    body += [f'bottom: "{b}"' for b in bottoms]
-    body += [f'top: "{t}"' for t in tops]
-    body.append(f"python_param {{ module: {_quote(module)} layer: {_quote(layer)} "
-                f"param_str: {_quote(param_str)} }}")
-    if loss_weight is not None:
-        body.append(f"loss_weight: {loss_weight}")
-        body += ["loss_weight: 0"] * (len(tops) - 1)
-    lines.append("layer { " + " ".join(body) + " }")
-    return net_from_text("\n".join(lines) + "\n")
+    from google.protobuf import text_format
+    param = layer_net_param(module, layer, bottoms, tops=tops, param_str=param_str,
+                            loss_weight=loss_weight, name=name)
+    return net_from_text(text_format.MessageToString(param))
 
 
 def _objective_coefficients(net, seed):
@@ -183,14 +185,19 @@ def check_net_gradient(net, inputs, wrt, *, stepsize=1e-2, threshold=1e-2, kink=
       inputs: input blob name -> array; copied into the net first.
       wrt: the input names to check (labels are usually left out).
       stepsize, threshold: as Caffe's ``GradientChecker(stepsize, threshold)``.
-      kink, kink_range: skip elements with ``|x - kink| < kink_range`` (for
-        non-smooth functions), as Caffe does.
+      kink, kink_range: as Caffe's ``GradientChecker(..., kink, kink_range)``:
+        elements with ``kink - kink_range <= |x| <= kink + kink_range`` are
+        not compared (their finite difference straddles a point where the
+        function is not smooth: 0 for ReLU, ``1/sigma^2`` for Smooth L1 of
+        ``x`` against a zero target); None (or a negative ``kink_range``)
+        compares every element.
       max_checks: check at most this many elements per blob (a fixed random
         subset), or all when None.
       seed: for the output coefficients and the subset.
 
     Returns:
-      dict name -> (analytic, numeric) arrays of the checked elements.
+      dict name -> (analytic, numeric) arrays of the compared elements (those
+      near a kink left out).
 
     Raises:
       GradientCheckError listing the worst elements of the first bad blob.
@@ -224,8 +231,10 @@ def check_net_gradient(net, inputs, wrt, *, stepsize=1e-2, threshold=1e-2, kink=
         err = np.abs(a - n)
         limit = threshold * scale
         bad = ~(err <= limit)
-        if kink is not None:
-            bad &= ~(np.abs(x - kink) < kink_range)
+        compared = np.ones(idx.size, bool)
+        if kink is not None and kink_range >= 0:
+            compared = ~((kink - kink_range <= np.abs(x)) & (np.abs(x) <= kink + kink_range))
+            bad &= compared
         if bad.any():
             # report indexes into the whole flattened blob
             full_a = np.zeros(flat.size); full_n = np.zeros(flat.size)
@@ -233,6 +242,6 @@ def check_net_gradient(net, inputs, wrt, *, stepsize=1e-2, threshold=1e-2, kink=
             full_bad = np.zeros(flat.size, bool)
             full_a[idx], full_n[idx], full_e[idx], full_l[idx], full_bad[idx] = a, n, err, limit, bad
             raise GradientCheckError(_report(name, full_a, full_n, full_bad, full_e, full_l))
-        results[name] = (a, n)
+        results[name] = (a[compared], n[compared])
     _objective(net, coefs)  # leave the net at the unperturbed point
     return results

@@ -1,33 +1,91 @@
-"""Training through pycaffe, with progress, a loss curve and safe interrupts.
+"""Training through pycaffe as ``caffe train`` does, with progress, curves and safe interrupts.
 
-``train(solver_path)`` does what ``caffe train -solver`` does (the solver's own
-test intervals, snapshots and ``snapshot_after_train``), iteration by
-iteration, so it can show a progress bar (iteration, loss, rate, ETA), record
-the training curve, and save a snapshot when interrupted with Ctrl-C.
+``train(solver_path)`` runs the solver iteration by iteration and follows
+Caffe's ``Solver::Solve`` and ``Solver::Step`` (BVLC ``src/caffe/solver.cpp``):
+
+* Tests: before the update of iteration ``it``, when ``test_interval > 0``,
+  ``it % test_interval == 0`` and (``it > 0`` or ``test_initialization``);
+  after the last iteration, once more when ``it % test_interval == 0``.
+  Each test net is run ``test_iter`` times on the trained weights
+  (``share_with``), every output summed in float32 and divided by
+  ``test_iter``, the loss too with ``test_compute_loss``: Caffe's ``Test``.
+  pycaffe's ``step`` would run Caffe's own ``TestAll``, which only writes
+  glog lines, so the solver handed to Caffe has its testing turned off
+  (``test_interval`` 2^31-1, ``test_initialization: false``) and the tests
+  run here, at Caffe's iterations, with Caffe's arithmetic; each result is
+  printed (the format of Caffe's "Test net output" lines, numbers to 6
+  significant digits as glog prints them) and kept in the history.
+* Snapshots: Caffe writes ``PREFIX_iter_N.caffemodel`` and
+  ``.solverstate`` (``.caffemodel.h5`` / ``.solverstate.h5`` with
+  ``snapshot_format: HDF5``) every ``snapshot`` iterations, and after the
+  last one when ``snapshot_after_train`` unless that iteration was just
+  written. Each is written once. Without ``snapshot_prefix`` the prefix is
+  the solver file's path without its extension, and a prefix naming a folder
+  gets the solver file's stem appended, as Caffe's
+  ``UpgradeSnapshotPrefixProperty`` does.
+* Interrupts: Ctrl-C (SIGINT) and SIGTERM (``docker stop``) stop training
+  after the current iteration (or test batch) and save a snapshot at that
+  iteration; SIGHUP saves one and goes on (Caffe's ``-sighup_effect``
+  default). A second SIGINT/SIGTERM stops at once, without a snapshot.
+  Every message about a snapshot names its files, after they exist.
+
+Before building the nets it checks what Caffe would abort on (solver
+structure, ``snapshot_prefix``'s folder, data sources, weights and solver
+state files: :mod:`caffe_losses.preflight`); errors raised by Python layers
+(while building the nets or training) become a :class:`TrainingError` that
+names the layer as written in the prototxt.
 """
 
 import contextlib
 import math
 import os
+import shutil
+import signal
+import subprocess
 import sys
+import tempfile
 import time
+import traceback
+import warnings
+from collections import deque
 
 import numpy as np
 
-from caffe_losses.preflight import check_data_sources, check_weights
+from caffe_losses.preflight import (PreflightError, check_data_sources, check_net_structure,
+                                    check_snapshot_prefix, check_solver, check_solverstate, check_weights)
 from caffe_losses.prototxt import read_net_param, read_solver_param
 
-__all__ = ["read_solver", "train", "plot_curve", "net_loss", "collect_histories"]
+__all__ = ["read_solver", "train", "plot_curve", "net_loss", "collect_histories", "snapshot_prefix",
+           "snapshot_files", "format_test", "TrainingError", "CURVE_EXTRA_NOTE"]
 
 _COLLECTORS = []
+# test_interval for the solver handed to Caffe: its own TestAll never runs
+# (iter % (2^31 - 1) == 0 only at 0, and test_initialization is turned off)
+_NEVER = 2 ** 31 - 1
+# the line printed when the training curve cannot be drawn
+CURVE_EXTRA_NOTE = ("training curve not drawn: matplotlib is not installed "
+                    "(pip install 'caffe-losses[demo]' to get it)")
+
+
+class TrainingError(Exception):
+    """Training could not start or go on; the message is one line for the user.
+
+    ``details`` holds a traceback when the error came from a user's own layer
+    code (where it helps), else None.
+    """
+
+    def __init__(self, message, details=None):
+        super().__init__(message)
+        self.details = details
 
 
 @contextlib.contextmanager
 def collect_histories():
     """Collects the history of every :func:`train` call made inside the block.
 
-    Yields a list that fills with ``{"label", "solver", "iters", "loss"}``
-    dicts (``caffe-losses demo`` draws its training curves from them).
+    Yields a list that fills with ``{"label", "solver", "iters", "loss",
+    "tests"}`` dicts (``caffe-losses demo`` draws its training curves from
+    them; ``tests`` as in :func:`train`'s history).
     """
     runs = []
     _COLLECTORS.append(runs)
@@ -42,15 +100,56 @@ def read_solver(path):
     return read_solver_param(path)
 
 
-def _preflight_data(param):
-    """Caffe aborts on a missing data source: look before building the nets."""
+def snapshot_prefix(param, solver_path):
+    """The prefix Caffe snapshots to (``UpgradeSnapshotPrefixProperty``).
+
+    No ``snapshot_prefix``: the solver file's path without its extension
+    (``caffe train -solver models/solver.prototxt`` writes
+    ``models/solver_iter_N.caffemodel``). A prefix naming an existing folder:
+    that folder plus the solver file's stem.
+    """
+    stem = os.path.splitext(solver_path)[0]
+    if not param.HasField("snapshot_prefix"):
+        return stem
+    if os.path.isdir(param.snapshot_prefix):
+        return os.path.join(param.snapshot_prefix, os.path.basename(stem))
+    return param.snapshot_prefix
+
+
+def snapshot_files(prefix, iteration, snapshot_format):
+    """(weights file, solver state file) Caffe writes for a snapshot at ``iteration``."""
     from caffe.proto import caffe_pb2
-    files = [(param.net, caffe_pb2.TRAIN), (param.net, caffe_pb2.TEST), (param.train_net, caffe_pb2.TRAIN)]
-    files += [(path, caffe_pb2.TEST) for path in param.test_net]
-    for path, phase in files:
-        if not path:
-            continue
-        check_data_sources(read_net_param(path), phase)
+    base = f"{prefix}_iter_{iteration}"
+    if snapshot_format == caffe_pb2.SolverParameter.HDF5:
+        return base + ".caffemodel.h5", base + ".solverstate.h5"
+    return base + ".caffemodel", base + ".solverstate"
+
+
+def _solver_type(param):
+    """The solver's type name, with the deprecated ``solver_type`` enum read as Caffe upgrades it."""
+    from caffe.proto import caffe_pb2
+    if not param.HasField("type") and param.HasField("solver_type"):
+        name = caffe_pb2.SolverParameter.SolverType.Name(param.solver_type)
+        return {"SGD": "SGD", "NESTEROV": "Nesterov", "ADAGRAD": "AdaGrad", "RMSPROP": "RMSProp",
+                "ADADELTA": "AdaDelta", "ADAM": "Adam"}[name]
+    return param.type
+
+
+def _solver_nets(param, solver_path):
+    """The solver's nets as ``(where, NetParameter, phase)``: train net, then the test nets."""
+    from caffe.proto import caffe_pb2
+    inline = f"{solver_path} (inline net)"
+    out = []
+    for field, text_field in (("net", "net_param"), ("train_net", "train_net_param")):
+        if param.HasField(field):
+            out.append((getattr(param, field), read_net_param(getattr(param, field)), caffe_pb2.TRAIN))
+        elif param.HasField(text_field):
+            out.append((inline, getattr(param, text_field), caffe_pb2.TRAIN))
+    tests = [(inline, n) for n in param.test_net_param] + [(p, read_net_param(p)) for p in param.test_net]
+    if out and (param.HasField("net") or param.HasField("net_param")):
+        # the generic net is also each test net that test_iter counts beyond the explicit ones
+        tests += [out[0][:2]] * max(len(param.test_iter) - len(tests), 0)
+    return out + [(where, net, caffe_pb2.TEST) for where, net in tests]
 
 
 def net_loss(net):
@@ -73,123 +172,615 @@ def _fmt_time(seconds):
 
 
 class _Progress:
-    def __init__(self, total, start, stream, enabled, label=""):
+    """The progress line (iteration, loss, rate, ETA) and the messages between its updates.
+
+    On a terminal the line is redrawn in place (at most 10 times a second);
+    elsewhere (a log file, ``docker logs``) a line is printed at each 10% of
+    the run and whenever ``every`` seconds passed since the last one, so a
+    long run never looks dead. :meth:`say` prints a full line (test scores,
+    snapshots, warnings) without breaking the bar.
+    """
+
+    def __init__(self, total, start, stream, *, enabled=True, report=True, label="", every=20.0,
+                 clock=time.monotonic):
         self.total, self.start_iter, self.stream = total, start, stream
-        self.enabled = enabled
-        self.tty = enabled and hasattr(stream, "isatty") and stream.isatty()
-        self.t0 = time.time()
-        self.last_pct = -1
+        self.enabled, self.report = enabled, report
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self.clock = clock
+        self.t0 = self.last_time = clock()
+        self.every = every
+        self.last_decade = -1
+        self.last_it = None
+        self.on_screen = False     # a bar is drawn on the terminal line, without a newline
         self.label = label + " " if label else ""
 
     def update(self, it, loss, final=False):
         if not self.enabled:
             return
-        done = it - self.start_iter
-        todo = self.total - self.start_iter
-        elapsed = time.time() - self.t0
+        now = self.clock()
+        done, todo = it - self.start_iter, self.total - self.start_iter
+        frac = min(done / todo, 1.0) if todo > 0 else 1.0
+        if final:
+            if it == self.last_it and not self.tty:
+                return
+        elif self.tty:
+            if now - self.last_time < 0.1:
+                return
+        elif int(frac * 10) == self.last_decade and now - self.last_time < self.every:
+            return
+        self.last_decade, self.last_time, self.last_it = int(frac * 10), now, it
+        elapsed = now - self.t0
         rate = done / elapsed if elapsed > 0 else float("nan")
         eta = (todo - done) / rate if rate and rate > 0 else float("nan")
-        frac = done / todo if todo > 0 else 1.0
-        pct = int(frac * 100)
-        if not self.tty and pct // 10 == self.last_pct // 10 and (not final or pct == self.last_pct):
-            return
-        self.last_pct = pct
         width = 24
         bar = "#" * int(frac * width) + "." * (width - int(frac * width))
         line = (f"{self.label}[{bar}] {it}/{self.total} loss {loss:.4g} "
                 f"{rate:.1f} it/s ETA {_fmt_time(eta)}")
         if self.tty:
             self.stream.write("\r" + line + ("\n" if final else ""))
+            self.on_screen = not final
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
 
+    def say(self, text):
+        """Prints one full line (when reporting), clearing the bar drawn on a terminal."""
+        if not self.report:
+            return
+        if self.on_screen:
+            self.stream.write("\r\x1b[K")
+            self.on_screen = False
+        self.stream.write(text + "\n")
+        self.stream.flush()
 
-def train(solver_path, *, weights=None, snapshot=None, max_iter=None, progress=True,
-          curve_png=None, label="", stream=None, gpu=None):
-    """Trains the solver's net; returns the history.
 
-    Args:
-      solver_path: ``solver.prototxt``; relative paths inside it (the net,
-        ``snapshot_prefix``) are resolved against the working directory, as
-        with ``caffe train``.
-      weights: ``.caffemodel`` to initialise from (fine-tuning, or the
-        output of ``net-surgery``).
-      snapshot: ``.solverstate`` to resume from.
-      max_iter: stop at this iteration instead of the solver's ``max_iter``.
-      progress: show the progress bar on ``stream`` (stderr by default).
-      curve_png: write the training curve there.
-      label: text before the progress bar.
-      gpu: device id for GPU mode (CUDA builds), or None for CPU.
+class _Signals:
+    """SIGINT and SIGTERM ask to stop (with a snapshot), SIGHUP to snapshot and go on.
 
-    Returns:
-      dict with ``iters`` and ``loss`` (weighted training loss per
-      iteration), ``solver`` (the pycaffe solver) and ``interrupted``.
+    The handlers only set flags, read between iterations, so Caffe is never
+    interrupted in the middle of an update or of writing a file. After the
+    first stop request the default handlers come back: a second Ctrl-C
+    raises ``KeyboardInterrupt`` at once, a second SIGTERM ends the process.
     """
+
+    NAMES = {signal.SIGINT: "Ctrl-C (SIGINT)", signal.SIGTERM: "SIGTERM"}
+
+    def __init__(self):
+        self.stop = None          # the signal number that asked to stop
+        self.hup = False
+        self.saved = {}
+
+    def _on_stop(self, signum, frame):
+        self.stop = signum
+        for sig, old in self.saved.items():
+            if sig != signal.SIGHUP:
+                signal.signal(sig, old)
+
+    def _on_hup(self, signum, frame):
+        self.hup = True
+
+    def __enter__(self):
+        wanted = {signal.SIGINT: self._on_stop, signal.SIGTERM: self._on_stop}
+        if hasattr(signal, "SIGHUP"):
+            wanted[signal.SIGHUP] = self._on_hup
+        try:
+            for sig, handler in wanted.items():
+                self.saved[sig] = signal.signal(sig, handler)
+        except ValueError:          # not the main thread: Python runs handlers there only
+            self.__exit__()
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self.saved.items():
+            signal.signal(sig, old)
+        self.saved = {}
+
+    def take_hup(self):
+        hup, self.hup = self.hup, False
+        return hup
+
+
+class _LayerNames:
+    """Finds which prototxt layer a running Python layer object is.
+
+    Once the nets exist, by identity (``net.layers[i]`` is the Python object
+    Caffe created); while they are being built, by the layer's class and
+    ``param_str`` in the parsed prototxts.
+    """
+
+    def __init__(self, nets):
+        self.nets = nets           # [(where, NetParameter, phase)]
+        self.live = {}             # id(layer object) -> (where, name)
+
+    def add_solver(self, solver, wheres):
+        import caffe
+        for net, where in zip([solver.net] + list(solver.test_nets), wheres):
+            for i, name in enumerate(net._layer_names):
+                layer = net.layers[i]
+                if type(layer) is not caffe.Layer:      # a Python layer: the object Caffe holds
+                    self.live[id(layer)] = (where, name)
+
+    def describe(self, layer):
+        """``("train_val.prototxt", "layer 'loss'")`` for a layer object, or None."""
+        if id(layer) in self.live:
+            where, name = self.live[id(layer)]
+            return where, f"layer '{name}'"
+        cls, param_str = type(layer).__name__, getattr(layer, "param_str", None)
+        found = []
+        for where, net, _ in self.nets:
+            for spec in net.layer:
+                if (spec.type == "Python" and spec.python_param.layer == cls
+                        and spec.python_param.param_str == param_str):
+                    key = (spec.name or (spec.top[0] if len(spec.top) else ""), where)
+                    if key not in found:
+                        found.append(key)
+        if not found:
+            return None
+        names = " or ".join(sorted({f"'{name}'" for name, _ in found}))
+        return ", ".join(sorted({where for _, where in found})), f"layer {names}"
+
+    def describe_module(self, module):
+        """The layers whose ``python_param { module }`` is ``module`` (an import failed)."""
+        found = [(spec.name, where) for where, net, _ in self.nets for spec in net.layer
+                 if spec.type == "Python" and spec.python_param.module == module]
+        if not found:
+            return None
+        return ", ".join(sorted({w for _, w in found})), \
+            "layer " + " or ".join(sorted({f"'{n}'" for n, _ in found}))
+
+
+def _caffe_layer_in(frames):
+    """The innermost ``self`` among ``frames`` that is a ``caffe.Layer`` (a Python layer), or None."""
     import caffe
-    stream = sys.stderr if stream is None else stream
+    found = None
+    for frame in frames:
+        obj = frame.f_locals.get("self")
+        if isinstance(obj, caffe.Layer):
+            found = obj
+    return found
+
+
+def _traceback_frames(err):
+    tb, frames = err.__traceback__, []
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    return frames
+
+
+def _layer_error(err, names, when):
+    """A :class:`TrainingError` for an exception raised inside Caffe, naming the layer."""
+    layer = _caffe_layer_in(_traceback_frames(err))
+    if layer is None:
+        if isinstance(err, ImportError) and getattr(err, "name", None):
+            where = names.describe_module(err.name.split(".")[0]) or names.describe_module(err.name)
+            if where:
+                return TrainingError(f"{when}: {where[0]}: {where[1]}: python_param module '{err.name}' "
+                                     f"could not be imported ({err}). Python layers are imported from "
+                                     f"sys.path: run from the folder of your layer modules, or add it to "
+                                     f"PYTHONPATH")
+        return None
+    where = names.describe(layer)
+    where = f"{where[0]}: {where[1]}" if where else f"Python layer {type(layer).__name__}"
+    ours = type(layer).__module__.split(".")[0] == "caffe_losses"
+    details = None if ours else "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    message = str(err) if ours else f"{type(err).__name__}: {err}"
+    suffix = f" {layer.where()}" if ours and hasattr(layer, "where") else ""
+    if suffix.strip() and message.endswith(suffix):
+        message = message[:-len(suffix)]           # the prefix below names the layer already
+    return TrainingError(f"{when}: {where}: {message}", details)
+
+
+@contextlib.contextmanager
+def _warnings_to(progress, names):
+    """Warnings raised while training are printed naming the prototxt layer, not a source line."""
+    if not progress.report:
+        yield
+        return
+
+    shown = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        frames, frame = [], sys._getframe(1)
+        while frame is not None:
+            frames.append(frame)
+            frame = frame.f_back
+        layer = _caffe_layer_in(reversed(frames))
+        where = names.describe(layer) if layer is not None else None
+        text = (f"{where[0]}: WARNING {where[1]}: {message}" if where
+                else f"WARNING ({category.__name__}): {message}")
+        if text not in shown:       # the same layer in the train and the test net: once
+            shown.add(text)
+            progress.say(text)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
+def _weights_list(weights, snapshot, param):
+    """The .caffemodel files to start from: --weights, else the solver's ``weights`` (unless resuming).
+
+    Each entry may list several files separated by commas, as ``caffe train
+    -weights`` and the solver's ``weights`` field take them.
+    """
+    if snapshot:
+        return []
+    entries = [(weights, "--weights")] if weights else [(w, "solver weights") for w in param.weights]
+    return [(name.strip(), option) for entry, option in entries for name in entry.split(",") if name.strip()]
+
+
+def _gpu_problem(device):
+    """Why this Caffe cannot use GPU ``device`` (a CPU-only build, no driver...), or None.
+
+    Caffe aborts the process there (``LOG(FATAL)``), so a child process tries.
+    """
+    code = f"import caffe; caffe.set_device({int(device)}); caffe.set_mode_gpu()"
+    env = dict(os.environ, GLOG_minloglevel="2")
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                              timeout=120)
+    except subprocess.TimeoutExpired:
+        return "probing the GPU timed out"
+    if proc.returncode == 0:
+        return None
+    lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+    fatal = [ln.split("] ", 1)[-1] for ln in lines if ln.startswith("F")]
+    return (fatal or lines or [f"exit status {proc.returncode}"])[0]
+
+
+def _set_mode(gpu, param, progress):
+    """CPU or GPU as ``caffe train`` chooses: ``gpu`` (--gpu), else the solver's ``solver_mode``."""
+    import caffe
+    from caffe.proto import caffe_pb2
+    if gpu is None and param.HasField("solver_mode") and param.solver_mode == caffe_pb2.SolverParameter.GPU:
+        problem = _gpu_problem(param.device_id)
+        if problem:
+            progress.say(f"note: the solver says solver_mode: GPU, but this Caffe cannot use GPU "
+                         f"{param.device_id} ({problem}): training on the CPU")
+        else:
+            gpu = param.device_id
+    elif gpu is not None:
+        problem = _gpu_problem(gpu)
+        if problem:
+            raise TrainingError(f"--gpu {gpu}: this Caffe cannot use that GPU: {problem}")
     if gpu is None:
         caffe.set_mode_cpu()
     else:
         caffe.set_device(int(gpu))
         caffe.set_mode_gpu()
-    param = read_solver(solver_path)
-    _preflight_data(param)
-    solver = caffe.get_solver(solver_path)
-    if weights:
-        if not os.path.isfile(weights):
-            raise FileNotFoundError(f"weights file not found: {weights}")
-        check_weights(weights, solver.net, option="--weights")
-        solver.net.copy_from(weights)
-        for net in solver.test_nets:
-            net.share_with(solver.net)
-    if snapshot:
-        if not os.path.isfile(snapshot):
-            raise FileNotFoundError(f"snapshot file not found: {snapshot}")
-        solver.restore(snapshot)
-    total = int(max_iter if max_iter is not None else param.max_iter)
-    bar = _Progress(total, solver.iter, stream, progress, label)
-    iters, losses = [], []
-    interrupted = False
+
+
+def _build_solver(param, prefix, solver_path):
+    """``caffe.get_solver`` on a copy of the solver: explicit prefix, Caffe's own testing off, no weights."""
+    import caffe
+    from google.protobuf import text_format
+    run = type(param)()
+    run.CopyFrom(param)
+    run.snapshot_prefix = prefix
+    del run.weights[:]
+    if len(run.test_iter):
+        run.test_interval = _NEVER
+        run.test_initialization = False
+    folder = tempfile.mkdtemp(prefix="caffe-losses-train-")
     try:
-        while solver.iter < total:
-            solver.step(1)
-            value = net_loss(solver.net)
-            iters.append(solver.iter)
-            losses.append(value)
-            bar.update(solver.iter, value)
-        bar.update(solver.iter, losses[-1] if losses else float("nan"), final=True)
-        if param.snapshot_after_train and param.snapshot_prefix and iters:
-            solver.snapshot()
-    except KeyboardInterrupt:
-        interrupted = True
-        if progress:
-            stream.write("\ninterrupted: saving a snapshot before exiting\n")
-        if param.snapshot_prefix:
-            solver.snapshot()
-    n = min(len(iters), len(losses))   # an interrupt can fall between the two appends
-    iters, losses = iters[:n], losses[:n]
+        path = os.path.join(folder, os.path.basename(solver_path))
+        with open(path, "w") as f:
+            f.write(text_format.MessageToString(run))
+        return caffe.get_solver(path)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _test_due(param, it):
+    return param.test_interval > 0 and it % param.test_interval == 0 and (it > 0 or param.test_initialization)
+
+
+def _run_test(solver, net, test_iter, compute_loss, stop):
+    """Caffe's ``Solver::Test`` for one test net; None when a stop was requested meanwhile."""
+    net.share_with(solver.net)
+    last = len(net.layers) - 1
+    outputs = list(net.outputs)
+    scores, loss = None, np.float32(0)
+    for _ in range(test_iter):
+        if stop():
+            return None
+        iter_loss = net._forward(0, last)          # Net::Forward's loss, as Caffe computes it
+        if compute_loss:
+            loss += np.float32(iter_loss)
+        values = [np.array(net.blobs[o].data, dtype=np.float32).ravel() for o in outputs]
+        if scores is None:
+            scores = values
+        else:
+            for j, v in enumerate(values):
+                scores[j] += v                     # float32 sums, as Caffe's Dtype test_score
+    weights = net.blob_loss_weights
+    result = {"outputs": {}, "loss_weights": {}, "loss": None}
+    for name, total in zip(outputs, scores or []):
+        for k, value in enumerate(total / np.float32(test_iter)):
+            key = name if total.size == 1 else f"{name}[{k}]"
+            result["outputs"][key] = float(value)
+            result["loss_weights"][key] = float(weights.get(name, 0.0))
+    if compute_loss:
+        result["loss"] = float(loss / np.float32(test_iter))
+    return result
+
+
+def format_test(test, several_nets=False):
+    """One line for a test result, with Caffe's names and numbers (``%g``, as glog prints)."""
+    parts = []
+    for i, (name, value) in enumerate(test["outputs"].items()):
+        w = test["loss_weights"][name]
+        weighted = f" (* {np.float32(w):g} = {float(np.float32(w) * np.float32(value)):g} loss)" if w else ""
+        parts.append(f"#{i} {name} = {value:g}{weighted}")
+    if test["loss"] is not None:
+        parts.append(f"test loss = {test['loss']:g}")
+    net = f" net #{test['net']}" if several_nets else ""
+    return f"iteration {test['iter']}, test{net}: " + ", ".join(parts)
+
+
+def train(solver_path, *, weights=None, snapshot=None, max_iter=None, progress=True, report=None,
+          curve_png=None, label="", stream=None, gpu=None, progress_every=20.0):
+    """Trains the solver's net as ``caffe train`` does; returns the history.
+
+    Args:
+      solver_path: ``solver.prototxt``; relative paths inside it (the net,
+        data sources, ``snapshot_prefix``) are resolved against the working
+        directory, as with ``caffe train``.
+      weights: ``.caffemodel`` to initialise from (fine-tuning, or the
+        output of ``net-surgery``); several separated by commas. Replaces the
+        solver's own ``weights`` field, as ``caffe train -weights`` does.
+      snapshot: ``.solverstate`` to resume from.
+      max_iter: stop at this iteration instead of the solver's ``max_iter``
+        (the learning-rate schedule still uses the solver's); training
+        finishes there as at ``max_iter`` (final snapshot and test).
+      progress: show the progress bar on ``stream`` (stderr by default).
+      report: print test scores, snapshots, warnings and notes on
+        ``stream`` (default: as ``progress``).
+      curve_png: write the training curve (and test scores) there; without
+        matplotlib, ``curve`` is None and ``curve_note`` says how to get it.
+      label: text before the progress bar.
+      gpu: device id for GPU mode (CUDA builds); None follows the solver's
+        ``solver_mode`` (GPU with ``device_id``) as ``caffe train`` does, on
+        the CPU where this Caffe has no usable GPU.
+      progress_every: when ``stream`` is not a terminal, also print a
+        progress line whenever this many seconds passed.
+
+    Returns:
+      dict: ``iters`` and ``loss`` (weighted training loss per iteration);
+      ``tests``, one dict per test run: ``iter``, ``net`` (test net index),
+      ``outputs`` ({name: mean value}, Caffe's order), ``loss_weights``
+      ({name: weight}), ``loss`` (with ``test_compute_loss``, else None);
+      ``snapshots``: ``(iteration, weights file, state file)`` written in
+      this run; ``solver`` (the pycaffe solver); ``interrupted`` (the
+      signal number that stopped training, or None); ``curve`` and
+      ``curve_note``.
+
+    Raises:
+      FileNotFoundError, PreflightError: a file Caffe would abort on.
+      TrainingError: a Python layer's error while building the nets or
+        training, naming the layer (a snapshot at the last completed
+        iteration is saved first).
+    """
+    stream = sys.stderr if stream is None else stream
+    report = progress if report is None else report
+    param = read_solver(solver_path)
+    check_solver(param, solver_path)
+    prefix = snapshot_prefix(param, solver_path)
+    if os.path.isdir(prefix):
+        raise PreflightError(f"snapshot_prefix '{prefix}' (from {solver_path}) names a folder: set "
+                             f"snapshot_prefix in the solver to the snapshots' path and name prefix")
+    check_snapshot_prefix(prefix)
+    nets = _solver_nets(param, solver_path)
+    for where, net_param, phase in nets:
+        check_net_structure(net_param, phase, where)
+        check_data_sources(net_param, phase)
+    starts = _weights_list(weights, snapshot, param)
+    for path, option in starts:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{option}: weights file not found: {path}")
+    if snapshot and not os.path.isfile(snapshot):
+        raise FileNotFoundError(f"--snapshot: solver state file not found: {snapshot}")
+
+    bar = _Progress(int(param.max_iter if max_iter is None else max_iter), 0, stream, enabled=progress,
+                    report=report, label=label, every=progress_every)
+    names = _LayerNames(nets)
+    with _Signals() as signals, _warnings_to(bar, names):
+        _set_mode(gpu, param, bar)
+        try:
+            solver = _build_solver(param, prefix, solver_path)
+        except Exception as err:
+            wrapped = _layer_error(err, names, f"building the nets of {solver_path}")
+            if wrapped is None:
+                raise
+            raise wrapped from None
+        names.add_solver(solver, [where for where, _, _ in nets])
+        for path, option in starts:
+            check_weights(path, solver.net, option=option, require_match=True)
+            for net in solver.test_nets:
+                check_weights(path, net, option=option)
+            solver.net.copy_from(path)
+            for net in solver.test_nets:
+                net.copy_from(path)
+        if snapshot:
+            check_solverstate(snapshot, solver.net, _solver_type(param))
+            solver.restore(snapshot)
+        bar.start_iter, bar.t0 = solver.iter, bar.clock()
+        history = _Run(solver, param, prefix, bar, signals, max_iter).run(names)
+    history["solver"] = solver
     solver_dir = os.path.basename(os.path.dirname(os.path.abspath(solver_path)))
     for runs in _COLLECTORS:
         runs.append({"label": label or solver_dir, "solver": os.path.abspath(solver_path),
-                     "iters": list(iters), "loss": list(losses)})
-    if curve_png and iters:
-        plot_curve({"iters": iters, "loss": losses}, curve_png,
-                   title=f"Training loss: {os.path.basename(os.path.dirname(os.path.abspath(solver_path)))}"
-                   f"/{os.path.basename(solver_path)}")
-    return {"iters": iters, "loss": losses, "solver": solver, "interrupted": interrupted}
+                     "iters": list(history["iters"]), "loss": list(history["loss"]),
+                     "tests": list(history["tests"])})
+    history["curve"], history["curve_note"] = None, None
+    if curve_png and (history["iters"] or history["tests"]):
+        try:
+            history["curve"] = plot_curve(history, curve_png, title=f"{solver_dir}/{os.path.basename(solver_path)}")
+        except ModuleNotFoundError as err:
+            if not (err.name or "").split(".")[0] == "matplotlib":
+                raise
+            history["curve_note"] = CURVE_EXTRA_NOTE
+    return history
+
+
+class _Run:
+    """One training run: Caffe's ``Solve``/``Step`` one iteration at a time (see the module doc)."""
+
+    def __init__(self, solver, param, prefix, bar, signals, max_iter):
+        self.solver, self.param, self.prefix, self.bar, self.signals = solver, param, prefix, bar, signals
+        self.start = solver.iter
+        self.total = int(param.max_iter if max_iter is None else max_iter)
+        self.history = {"iters": [], "loss": [], "tests": [], "snapshots": [], "interrupted": None}
+        self.recent = deque(maxlen=max(int(param.average_loss), 1))   # Caffe's smoothed (shown) loss
+        self.last_snapshot = None      # the iteration of the last snapshot written in this run
+        self.phase = "training"        # what was going on, for error messages
+
+    def stop_requested(self):
+        return self.signals.stop is not None
+
+    def files(self):
+        return snapshot_files(self.prefix, self.solver.iter, self.param.snapshot_format)
+
+    def saved(self):
+        """Records (and reports) the snapshot Caffe just wrote, once its files exist."""
+        model, state = self.files()
+        for path in (model, state):
+            if not os.path.isfile(path):
+                raise TrainingError(f"Caffe reported a snapshot at iteration {self.solver.iter} but {path} "
+                                    f"does not exist")
+        self.last_snapshot = self.solver.iter
+        self.history["snapshots"].append((self.solver.iter, model, state))
+        self.bar.say(f"snapshot at iteration {self.solver.iter}: {model}, {state}")
+
+    def snapshot(self, repeat=False):
+        """A snapshot of the current iteration, unless one was written at it; ``repeat`` names it again."""
+        if self.last_snapshot != self.solver.iter:
+            self.solver.snapshot()
+            self.saved()
+        elif repeat:      # written a moment ago: name it again where the user looks for it
+            model, state = self.files()
+            self.bar.say(f"snapshot at iteration {self.solver.iter}: {model}, {state}")
+
+    def test_all(self):
+        self.phase = f"testing at iteration {self.solver.iter}"
+        nets = self.solver.test_nets
+        for k in range(len(nets)):
+            result = _run_test(self.solver, nets[k], int(self.param.test_iter[k]), self.param.test_compute_loss,
+                               self.stop_requested)
+            if result is None:
+                self.bar.say(f"iteration {self.solver.iter}: test interrupted")
+                return
+            result = {"iter": self.solver.iter, "net": k, **result}
+            self.history["tests"].append(result)
+            self.bar.say(format_test(result, len(nets) > 1))
+
+    def stopped(self):
+        """Ctrl-C or SIGTERM: a snapshot of the last completed iteration, if one was trained."""
+        what = _Signals.NAMES.get(self.signals.stop, "a signal")
+        self.history["interrupted"] = self.signals.stop
+        if self.solver.iter == self.start:
+            self.bar.say(f"{what} before the first iteration: nothing trained, nothing saved")
+        else:
+            self.bar.say(f"{what} at iteration {self.solver.iter}: saving a snapshot before exiting")
+            self.snapshot(repeat=True)
+        return self.history
+
+    def step(self):
+        solver, param = self.solver, self.param
+        if len(solver.test_nets) and _test_due(param, solver.iter):
+            self.test_all()
+            if self.stop_requested():
+                return
+        self.phase = f"iteration {solver.iter}"
+        solver.step(1)
+        value = net_loss(solver.net)
+        self.history["iters"].append(solver.iter)
+        self.history["loss"].append(value)
+        self.recent.append(value)
+        if param.snapshot and solver.iter % param.snapshot == 0:   # Caffe wrote it in step()
+            self.saved()
+        if self.signals.take_hup():
+            self.snapshot()
+        self.bar.update(solver.iter, sum(self.recent) / len(self.recent))
+
+    def finish(self):
+        """``Solve``'s end: the last snapshot (unless just written), the train net's display forward,
+        the final test."""
+        solver, param = self.solver, self.param
+        if self.recent:
+            self.bar.update(solver.iter, sum(self.recent) / len(self.recent), final=True)
+        self.phase = f"finishing at iteration {solver.iter}"
+        if param.snapshot_after_train and solver.iter > self.start:
+            self.snapshot()
+        if param.display and solver.iter % param.display == 0:
+            solver.net.forward()
+        if len(solver.test_nets) and param.test_interval and solver.iter % param.test_interval == 0:
+            self.test_all()
+
+    def run(self, names):
+        """Trains to the end (or a stop request); returns the history.
+
+        A Python layer's error becomes a :class:`TrainingError` naming the
+        layer, after a snapshot of the last completed iteration.
+        """
+        try:
+            while self.solver.iter < self.total and not self.stop_requested():
+                self.step()
+            if not self.stop_requested():
+                self.finish()
+        except Exception as err:
+            wrapped = _layer_error(err, names, self.phase)
+            if wrapped is None:
+                raise
+            if self.solver.iter > self.start and self.last_snapshot != self.solver.iter:
+                self.bar.say(f"error at iteration {self.solver.iter}: saving a snapshot of the last "
+                             f"completed iteration")
+                self.snapshot()
+            raise wrapped from None
+        return self.stopped() if self.stop_requested() else self.history
+
+
+def _test_series(tests):
+    """From test results: {label: (iters, values)} of the weighted test loss and of the other outputs."""
+    several = len({t["net"] for t in tests}) > 1
+    losses, scores = {}, {}
+    for t in tests:
+        net = f"net #{t['net']} " if several else ""
+        weighted = [t["loss_weights"][k] * v for k, v in t["outputs"].items() if t["loss_weights"][k]]
+        if weighted:
+            it, vals = losses.setdefault(f"test {net}loss", ([], []))
+            it.append(t["iter"])
+            vals.append(sum(weighted))
+        for k, v in t["outputs"].items():
+            if not t["loss_weights"][k]:
+                it, vals = scores.setdefault(f"test {net}{k}", ([], []))
+                it.append(t["iter"])
+                vals.append(v)
+    return losses, scores
 
 
 def plot_curve(histories, path, *, title="Training loss", smooth=10):
-    """Draws one or more loss curves (``{label: history}`` or one history) to ``path``."""
+    """Draws loss curves (``{label: history}`` or one history) to ``path``.
+
+    One history with ``tests`` (from :func:`train`) also gets its test
+    scores: the weighted test loss beside the training loss, and the other
+    test outputs (accuracy...) on a second panel.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    test_losses, test_scores = {}, {}
     if "iters" in histories:
+        test_losses, test_scores = _test_series(histories.get("tests") or [])
         histories = {"training loss": histories}
-    fig, ax = plt.subplots(figsize=(7, 4))
+    rows = 2 if test_scores else 1
+    fig, axes = plt.subplots(rows, 1, figsize=(7, 4 if rows == 1 else 6.5), sharex=True, squeeze=False)
+    ax = axes[0][0]
     for label, h in histories.items():
         it, loss = np.asarray(h["iters"]), np.asarray(h["loss"], dtype=float)
+        if not len(it):
+            continue
         line, = ax.plot(it, loss, alpha=0.25)
         if len(loss) >= smooth > 1:
             kernel = np.ones(smooth) / smooth
@@ -198,14 +789,25 @@ def plot_curve(histories, path, *, title="Training loss", smooth=10):
         else:
             line.set_alpha(1.0)
             line.set_label(label)
+    for label, (it, vals) in test_losses.items():
+        ax.plot(it, vals, "o-", label=label)
     positive = [v for h in histories.values() for v in h["loss"] if v > 0]
+    positive += [v for _, vals in test_losses.values() for v in vals if v > 0]
     if positive and max(positive) / max(min(positive), 1e-12) > 1e2:
         ax.set_yscale("log")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("weighted training loss" + (" (log scale)" if ax.get_yscale() == "log" else ""))
+    ax.set_ylabel(("weighted loss" if test_losses else "weighted training loss") +
+                  (" (log scale)" if ax.get_yscale() == "log" else ""))
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
+    if test_scores:
+        low = axes[1][0]
+        for label, (it, vals) in test_scores.items():
+            low.plot(it, vals, "o-", label=label)
+        low.set_ylabel("test net outputs")
+        low.grid(alpha=0.3)
+        low.legend()
+    axes[-1][0].set_xlabel("iteration")
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=100)

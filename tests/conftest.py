@@ -20,3 +20,9 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 import caffe  # noqa: E402  (fails loudly if the build is missing: never skipped)
 
 caffe.set_mode_cpu()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """What tests/test_doc_examples.py ran and skipped (its inventory)."""
+    for line in getattr(sys.modules.get("test_doc_examples"), "SUMMARY", []):
+        terminalreporter.write_line(line)

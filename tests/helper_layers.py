@@ -29,15 +29,15 @@ class HalfSquaredError(LossLayer):
                      "NONE": 1}[self.params["normalization"]]
         return self.params["scale"] * float(np.sum(self.diff.astype(np.float64) ** 2)) / (2 * self.norm)
 
-    def gradients(self, bottom, propagate_down):
-        g = self.params["scale"] * self.diff / self.norm
-        return {0: g, 1: -g}
+    def gradients(self, diffs, scale):
+        g = scale * self.params["scale"] * self.diff / self.norm
+        for i, diff in diffs.items():
+            diff[...] = (g if i == 0 else -g).reshape(diff.shape)
 
 
 class WrongBackward(HalfSquaredError):
-    def gradients(self, bottom, propagate_down):
-        g = super().gradients(bottom, propagate_down)
-        return {k: 1.5 * v for k, v in g.items()}
+    def gradients(self, diffs, scale):
+        super().gradients(diffs, 1.5 * scale)
 
 
 class OnlyFirstBottom(HalfSquaredError):

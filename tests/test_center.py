@@ -257,4 +257,33 @@ def test_zero_loss_weight_warns():
     net = center_net("{num_classes: 3}", loss_weight=None)
     net.blobs["y"].data[...] = 0
     with pytest.warns(LossWeightWarning, match="CenterLoss"):
+        net.forward()    # no weight and no gradient came back: warned at the next forward
         net.forward()
+
+
+def test_a_refused_batch_moves_no_center():
+    # features of 1e20 give a loss finite in float64 (1e40) but inf in the
+    # float32 top: refused, and neither that backward nor a later one moves
+    # the centers with that batch (before, they jumped to 3.3e19)
+    net = center_net("{num_classes: 3}", n=4)
+    net.params["under_test"][0].data[...] = 1.0
+    net.blobs["y"].data[...] = [0, 1, 2, 0]
+    net.blobs["x"].data[...] = 1e20
+    with pytest.raises(ValueError, match=r"CenterLoss: the loss (1e\+40 does not fit float32|overflowed to inf .* too large for float32)"):
+        net.forward()
+    with pytest.raises(ValueError, match=r"CenterLoss: backward without a forward this layer accepted"):
+        net.backward()
+    np.testing.assert_array_equal(net.params["under_test"][0].data, 1.0)
+    net.blobs["x"].data[...] = 2.0             # a good batch trains again
+    net.forward()
+    net.backward()
+    assert np.all(net.params["under_test"][0].data[:3] > 1.0)
+
+
+def test_centers_are_checked_against_free_memory_before_allocating(monkeypatch):
+    from caffe_losses import safety
+    monkeypatch.setattr(safety, "available_memory", lambda: 10 ** 6)
+    with pytest.raises(ValueError, match=r"CenterLoss: the centers \(100000 x 2 float32, data and diff\) "
+                                         r"would need 1\.5 MiB, more than the 976\.6 KiB of memory available"):
+        center_net("{num_classes: 100000}")
+    center_net("{num_classes: 1000}")

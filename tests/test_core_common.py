@@ -1,9 +1,13 @@
-"""Shared core helpers: Caffe's normalizer, stable softmax, label checks."""
+"""Shared core helpers: Caffe's normalizer, stable softmax, label checks, the loss sum,
+the non-finite reporter, the output view and the workspace."""
+
+import re
 
 import numpy as np
 import pytest
 
-from caffe_losses.core.common import (canonical_shape, check_labels, log_softmax, normalizer,
+from caffe_losses.core.common import (Workspace, canonical_shape, check_labels, first_bad_index,
+                                      log_softmax, loss_sum, normalizer, out_view, raise_non_finite,
                                       sigmoid, softmax, softplus)
 
 
@@ -56,6 +60,63 @@ def test_check_labels():
         check_labels("L", np.array([np.nan]), 3)
     with pytest.raises(ValueError, match="-1.0 at index"):
         check_labels("L", np.array([-1.0]), 3, ignore_label=255)
+
+
+def test_check_labels_bad_values_in_every_dtype_and_with_ignore_labels():
+    good = np.array([[0, 3, 1], [2, 2, 0]])
+    for bad, shown in [(np.nan, "nan"), (np.inf, "inf"), (-1.0, "-1.0"), (2.5, "2.5"), (4.0, "4.0"),
+                       (1e20, "1e+20"), (-(2.0 ** 40), "-1099511627776.0")]:
+        lab = good.astype(np.float64)
+        lab[1, 2] = bad
+        for ignore in (None, 255, 0):
+            with pytest.raises(ValueError, match=rf"L: bottom 'label' holds {re.escape(shown)} at index \(1, 2\)"):
+                check_labels("L", lab, 4, ignore_label=ignore)
+    lab = good.astype(np.float32)
+    lab[0, 0] = 255
+    y, valid = check_labels("L", lab, 4, ignore_label=255)
+    assert y.tolist() == [[0, 3, 1], [2, 2, 0]] and valid.tolist() == [[False, True, True], [True] * 3]
+    y, valid = check_labels("L", np.zeros((2, 0)), 4)
+    assert y.shape == (2, 0) and valid is None
+
+
+def test_loss_sum_is_a_float64_sum():
+    # 2^24 + 1 is not a float32: a float32 accumulation of these loses the ones
+    terms = np.array([2.0 ** 24] + [1.0] * 1000, np.float32)
+    assert loss_sum(terms) == 2.0 ** 24 + 1000
+    assert isinstance(loss_sum(terms), float)
+
+
+def test_first_bad_index_and_the_non_finite_reporter():
+    assert first_bad_index(np.array([[False, False], [False, True]])) == (1, 1)
+    assert first_bad_index(np.array([False, True, True])) == (1,)
+    with pytest.raises(ValueError, match=r"^Own: bottom 'b' holds a non-finite value -inf at index \(0, 1\)$"):
+        raise_non_finite("Own", np.nan, [("bottom 'a'", np.zeros(3)), ("bottom 'b'", np.array([[0, -np.inf]]))])
+    with pytest.raises(ValueError, match=r"^Own: the loss overflowed to inf although every input is finite"):
+        raise_non_finite("Own", np.inf, [("bottom 'a'", np.zeros(3))])
+
+
+def test_out_view_writes_through_to_any_shape_with_the_count():
+    out = np.zeros((2, 3, 1))
+    view = out_view(out, (6,), np.float64)
+    view[...] = np.arange(6)
+    assert out.ravel().tolist() == list(range(6))
+    assert out_view(None, (2, 2), np.float32).shape == (2, 2)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        out_view(np.zeros((4, 4))[:, ::2], (8,), np.float64)
+
+
+def test_workspace_reuses_arrays_until_the_shape_changes():
+    ws = Workspace()
+    a = ws.array("x", (2, 3), np.dtype(np.float32))
+    assert ws.array("x", (2, 3), np.dtype(np.float32)) is a
+    assert ws.array("x", (3, 3), np.dtype(np.float32)) is not a
+    assert ws.array("x", (3, 3), np.dtype(np.float64)).dtype == np.float64
+    calls = []
+    assert ws.memo("m", ("k", 1), lambda: calls.append(1) or "v") == "v"
+    assert ws.memo("m", ("k", 1), lambda: calls.append(1) or "w") == "v" and calls == [1]
+    assert ws.memo("m", ("k", 2), lambda: "w") == "w"
+    zeros = ws.zeros((2,), np.dtype(np.float32))
+    assert not zeros.flags.writeable and not zeros.any()
 
 
 def test_check_labels_fast_path_agrees_with_the_full_check():

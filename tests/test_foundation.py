@@ -152,3 +152,52 @@ def test_caffe_tool_reports_a_python_layer_error(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "HalfSquaredError: 'scale' must be > 0" in proc.stderr
+
+
+def test_loss_layers_share_the_one_backward():
+    # LossLayer.backward is the only backward of the loss layers: each
+    # implements gradients(diffs, scale), which is what runs in training
+    import caffe_losses
+    from caffe_losses.layers.base import LossLayer
+    losses = [getattr(caffe_losses, name) for name in caffe_losses._LAYERS]
+    losses = [cls for cls in losses if issubclass(cls, LossLayer)]
+    assert len(losses) >= 6
+    for cls in losses:
+        assert cls.backward is LossLayer.backward, cls.__name__
+        assert cls.gradients is not LossLayer.gradients, cls.__name__
+
+
+def test_caffe_tool_finds_own_layers_in_the_folder_but_never_ahead_of_installed_modules(tmp_path):
+    # The user's layer module in the current folder is found; a ./json.py or
+    # ./numpy.py there does not shadow the installed module (it comes last).
+    (tmp_path / "mylayers.py").write_text(textwrap.dedent("""
+        import json
+        import numpy as np
+        import caffe
+        class Copy(caffe.Layer):
+            def setup(self, bottom, top):
+                json.loads("{}")
+            def reshape(self, bottom, top):
+                top[0].reshape(*bottom[0].data.shape)
+            def forward(self, bottom, top):
+                top[0].data[...] = np.asarray(bottom[0].data)
+            def backward(self, top, propagate_down, bottom):
+                bottom[0].diff[...] = top[0].diff
+    """))
+    for shadow in ("json", "numpy"):
+        (tmp_path / f"{shadow}.py").write_text(f'raise SystemExit("./{shadow}.py was imported")\n')
+    (tmp_path / "net.prototxt").write_text(textwrap.dedent("""
+        layer { name: "x" type: "DummyData" top: "x" top: "y"
+                dummy_data_param { shape { dim: 4 dim: 2 } shape { dim: 4 dim: 2 } } }
+        layer { name: "copy" type: "Python" bottom: "x" top: "x2"
+                python_param { module: "mylayers" layer: "Copy" } }
+        layer { name: "loss" type: "Python" bottom: "x2" bottom: "y" top: "loss"
+                python_param { module: "caffe_losses" layer: "SmoothL1Loss" } loss_weight: 1 }
+    """))
+    (tmp_path / "solver.prototxt").write_text(
+        'net: "net.prototxt"\nbase_lr: 0.01\nmax_iter: 2\nlr_policy: "fixed"\nsnapshot_after_train: false\n')
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([os.path.join(VENV_BIN, "caffe"), "train", "-solver", "solver.prototxt"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "was imported" not in proc.stderr

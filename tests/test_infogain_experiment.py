@@ -1,6 +1,4 @@
-"""The infogain data, the templates' prepare functions, and the experiment's result rows."""
-
-import os
+"""The infogain data and the templates' prepare functions."""
 
 import numpy as np
 import pytest
@@ -8,10 +6,6 @@ import pytest
 from caffe_losses import hmatrix
 from caffe_losses.cli import main as cli_main
 from caffe_losses.data import infogain as data
-from caffe_losses.experiments import infogain as experiment
-
-ROW_KEYS = {"loss", "recipe", "metric", "value", "baseline", "baseline_value", "higher_is_better",
-            "claim"}
 
 
 def test_imbalanced_digits_split():
@@ -62,20 +56,3 @@ def test_segmentation_data_has_a_rare_class_and_ignored_borders(tmp_path):
     out = data.prepare_segmentation(str(tmp_path), small=True)
     w = np.diagonal(hmatrix.load_h(str(tmp_path / "H.binaryproto"), 3))
     assert w[2] > w[1] > w[0]                 # the rarest class weighs most
-
-
-def test_experiment_rows_small(tmp_path):
-    rows = experiment.run(str(tmp_path), small=True)
-    assert len(rows) == 2
-    for row in rows:
-        assert ROW_KEYS <= set(row)
-        assert row["loss"] == "SoftmaxWithInfogainLoss" and row["baseline"] == "SoftmaxWithLoss"
-        assert 0 <= row["value"] <= 1 and 0 <= row["baseline_value"] <= 1
-        assert row["higher_is_better"] is True and row["claim"]
-    assert os.path.isfile(rows[0]["figure"])
-    # the baseline really is the native layer, the rest of the net unchanged
-    with open(tmp_path / "softmax" / "train_val.prototxt") as f:
-        baseline = f.read()
-    assert 'type: "SoftmaxWithLoss"' in baseline and "SoftmaxWithInfogainLoss" not in baseline
-    with open(tmp_path / "infogain" / "train_val.prototxt") as f:
-        assert "SoftmaxWithInfogainLoss" in f.read()

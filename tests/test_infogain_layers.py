@@ -10,6 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 
+from caffe_losses.core import infogain as core
 from caffe_losses.core.common import softmax
 from caffe_losses.hmatrix import save_h
 from caffe_losses.testing import check_net_gradient, layer_net, net_from_text
@@ -343,3 +344,34 @@ def test_constant_reads_npy(tmp_path):
     yi = y.astype(int)
     expected = -np.sum(H[yi].astype(np.float64) * np.log(p)) / 6
     assert float(net.blobs["ours"].data[0]) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("layer", ["SoftmaxWithInfogainLoss", "InfogainLoss"])
+@pytest.mark.parametrize("keys", ["", ", ignore_label: 255"])
+def test_layer_follows_shape_changes_and_checks_every_batch(tmp_path, layer, keys):
+    H = RNG.rand(4, 4) + np.eye(4)
+    path = str(tmp_path / "H.npy")
+    np.save(path, H)
+    net = layer_net("caffe_losses", layer, {"x": (3, 4), "y": (3,)},
+                    param_str="{source: '%s'%s}" % (path, keys), loss_weight=2)
+    for n in (3, 3, 5, 2, 5):
+        if net.blobs["x"].data.shape[0] != n:
+            net.blobs["x"].reshape(n, 4)
+            net.blobs["y"].reshape(n)
+            net.reshape()
+        x = softmax(RNG.randn(n, 4)) if layer == "InfogainLoss" else RNG.randn(n, 4)
+        y = RNG.randint(0, 4, n).astype(np.float32)
+        net.blobs["x"].data[...] = x
+        net.blobs["y"].data[...] = y
+        net.forward()
+        net.backward()
+        core_fwd = core.infogain_forward if layer == "InfogainLoss" else core.softmax_infogain_forward
+        core_bwd = core.infogain_backward if layer == "InfogainLoss" else core.softmax_infogain_backward
+        loss, cache = core_fwd(net.blobs["x"].data.astype(np.float64), y, H)
+        assert float(net.blobs["loss"].data[0]) == pytest.approx(loss, rel=1e-5)
+        np.testing.assert_allclose(net.blobs["x"].diff, 2 * core_bwd(cache), rtol=1e-4, atol=1e-6)
+        # a bad label in an unchanged shape is still caught, with its index
+        y[n - 1] = 7
+        net.blobs["y"].data[...] = y
+        with pytest.raises(ValueError, match=rf"{layer}: bottom 'label' holds 7\.0 at index \({n - 1},\)"):
+            net.forward()

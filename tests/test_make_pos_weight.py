@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from caffe_losses import cli
+from caffe_losses.tools.make_pos_weight import format_param_str
 from caffe_losses.data.sigmoid import SIZES, SPLIT_SEEDS, make_edges, make_multilabel
 from caffe_losses.templates import TEMPLATE_ROOT
 from caffe_losses.testing import layer_net
@@ -73,7 +74,8 @@ def test_one_channel_prints_a_number_and_ignore_label_is_left_out(tmp_path, caps
     rc, out, _ = tool([str(tmp_path / "seg.npy"), "--ignore-label", "255"], capsys)
     assert rc == 0 and out == 'param_str: "{pos_weight: 2}"'
     rc, _, err = tool([str(tmp_path / "seg.npy")], capsys)
-    assert rc == 2 and "labels' holds 255.0 at index (0, 0, 1, 0)" in err
+    assert rc == 2 and "seg.npy holds 255 at index (0, 0, 1, 0); expected targets in [0, 1]" in err
+    assert "make-pos-weight: make-pos-weight" not in err and "bottom" not in err
 
 
 def test_errors_are_clear(tmp_path, capsys):
@@ -87,7 +89,7 @@ def test_errors_are_clear(tmp_path, capsys):
     assert rc == 2 and "no dataset 'labels'; it holds label" in err
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object))
     rc, _, err = tool([str(tmp_path / "obj.npy")], capsys)
-    assert rc == 2 and "not a plain numeric .npy array" in err
+    assert rc == 2 and "obj.npy holds a pickled object array" in err
     no_pos = LABELS.copy()
     no_pos[:, 2] = 0
     np.save(tmp_path / "nopos.npy", no_pos)
@@ -124,3 +126,36 @@ def test_template_weights_are_what_the_tool_prints(template, make, decimals, tmp
         m = re.search(r'param_str: "(\{pos_weight: [^"]*)"', f.read())
     assert m, f"{template}: no pos_weight param_str"
     assert yaml.safe_load(m.group(1))["pos_weight"] == printed
+
+
+@pytest.mark.parametrize("weight, decimals, printed", [
+    (10, 0, "10"), (300, 0, "300"), (100, 2, "100"), (3, 4, "3"), (0.25, 1, "0.2"), (1.5, 2, "1.5"),
+    (44.0123, 2, "44.01"), (10.5, 4, "10.5"),
+])
+def test_integers_keep_their_zeros(weight, decimals, printed):
+    # --decimals 0 printed 1 for 10 and 3 for 300: zeros of the integer part were stripped
+    assert format_param_str([weight], decimals=decimals) == f'param_str: "{{pos_weight: {printed}}}"'
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--decimals", "-3"], r"--decimals must be in \[0, 17\]\. Received: -3"),
+    (["--max-weight", "-1"], r"--max-weight must be a finite number > 0.*Received: -1"),
+    (["--max-weight", "nan"], r"--max-weight must be a finite number > 0.*Received: nan"),
+    (["--max-weight", "inf"], r"--max-weight must be a finite number > 0.*Received: inf"),
+    (["--max-weight", "0.3", "--decimals", "0"], r"channel 0's weight 0\.3 prints as 0 with --decimals 0"),
+    (["--extra", "sigma: 2"], r"--extra 'sigma: 2' makes a param_str the layer refuses: "
+                              r"WeightedSigmoidCrossEntropyLoss: unknown key 'sigma'"),
+])
+def test_bad_options_are_refused_before_printing(argv, message, tmp_path, capsys):
+    np.save(tmp_path / "labels.npy", LABELS)
+    rc, out, err = tool([str(tmp_path / "labels.npy")] + argv, capsys)
+    assert rc == 2 and out == "", (out, err)
+    assert re.search(r"^make-pos-weight: error: " + message, err, re.M), err
+
+
+def test_weight_of_ten_at_zero_decimals(tmp_path, capsys):
+    t = np.zeros((11, 1), np.float32)
+    t[0] = 1                                  # 1 positive, 10 negatives
+    np.save(tmp_path / "t.npy", t)
+    rc, out, _ = tool([str(tmp_path / "t.npy"), "--decimals", "0", "--quiet"], capsys)
+    assert rc == 0 and out == 'param_str: "{pos_weight: 10}"'

@@ -16,7 +16,8 @@ from caffe.proto import caffe_pb2
 from caffe_losses import cli
 from caffe_losses.data.age import write_age
 from caffe_losses.templates import TEMPLATE_ROOT
-from caffe_losses.tools.net_surgery import SurgeryError, parse_values, surgery
+from caffe_losses.surgery import SurgeryError, surgery
+from caffe_losses.tools.net_surgery import parse_values
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -89,7 +90,7 @@ def test_template_holds_the_seed_layers_verbatim():
         assert ours[name] == layer, f"layer {name} differs from the seed's"
     # and the command of the answer's surgery is written in the template's comment
     text = open(os.path.join(TEMPLATE_ROOT, "age_softmax_surgery", "train_val.prototxt")).read()
-    assert "net_surgery.py --model train_val.prototxt --layer pred_age" in text
+    assert "caffe-losses net-surgery --model train_val.prototxt --layer pred_age" in text
     assert "--values 0:100 --output init_weights.caffemodel" in text
 
 

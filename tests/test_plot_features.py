@@ -12,7 +12,7 @@ import caffe
 from caffe_losses import cli
 from caffe_losses.data.center import SMALL_TEST
 from caffe_losses.templates import TEMPLATE_ROOT, prepare_template
-from caffe_losses.tools import plot_features
+from caffe_losses import features
 from caffe_losses.training import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,15 +73,15 @@ def test_script_runs_from_the_template_folder(trained, tmp_path):
 
 def test_collect_features_covers_the_test_set_once(trained):
     folder, model = trained
-    net = plot_features.load_net(str(folder / "train_val.prototxt"), str(model))
-    feats, labels, accuracy = plot_features.evaluate(net, "feature", "label", "ip2", samples=SMALL_TEST)
+    net = features.load_net(str(folder / "train_val.prototxt"), str(model))
+    feats, labels, accuracy = features.evaluate(net, "feature", "label", "ip2", samples=SMALL_TEST)
     assert feats.shape == (SMALL_TEST, 2) and labels.shape == (SMALL_TEST,)
     import h5py
     with h5py.File(folder / "data" / "test.h5", "r") as f:
         np.testing.assert_array_equal(labels, f["label"][:].astype(np.int64))
     assert 0.0 <= accuracy <= 1.0
     # the accuracy is that of the scores blob of the same forward passes
-    net2 = plot_features.load_net(str(folder / "train_val.prototxt"), str(model))
+    net2 = features.load_net(str(folder / "train_val.prototxt"), str(model))
     net2.forward()
     expected = np.mean(net2.blobs["ip2"].data.argmax(axis=1) == net2.blobs["label"].data)
     assert accuracy == pytest.approx(expected)    # SMALL_TEST == one TEST batch
@@ -89,18 +89,18 @@ def test_collect_features_covers_the_test_set_once(trained):
 
 def test_errors_name_the_problem(trained, tmp_path, capsys):
     folder, model = trained
-    net = plot_features.load_net(str(folder / "train_val.prototxt"), str(model))
+    net = features.load_net(str(folder / "train_val.prototxt"), str(model))
     with pytest.raises(ValueError, match=r"blob 'ip2' has 10 values per sample; expected a 2-D feature"):
-        plot_features.collect_features(net, feature="ip2")
+        features.collect_features(net, feature="ip2")
     with pytest.raises(ValueError, match=r"the net has no blob 'ip1'"):
-        plot_features.collect_features(net, feature="ip1")
+        features.collect_features(net, feature="ip1")
     with pytest.raises(FileNotFoundError, match=r"weights file not found"):
-        plot_features.load_net(str(folder / "train_val.prototxt"), str(tmp_path / "none.caffemodel"))
+        features.load_net(str(folder / "train_val.prototxt"), str(tmp_path / "none.caffemodel"))
     bare = tmp_path / "bare"
     bare.mkdir()
     shutil.copy(folder / "train_val.prototxt", bare)
     with pytest.raises(FileNotFoundError, match=r"TEST data source 'data/test.txt' exists neither.*prepare"):
-        plot_features.load_net(str(bare / "train_val.prototxt"), str(model))
+        features.load_net(str(bare / "train_val.prototxt"), str(model))
     status = cli.main(["plot-features", "--model", str(bare / "train_val.prototxt"), str(model),
                        "--out", str(tmp_path / "x.png")])
     assert status == 2 and not (tmp_path / "x.png").exists()
@@ -115,11 +115,11 @@ def test_intra_inter_ratio_on_hand_made_points():
     # intra = 1, inter = 10 -> 0.1; scaling all features leaves it unchanged
     x = np.array([[0, 1], [0, -1], [10, 1], [10, -1], [11, 0], [9, 0]], float)
     y = np.array([0, 0, 1, 1, 1, 1])
-    assert plot_features.intra_inter_ratio(x, y) == pytest.approx(0.1)
-    assert plot_features.intra_inter_ratio(37 * x, y) == pytest.approx(0.1)
+    assert features.intra_inter_ratio(x, y) == pytest.approx(0.1)
+    assert features.intra_inter_ratio(37 * x, y) == pytest.approx(0.1)
     # three classes: inter is the mean of the three pairwise distances (10, 10, sqrt(200))
     x3 = np.vstack([x, [[0, 11], [0, 9]]])
     y3 = np.append(y, [2, 2])
-    assert plot_features.intra_inter_ratio(x3, y3) == pytest.approx(1 / ((20 + np.sqrt(200)) / 3))
+    assert features.intra_inter_ratio(x3, y3) == pytest.approx(1 / ((20 + np.sqrt(200)) / 3))
     with pytest.raises(ValueError, match="at least two classes"):
-        plot_features.intra_inter_ratio(x[:2], y[:2])
+        features.intra_inter_ratio(x[:2], y[:2])

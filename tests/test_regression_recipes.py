@@ -1,6 +1,5 @@
-"""The embedded age data, the age templates' wiring, and the age experiment's rows."""
+"""The embedded age data and the age templates' wiring."""
 
-import math
 import os
 import shutil
 
@@ -10,7 +9,6 @@ import pytest
 
 import caffe
 from caffe_losses.data import age as age_data
-from caffe_losses.experiments import age as age_experiment
 from caffe_losses.templates import TEMPLATE_ROOT, list_templates, load_template
 
 AGE_TEMPLATES = ("age_sigmoid_smoothl1", "age_softmax_surgery", "age_expectation", "age_mean_variance")
@@ -89,23 +87,3 @@ def test_expectation_template_equals_the_surgery_template_model(tmp_path, monkey
     assert np.ptp(a) > 1                          # not all the same age
     np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-3)
     assert float(ours.blobs["mae"].data) == pytest.approx(float(seed_net.blobs["mae"].data), rel=1e-4)
-
-
-def test_experiment_rows_small(tmp_path):
-    rows = age_experiment.run(str(tmp_path), small=True)
-    assert [r["recipe"] for r in rows] == [r[2] for r in age_experiment.RECIPES]
-    keys = {"loss", "recipe", "metric", "value", "baseline", "baseline_value", "higher_is_better",
-            "claim", "figure"}
-    for row in rows:
-        assert set(row) == keys
-        assert isinstance(row["value"], float) and math.isfinite(row["value"]) and row["value"] >= 0
-        assert row["baseline_value"] > 0 and row["higher_is_better"] is False
-        assert row["metric"] == "test MAE (years)"
-        assert os.path.isfile(row["figure"])
-    # the trivial baseline is the same for every recipe, and computed from the small split
-    _, y_train = age_data.load_age("train", n=age_data.SMALL_TRAIN)
-    _, y_test = age_data.load_age("test", n=age_data.SMALL_TEST)
-    assert rows[0]["baseline_value"] == pytest.approx(age_data.trivial_mae(y_train, y_test)["median"])
-    # the templates were trained (a snapshot at the end, as the solvers ask)
-    assert os.path.isfile(tmp_path / "age_expectation" /
-                          f"age_expectation_iter_{age_experiment.SMALL_ITERS}.caffemodel")

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from caffe_losses.core.common import softplus
-from caffe_losses.core.sigmoid import (allocate_workspace, check_targets, count_targets,
-                                       pos_weight_from_counts,
+from caffe_losses.core.sigmoid import (check_targets, count_targets,
+                                       pos_weight_from_counts, weighted_sigmoid_cross_entropy_kernel,
                                        weighted_sigmoid_cross_entropy_backward as backward,
                                        weighted_sigmoid_cross_entropy_forward as forward)
 from caffe_losses.testing import check_gradient
@@ -143,7 +143,8 @@ def test_balance_auto_sample_without_positives_adds_nothing():
     assert np.all(backward(cache)[0] == 0)
 
 
-def test_extreme_logits_are_exact_in_float64_and_float32():
+@pytest.mark.parametrize("kernel", [False, True])
+def test_extreme_logits_are_exact_in_float64_and_float32(kernel):
     # x = -1e4 with t = 1 costs w_p * 1e4 (softplus(1e4) = 1e4 exactly); x = 1e4
     # with t = 0 costs w_n * 1e4; the right answers cost exp(-1e4) = 0. Gradients:
     # (w_p t + w_n (1-t)) p - w_p t with p = 0 or 1 exactly.
@@ -153,19 +154,22 @@ def test_extreme_logits_are_exact_in_float64_and_float32():
     want_g = [-3.0, 2.0, 0.0, 0.0, -1.5, 1.0]
     for dtype in (np.float64, np.float32):
         with np.errstate(all="raise", under="ignore"):
-            loss, cache = forward(x.astype(dtype), t.astype(dtype), pos_weight=3.0, neg_weight=2.0,
-                                  normalization="NONE")
+            loss, cache = (weighted_sigmoid_cross_entropy_kernel if kernel else forward)(
+                x.astype(dtype), t.astype(dtype), pos_weight=3.0, neg_weight=2.0, normalization="NONE")
             g = backward(cache)
         assert g.dtype == dtype
         assert loss == want_l
         assert g.ravel().tolist() == want_g
 
 
-def test_tiny_terms_are_not_lost():
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kernel", [False, True])
+def test_tiny_terms_are_not_lost(dtype, kernel):
     # t = 1, x = 40: the loss is softplus(-40) = 4.25e-18, not 0 (log(1 + exp(-x))
-    # in float64 rounds it away); t = 0, x = -40 likewise.
-    loss = loss_of(np.array([[40.0, -40.0]]), np.array([[1.0, 0.0]]), normalization="NONE")
-    assert loss == pytest.approx(2 * np.exp(-40.0), rel=1e-12)
+    # rounds it away); t = 0, x = -40 likewise.
+    fwd = weighted_sigmoid_cross_entropy_kernel if kernel else forward
+    loss, _ = fwd(np.array([[40.0, -40.0]], dtype), np.array([[1.0, 0.0]], dtype), normalization="NONE")
+    assert loss == pytest.approx(2 * np.exp(-40.0), rel=1e-12 if dtype == np.float64 else 1e-6)
 
 
 def test_float32_close_to_float64():
@@ -175,19 +179,6 @@ def test_float32_close_to_float64():
     assert l32 == pytest.approx(l64, rel=1e-6)
     # the gradient is c p - a with c up to 10/3 here: float32 rounding of c p is ~2e-7
     np.testing.assert_allclose(backward(c32), backward(c64), rtol=1e-5, atol=1e-6)
-
-
-def test_workspace_is_reused_and_follows_shape_changes():
-    ws = allocate_workspace({}, (3, 4, 5), np.float64)
-    m = ws["m"]
-    a = forward(X, T_SOFT, pos_weight=2.0, workspace=ws)[0]
-    assert ws["m"] is m                               # no new array
-    small_x, small_t = X[:2, :3, :2].copy(), T_SOFT[:2, :3, :2].copy()
-    b, cache = forward(small_x, small_t, pos_weight=[1.0, 2.0, 3.0], workspace=ws)
-    assert b == pytest.approx(loss_of(small_x, small_t, pos_weight=[1.0, 2.0, 3.0]), rel=1e-14)
-    np.testing.assert_allclose(backward(cache), grad_of(small_x, small_t, pos_weight=[1.0, 2.0, 3.0]),
-                               rtol=1e-14)
-    assert forward(X, T_SOFT, pos_weight=2.0, workspace=ws)[0] == a
 
 
 def test_backward_scale_and_out():

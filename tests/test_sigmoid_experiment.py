@@ -1,40 +1,22 @@
-"""The sigmoid experiment (small size: structure only) and its data."""
-
-import os
+"""The sigmoid experiment's metrics, and its data."""
 
 import numpy as np
+import pytest
 
 from caffe_losses.data.sigmoid import TAG_PREVALENCE, make_edges, make_multilabel
 from caffe_losses.experiments import sigmoid as experiment
 
-KEYS = {"loss", "recipe", "metric", "value", "baseline", "baseline_value", "higher_is_better", "claim"}
-
-
-def test_small_run_rows(tmp_path):
-    rows = experiment.run(str(tmp_path), small=True)
-    assert len(rows) == 3 * len(experiment.TASKS)
-    for row in rows:
-        assert KEYS <= set(row), row
-        assert row["loss"] == "WeightedSigmoidCrossEntropyLoss"
-        assert row["baseline"] == "SigmoidCrossEntropyLoss"
-        assert 0.0 <= row["value"] <= 1.0 and 0.0 <= row["baseline_value"] <= 1.0
-        assert isinstance(row["higher_is_better"], bool) and row["claim"]
-    metrics = [r["metric"].split()[0] for r in rows]
-    assert metrics == ["recall", "precision", "F1"] * len(experiment.TASKS)
-    figures = [r["figure"] for r in rows if r.get("figure")]
-    assert figures and all(os.path.isfile(f) for f in figures)
-    # the baseline really is Caffe's native layer, with the template's normalization
-    with open(tmp_path / "sigmoid_edges" / "native" / "train_val.prototxt") as f:
-        text = f.read()
-    assert 'type: "SigmoidCrossEntropyLoss"' in text and "normalization: VALID" in text
-    assert "python_param" not in text
-
-
 def test_metrics_by_hand():
     scores = np.array([[2.0, -1.0, 0.5, -3.0]])
     targets = np.array([[1.0, 1.0, 0.0, 0.0]])
-    # one true positive, one false negative, one false positive
-    assert experiment.metrics(scores, targets) == {"recall": 0.5, "precision": 0.5, "f1": 0.5}
+    # at sigmoid > 0.5 (score > 0): one true positive, one false negative, one false positive;
+    # ranked by score: pos (2), neg (0.5), pos (-1), neg (-3): AP = (1/1 + 2/3) / 2
+    got = experiment.metrics(scores, targets)
+    assert got == pytest.approx({"recall": 0.5, "precision": 0.5, "F1": 0.5, "AP": 5 / 6})
+    # per column: each column alone, then the mean (a column without positives counts 0)
+    two = experiment.metrics(np.array([[2.0, 1.0], [-1.0, 3.0]]), np.array([[1.0, 0.0], [0.0, 0.0]]),
+                             per_column=True)
+    assert two == pytest.approx({"recall": 0.5, "precision": 0.5, "F1": 0.5, "AP": 0.5})
 
 
 def test_data_is_deterministic_and_imbalanced():
@@ -48,3 +30,14 @@ def test_data_is_deterministic_and_imbalanced():
     assert np.array_equal(f1, f2) and np.array_equal(t1, t2)
     assert t1.shape == (2000, 8)
     np.testing.assert_allclose(t1.mean(axis=0), TAG_PREVALENCE, atol=0.025)
+
+
+def test_average_precision_by_hand_with_ties():
+    # scores 1, 1, 0 with positives at the first and the last: the tie is one threshold.
+    # score >= 1: 2 called, 1 true (P 1/2, R 1/2); score >= 0: 3 called, 2 true (P 2/3, R 1)
+    precision, recall = experiment.precision_recall(np.array([1.0, 1.0, 0.0]), np.array([1, 0, 1]))
+    np.testing.assert_allclose(precision, [1 / 2, 2 / 3])
+    np.testing.assert_allclose(recall, [1 / 2, 1])
+    assert experiment.average_precision(np.array([1.0, 1.0, 0.0]), np.array([1, 0, 1])) == \
+        pytest.approx(0.5 * 0.5 + 0.5 * 2 / 3)
+    assert experiment.average_precision(np.array([0.3, 0.1]), np.array([0, 0])) == 0.0

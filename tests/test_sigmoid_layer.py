@@ -270,3 +270,32 @@ def test_balance_accepts_booleans():
         values[text] = float(net.blobs["loss"].data[0])
     assert values["{balance: false}"] == values["{balance: none}"]
     assert values["{balance: true}"] == values["{balance: auto}"] != values["{balance: none}"]
+
+
+def test_layer_follows_shape_changes_and_checks_every_pass():
+    # The layer skips re-validation while the shapes stay; a new shape
+    # rebuilds the prepared loss; bad targets are caught on any pass.
+    net = layer_net("caffe_losses", "WeightedSigmoidCrossEntropyLoss", {"scores": (4, 3), "target": (4, 3)},
+                    param_str="{pos_weight: [2, 1, 0.5]}", loss_weight=1)
+    kw = dict(pos_weight=[2.0, 1.0, 0.5])
+    for shape in [(4, 3), (4, 3), (7, 3, 2), (2, 3)]:
+        net.blobs["scores"].reshape(*shape)
+        net.blobs["target"].reshape(*shape)
+        x = (RNG.randn(*shape) * 4).astype(np.float32)
+        t = (RNG.rand(*shape) < 0.5).astype(np.float32)
+        net.blobs["scores"].data[...] = x
+        net.blobs["target"].data[...] = t
+        net.forward()
+        net.backward()
+        want, cache = core_forward(x.astype(np.float64), t.astype(np.float64), **kw)
+        assert float(net.blobs["loss"].data[0]) == pytest.approx(want, rel=1e-5)
+        np.testing.assert_allclose(net.blobs["scores"].diff, core_backward(cache), rtol=1e-4, atol=1e-6)
+        assert np.all(net.blobs["target"].diff == 0)
+    net.blobs["target"].data[1, 2] = 3.0
+    with pytest.raises(ValueError, match=r"WeightedSigmoidCrossEntropyLoss: bottom 'target' holds 3.0 "
+                                         r"at index \(1, 2\)"):
+        net.forward()
+    net.blobs["target"].reshape(3, 3)                  # a bad shape after good ones
+    with pytest.raises(ValueError, match=r"WeightedSigmoidCrossEntropyLoss: bottom 'target' must have "
+                                         r"as many values as 'scores'"):
+        net.forward()

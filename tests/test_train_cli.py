@@ -7,9 +7,6 @@ import sys
 import textwrap
 import time
 
-import pytest
-
-from caffe_losses.tools.demo import format_table, verdict
 
 CLI = os.path.join(os.path.dirname(sys.executable), "caffe-losses")
 
@@ -75,17 +72,6 @@ def test_ctrl_c_saves_a_snapshot(tmp_path):
 def test_train_reports_missing_files(tmp_path):
     proc = subprocess.run([CLI, "train", "nope.prototxt"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 1 and "solver file not found: nope.prototxt" in proc.stderr
-
-
-@pytest.mark.parametrize("value, base, higher, expected", [
-    (0.9, 0.8, True, "better"), (0.8, 0.805, True, "matches"), (0.7, 0.8, True, "WORSE"),
-    (3.0, 5.0, False, "better"), (6.0, 5.0, False, "WORSE"),
-])
-def test_demo_verdicts(value, base, higher, expected):
-    row = {"loss": "L", "recipe": "r", "metric": "m", "value": value, "baseline": "b",
-           "baseline_value": base, "higher_is_better": higher}
-    assert verdict(row) == expected
-    assert expected in format_table([row])
 
 
 def test_train_reports_missing_data_and_misfit_weights_instead_of_aborting(tmp_path):

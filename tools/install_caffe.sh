@@ -120,7 +120,7 @@ PYVER="$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 if [ "$DEPS_ONLY" = 1 ]; then log "dependencies installed (--deps-only: nothing built)"; exit 0; fi
 
 # BUILD_REV: bump when a change to this script changes what gets built.
-BUILD_REV=3
+BUILD_REV=4
 FLAVOUR_KEY="$FLAVOUR"
 [ "$FLAVOUR" = cuda ] && FLAVOUR_KEY="cuda-sm$(echo "$CUDA_ARCH_BIN" | tr -s ' ' '_')-ptx${CUDA_ARCH_PTX:-none}"
 KEY="caffe-${CAFFE_VERSION}-r${BUILD_REV}-${FLAVOUR_KEY}-py${PYVER}"
@@ -218,6 +218,26 @@ if old not in text:
     sys.exit("pattern not found")
 open(path, "w").write(text.replace(old, "  } catch (bp::error_already_set) {\n    throw;\n  }"))
 PYEOF
+  # A Python layer learns its param_str and phase from PythonLayer::LayerSetUp,
+  # but not which layer of the prototxt it is: HED's six unnamed losses of one
+  # class could not say which one saw a NaN.  Also hand it the layer's name
+  # and top names (self.layer_name, self.top_names), before setup runs.
+  python3 - "$SRC/include/caffe/layers/python_layer.hpp" <<'PYEOF' || die "python_layer.hpp fix did not apply"
+import sys
+path = sys.argv[1]
+text = open(path).read()
+old = '    self_.attr("phase") = static_cast<int>(this->phase_);\n'
+if text.count(old) != 1:
+    sys.exit("pattern not found")
+new = old + (
+    '    self_.attr("layer_name") = bp::str(this->layer_param_.name());\n'
+    '    bp::list top_names;\n'
+    '    for (int i = 0; i < this->layer_param_.top_size(); ++i) {\n'
+    '      top_names.append(bp::str(this->layer_param_.top(i)));\n'
+    '    }\n'
+    '    self_.attr("top_names") = top_names;\n')
+open(path, "w").write(text.replace(old, new))
+PYEOF
   if [ "$FLAVOUR" = cuda ]; then
     # CUDA 13 removed three cudaDeviceProp fields; DeviceQuery only logs them.
     # Drop each whole LOG statement (some span two lines).
@@ -314,21 +334,24 @@ if [ -n "$VENV" ]; then
   cat > "$VENV_ABS/lib/caffe-tool-site/sitecustomize.py" <<EOF
 # Written by tools/install_caffe.sh for the caffe tool's embedded Python:
 # make this virtualenv's packages (and their .pth files) importable, ahead of
-# the system's.
+# the system's; the current folder (your own layer modules) comes last, so a
+# ./numpy.py or ./json.py there never shadows an installed module.
+import os
 import site
 import sys
 
 _before = list(sys.path)
 site.addsitedir("$SITE")
 sys.path[:] = [p for p in sys.path if p not in _before] + _before
+sys.path.append(os.getcwd())
 EOF
   cat > "$VENV_ABS/bin/caffe" <<EOF
 #!/usr/bin/env bash
 # Caffe's command-line tool ($KEY), wired to this virtualenv: the tool embeds
 # Python for Python layers; lib/caffe-tool-site/sitecustomize.py adds the
-# venv (pycaffe, caffe_losses, numpy ...), and the current folder is on the
-# path for your own layers.  Written by tools/install_caffe.sh.
-export PYTHONPATH="$VENV_ABS/lib/caffe-tool-site\${PYTHONPATH:+:\$PYTHONPATH}:\$PWD"
+# venv (pycaffe, caffe_losses, numpy ...) and, last, the current folder for
+# your own layers.  Written by tools/install_caffe.sh.
+export PYTHONPATH="$VENV_ABS/lib/caffe-tool-site\${PYTHONPATH:+:\$PYTHONPATH}"
 export LD_LIBRARY_PATH="$LIBDIRS\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
 exec "$BUILD/tools/caffe" "\$@"
 EOF

@@ -7,45 +7,38 @@ Pure NumPy, no caffe import.  Three functions:
 * :func:`center_update` -> the paper's center step ``delta_c`` (not a gradient).
 
 Everything works in the dtype it is given: float64 for the exact checks,
-float32 inside a Caffe net.
+float32 inside a Caffe net; the loss is summed by ``common.loss_sum`` (float64).
 """
 
-import functools
+from dataclasses import dataclass
 
 import numpy as np
 
-from caffe_losses.core.common import normalizer
-from caffe_losses.core.common import check_labels
+from caffe_losses.core import common
 
-__all__ = ["center_loss_forward", "center_loss_forward_checked", "center_loss_backward",
-           "center_update", "apply_center_update"]
-
-_OWNER = "center_loss"
-# The float64 sum of squares copies the differences to float64 up to this
-# size (exact products, one BLAS dot: cheapest at small sizes); above it,
-# per-row dots in the input dtype are summed in float64.
-_DOT64_MAX = 1 << 16
-# The center update sums each class's rows with a one-hot (C x N) matrix
-# product while C * N is at most this (a handful of NumPy calls: the fixed
-# cost wins at small sizes), else with a sort and np.add.reduceat.
-_ONEHOT_MAX = 1 << 14
+__all__ = ["center_loss_forward", "center_loss_backward", "center_update", "apply_center_update"]
 
 
-def _as_features(x):
-    """(N, D, 1, 1) or (N, D, ...) -> (N, D) view: dims after the first are flattened."""
-    x = np.asarray(x)
-    if x.ndim < 1:
-        raise ValueError(f"{_OWNER}: features must have a sample axis. Received shape {x.shape}")
-    return x.reshape(x.shape[0], -1)
+@dataclass
+class CenterCache:
+    """What the backward and the center update need.
+
+    Attributes:
+      diff: (N, D) ``x_i - c_{y_i}``, with the centers of the forward.
+      labels: (N,) int labels.
+      num_classes: C, the rows of the centers.
+      norm: the normalizer.
+      shape: the features' shape.
+    """
+
+    diff: np.ndarray
+    labels: np.ndarray
+    num_classes: int
+    norm: float
+    shape: tuple
 
 
-def _check_shapes(x, centers):
-    if centers.ndim != 2 or centers.shape[1] != x.shape[1]:
-        raise ValueError(f"{_OWNER}: centers must be (num_classes, D) with D={x.shape[1]} (the "
-                         f"feature size). Received centers of shape {centers.shape}")
-
-
-def center_loss_forward(x, labels, centers, *, normalization="BATCH_SIZE", out=None):
+def center_loss_forward(x, labels, centers, *, normalization="BATCH_SIZE", owner="center_loss"):
     """Center loss ``L = (1/2) sum_i ||x_i - c_{y_i}||^2 / norm``.
 
     Formula, for N features ``x_i`` in R^D with labels ``y_i`` in [0, C) and
@@ -63,17 +56,15 @@ def center_loss_forward(x, labels, centers, *, normalization="BATCH_SIZE", out=N
         if the values are integers).
       centers: (C, D) class centers; C is the number of classes.
       normalization: "FULL", "VALID", "BATCH_SIZE" (default) or "NONE".
-      out: optional (N, D) buffer for ``x - c_y`` (a layer allocates it in
-        ``reshape`` and reuses it every iteration); kept in the cache.
+      owner: the name that error messages start with.
 
     Returns:
-      (loss, cache): the loss as a Python float (accumulated in float64 so a
-      float32 net sees no round-off from a long sum), and what
-      :func:`center_loss_backward` and :func:`center_update` need.
+      (loss, cache): the loss as a Python float and a :class:`CenterCache`.
 
     Raises:
-      ValueError on labels outside [0, C) or not integers, a label count
-      different from N, or centers whose shape does not match.
+      ValueError on labels outside [0, C) or not integers (naming the index in
+      the labels' own shape), a label count different from N, or centers whose
+      shape does not match.
 
     Shape:
       x: (N, D) or (N, D, 1, 1); labels: (N,) or (N, 1, 1, 1); centers: (C, D);
@@ -83,70 +74,43 @@ def center_loss_forward(x, labels, centers, *, normalization="BATCH_SIZE", out=N
       Y. Wen, K. Zhang, Z. Li, Y. Qiao, "A Discriminative Feature Learning
       Approach for Deep Face Recognition", ECCV 2016, eq. (2).
     """
-    x2 = _as_features(x)
+    x = np.asarray(x)
+    if x.ndim < 1:
+        raise ValueError(f"{owner}: features must have a sample axis. Received shape {x.shape}")
+    features = x.reshape(x.shape[0], -1)
     centers = np.asarray(centers)
-    _check_shapes(x2, centers)
+    if centers.ndim != 2 or centers.shape[1] != features.shape[1]:
+        raise ValueError(f"{owner}: centers must be (num_classes, D) with D={features.shape[1]} (the "
+                         f"feature size). Received centers of shape {centers.shape}")
     labels = np.asarray(labels)
-    if labels.size != x2.shape[0]:
-        raise ValueError(f"{_OWNER}: expected one label per feature row ({x2.shape[0]}), "
+    if labels.size != features.shape[0]:
+        raise ValueError(f"{owner}: expected one label per feature row ({features.shape[0]}), "
                          f"got {labels.size} labels of shape {labels.shape}")
-    y, _ = check_labels(_OWNER, labels.reshape(-1), centers.shape[0])
-    return center_loss_forward_checked(x2, y, centers, normalizer(normalization, x2.shape[0], 1),
-                                       out=out, shape=np.shape(x))
+    y, _ = common.check_labels(owner, labels, centers.shape[0])
+    y = y.reshape(-1)
+    diff = features - centers[y]                          # (N, D): x_i - c_{y_i}
+    norm = common.normalizer(normalization, features.shape[0], 1)
+    with np.errstate(over="ignore"):                      # beyond float32: the caller reports it
+        loss = 0.5 * common.loss_sum(diff * diff) / norm
+    return loss, CenterCache(diff, y, centers.shape[0], norm, x.shape)
 
 
-def center_loss_forward_checked(x2, y, centers, norm, *, out=None, shape=None):
-    """:func:`center_loss_forward` on inputs already checked: no validation.
-
-    For a layer that checks shapes once per reshape and labels itself.
-
-    Args:
-      x2: (N, D) features; y: (N,) integer labels in [0, C); centers: (C, D);
-      norm: the normalizer (a float >= 1); out: as in
-      :func:`center_loss_forward`; shape: the features' own shape, for the
-      gradient (default: ``x2``'s).
-
-    Returns:
-      (loss, cache), as :func:`center_loss_forward`.
-    """
-    # (N, D): x_i - c_{y_i}, into the layer's buffer when given
-    diff = np.subtract(x2, centers[y], out=out)
-    loss = 0.5 * _sum_of_squares(diff) / norm
-    cache = {"diff": diff, "labels": y, "norm": norm, "shape": x2.shape if shape is None else shape,
-             "num_classes": centers.shape[0]}
-    return loss, cache
-
-
-def _sum_of_squares(diff):
-    """``sum(diff ** 2)`` accumulated in float64, as a Python float."""
-    flat = diff.reshape(-1)
-    if flat.size <= _DOT64_MAX:
-        # float32 products are exact in float64; one BLAS dot sums them
-        flat = flat.astype(np.float64, copy=False)
-        return float(np.dot(flat, flat))
-    # per-row dot products in the features' dtype (BLAS-fast), summed in float64
-    return float(np.einsum("ij,ij->i", diff, diff).sum(dtype=np.float64))
-
-
-def center_loss_backward(cache, *, out=None, scale=1.0):
-    """Gradient of :func:`center_loss_forward` with respect to the features.
+def center_loss_backward(cache, *, scale=1.0, out=None):
+    """Gradient of :func:`center_loss_forward` with respect to the features, times ``scale``.
 
     Derivation: ``L = sum_i (1/2) ||x_i - c_{y_i}||^2 / norm`` depends on
     ``x_i`` only through its own term, whose gradient is
     ``(x_i - c_{y_i}) / norm``.  The centers are held fixed (they are not
-    learned by this gradient but by :func:`center_update`).  Unscaled by
-    default: the Caffe adapter passes the loss weight (the paper's lambda) as
-    ``scale``, and the bottom's diff as ``out``.
+    learned by this gradient but by :func:`center_update`).  A layer passes
+    the loss weight (the paper's lambda) as ``scale`` and the bottom's diff as
+    ``out`` (a C-contiguous array of the features' count).
 
     Returns:
-      array of the features' shape and dtype.
+      the gradient shaped like the features, or ``out`` itself when given.
     """
-    diff = cache["diff"]
-    factor = diff.dtype.type(scale / cache["norm"])
-    if out is None:
-        return (diff * factor).reshape(cache["shape"])
-    np.multiply(diff, factor, out=out.reshape(diff.shape))
-    return out
+    g = common.out_view(out, cache.diff.shape, cache.diff.dtype)
+    np.multiply(cache.diff, scale / cache.norm, out=g)
+    return g.reshape(cache.shape) if out is None else out
 
 
 def center_update(cache, out=None, *, scale=1.0):
@@ -165,12 +129,6 @@ def center_update(cache, out=None, *, scale=1.0):
     class.  This is not the gradient of the loss (that would be
     ``-sum_{i: y_i = j} d_i / norm``); it is a damped moving average.
 
-    The per-class sums take no loop over samples or classes: for a small
-    batch (C * N up to 16384) one product of the one-hot (C x N) matrix of
-    the labels with the differences; otherwise one stable sort of the labels
-    and one ``np.add.reduceat`` over the sorted rows (about 20x faster than
-    the ``np.add.at`` scatter at N=256, D=1000).
-
     Args:
       cache: from :func:`center_loss_forward`.
       out: optional (C, D) buffer for the result.
@@ -180,42 +138,12 @@ def center_update(cache, out=None, *, scale=1.0):
       (C, D) array ``scale * delta_c`` in the features' dtype; the caller
       applies ``c <- c - alpha * delta_c`` (see :func:`apply_center_update`).
     """
-    diff, y, C = cache["diff"], cache["labels"], cache["num_classes"]
-    dtype = diff.dtype
-    if out is None:
-        out = np.empty((C, diff.shape[1]), dtype=dtype)
-    # -scale / (1 + n_j), looked up by the class counts n_j
-    factor = _step_factors(y.size, float(scale), dtype)[np.bincount(y, minlength=C)]
-    if C * y.size <= _ONEHOT_MAX:
-        onehot = np.empty((C, y.size), dtype)
-        np.equal(y, _class_column(C), out=onehot)          # (C, N): [y_i == j]
-        np.matmul(onehot, diff, out=out)                   # sum_{y_i=j} d_i, 0 for absent classes
-        out *= factor[:, None]
-        return out
-    out[...] = 0
-    order = np.argsort(y, kind="stable")
-    ys = y[order]
-    starts = np.flatnonzero(np.concatenate(([True], ys[1:] != ys[:-1])))   # first row of each class
-    sums = np.add.reduceat(diff[order], starts, axis=0)    # (K, D): sum_{y_i=j} d_i, present classes
-    present = ys[starts]
-    out[present] = sums * factor[present][:, None]
-    return out
-
-
-@functools.lru_cache(maxsize=8)
-def _step_factors(batch_size, scale, dtype):
-    """``-scale / (1 + n)`` for every class count n in [0, N], made once per (N, scale, dtype)."""
-    factors = (-scale / (1.0 + np.arange(batch_size + 1))).astype(dtype)
-    factors.flags.writeable = False
-    return factors
-
-
-@functools.lru_cache(maxsize=8)
-def _class_column(num_classes):
-    """``arange(C)[:, None]``, made once per C (read-only)."""
-    column = np.arange(num_classes)[:, None]
-    column.flags.writeable = False
-    return column
+    diff, y = cache.diff, cache.labels
+    sums = np.zeros((cache.num_classes, diff.shape[1]), diff.dtype)
+    np.add.at(sums, y, diff)                              # sum_{i: y_i = j} d_i
+    counts = np.bincount(y, minlength=cache.num_classes)  # n_j
+    factor = (-scale / (1.0 + counts)).astype(diff.dtype)
+    return np.multiply(sums, factor[:, None], out=out)
 
 
 def apply_center_update(centers, delta, alpha):

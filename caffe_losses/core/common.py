@@ -1,14 +1,23 @@
-"""Shared NumPy helpers of the loss cores: normalization, softmax, checks.
+"""Shared NumPy helpers of the loss cores: normalization, softmax, checks, the loss sum.
 
 No caffe import.  Every function works in the dtype it is given (float64 for
 the exact checks, float32 inside a net).
+
+The accumulation rule, the same for every loss at every size: a loss is its
+per-term values (per element, or per position) computed in the input dtype,
+summed in float64 by :func:`loss_sum` (NumPy's pairwise summation), then
+divided by the normalizer.  For float32 terms that sum is exact to about
+1e-15 relative, far below float32's own rounding, and costs one pass.
 """
+
+import math
 
 import numpy as np
 
 __all__ = [
-    "normalizer", "canonical_shape", "to_ncl", "log_softmax", "softmax",
-    "softplus", "sigmoid", "check_labels", "check_finite", "check_same_count",
+    "normalizer", "canonical_shape", "log_softmax", "softmax", "softplus", "sigmoid",
+    "loss_sum", "first_bad_index", "check_finite", "raise_non_finite", "check_labels",
+    "check_same_count", "out_view", "Workspace",
 ]
 
 
@@ -46,15 +55,7 @@ def canonical_shape(shape, axis):
     if not -len(shape) <= axis < len(shape):
         raise ValueError(f"axis {axis} is out of range for a blob of shape {shape}")
     axis %= len(shape)
-    outer = int(np.prod(shape[:axis], dtype=np.int64))
-    inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
-    return outer, shape[axis], inner
-
-
-def to_ncl(x, axis):
-    """A view of ``x`` as (outer, C, inner): classes in the middle."""
-    outer, c, inner = canonical_shape(x.shape, axis)
-    return x.reshape(outer, c, inner)
+    return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
 
 
 def log_softmax(x, axis=1):
@@ -85,49 +86,59 @@ def sigmoid(x):
     return np.where(x >= 0, 1.0, e) / (1.0 + e)
 
 
-def check_finite(owner, name, x):
-    """Raises ValueError if ``x`` holds NaN or inf, naming the first one."""
-    if not np.all(np.isfinite(x)):
-        bad = np.argwhere(~np.isfinite(x))[0]
-        raise ValueError(f"{owner}: bottom '{name}' holds a non-finite value "
-                         f"{x[tuple(bad)]} at index {tuple(int(i) for i in bad)}")
+def loss_sum(terms):
+    """The sum of a loss's terms in float64, as a Python float (the accumulation rule above)."""
+    return float(np.add.reduce(terms, axis=None, dtype=np.float64))
+
+
+def first_bad_index(bad):
+    """The index (a tuple of ints) of the first True of a boolean array, in C order."""
+    bad = np.asarray(bad)
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), bad.shape))
+
+
+def check_finite(owner, what, x):
+    """Raises ValueError if ``x`` holds NaN or inf, naming the first one.
+
+    ``what`` names the array, e.g. ``"bottom 'scores'"``.
+    """
+    x = np.asarray(x)
+    if not np.isfinite(x).all():
+        idx = first_bad_index(~np.isfinite(x))
+        raise ValueError(f"{owner}: {what} holds a non-finite value {x[idx]} at index {idx}")
+
+
+def raise_non_finite(owner, value, inputs):
+    """Raises for a loss that came out NaN or inf: names the first non-finite input, else the overflow.
+
+    Checking the scalar loss is free on good input; only a bad one pays for
+    the scan of ``inputs``, ``(what, array)`` pairs in the order to report.
+    """
+    for what, array in inputs:
+        check_finite(owner, what, array)
+    raise ValueError(f"{owner}: the loss overflowed to {value} although every input is finite "
+                     f"(inputs or weights too large for float32: scale them down)")
 
 
 def check_same_count(owner, name_a, a_shape, name_b, b_shape):
     """Raises ValueError unless the two blobs hold the same number of values."""
-    ca, cb = int(np.prod(a_shape)), int(np.prod(b_shape))
+    ca, cb = math.prod(a_shape), math.prod(b_shape)
     if ca != cb:
         raise ValueError(f"{owner}: bottom '{name_b}' must have as many values as "
                          f"'{name_a}' {tuple(a_shape)}: expected {ca}, got {cb} {tuple(b_shape)}")
 
 
-def _fast_labels(labels, num_classes):
-    """``labels`` as intp when every one is an integer in [0, C), else None.
+def out_view(out, shape, dtype):
+    """``out`` viewed as ``shape`` (same count, C-contiguous: no copy), or a new array when None.
 
-    A few vectorised steps for the usual batch: the cast to uint32 and back
-    must reproduce the bytes (which fails for non-integers, negatives, NaN,
-    inf and values from 2**32), and indexing a length-C probe with them must
-    not raise (which fails for values >= C).  Anything else returns None and
-    goes through the full check, which names the first bad value.
+    The cores write gradients through this view, so an ``out`` of another
+    shape with the same count (a bottom's diff) receives them in its own shape.
     """
-    if labels.dtype.kind not in "fiu" or not labels.size:
-        return None
-    with np.errstate(invalid="ignore"):     # casting NaN, inf or a negative sets it
-        y = labels.astype(np.uint32)
-        if y.astype(labels.dtype).tobytes() != labels.tobytes():
-            return None
-    y = y.astype(np.intp)
-    try:
-        _PROBE[:num_classes][y]
-    except IndexError:
-        return None
-    if num_classes > _PROBE.size:           # a huge class count: check the range directly
-        if y.max() >= num_classes:
-            return None
-    return y
-
-
-_PROBE = np.empty(1 << 16, np.int8)
+    if out is None:
+        return np.empty(shape, dtype)
+    if not out.flags.c_contiguous:     # reshape would copy: the writes would be lost
+        raise ValueError(f"out must be a C-contiguous array. Received strides {out.strides}")
+    return out.reshape(shape)
 
 
 def check_labels(owner, labels, num_classes, ignore_label=None, name="label"):
@@ -138,39 +149,68 @@ def check_labels(owner, labels, num_classes, ignore_label=None, name="label"):
       labels: array of label values (float32 in Caffe blobs).
       num_classes: L; valid labels are integers in [0, L).
       ignore_label: a value that is allowed anywhere and means "skip".
+      name: the bottom's name in messages.
 
     Returns:
-      (int64 labels with ignored positions set to 0, boolean valid mask, or
-      None when no label is ignored).
+      (int64 labels of ``labels``' shape with ignored positions set to 0,
+      boolean valid mask, or None when no label is ignored).
 
     Raises:
       ValueError naming the bad value and its index (Caffe's native layers
       only check in debug builds, and read out of bounds otherwise).
     """
     labels = np.asarray(labels)
-    if ignore_label is None or not 0 <= ignore_label < num_classes:
-        y = _fast_labels(labels, num_classes)     # every label a class index: done
-        if y is not None:
-            return y, None
-    as_int = np.rint(labels)
-    bad = ~np.isfinite(labels) | (as_int != labels)
+    ignored = None
     if ignore_label is not None:
         ignored = labels == ignore_label
-        bad |= ~ignored & ((as_int < 0) | (as_int >= num_classes))
-    else:
-        ignored = None
-        bad |= (as_int < 0) | (as_int >= num_classes)
-    if bad.any():
-        idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        value = float(labels[idx])
-        extra = f" or the ignore_label {ignore_label}" if ignore_label is not None else ""
-        raise ValueError(f"{owner}: bottom '{name}' holds {value} at index {idx}; expected "
-                         f"integers in [0, {num_classes}){extra} ({int(bad.sum())} bad value(s))")
-    out = np.nan_to_num(as_int).astype(np.int64)
-    if ignored is not None:
         if not ignored.any():
             ignored = None
-        else:
-            out[ignored] = 0
-            return out, ~ignored
-    return out, None
+    kept = labels if ignored is None else np.where(ignored, 0, labels)
+    valid = None if ignored is None else ~ignored
+    # the usual batch: in range (NaN fails both comparisons) and integers
+    if not kept.size or (kept.min() >= 0 and kept.max() < num_classes):
+        y = kept.astype(np.int64)
+        if (y == kept).all():
+            return y, valid
+    as_int = np.rint(kept)
+    bad = ~np.isfinite(kept) | (as_int != kept) | (as_int < 0) | (as_int >= num_classes)
+    idx = first_bad_index(bad)
+    extra = f" or the ignore_label {ignore_label}" if ignore_label is not None else ""
+    raise ValueError(f"{owner}: bottom '{name}' holds {float(labels[idx])} at index {idx}; expected "
+                     f"integers in [0, {num_classes}){extra} ({int(bad.sum())} bad value(s))")
+
+
+class Workspace:
+    """Arrays a kernel reuses from call to call, by name; made again when the shape or dtype changes.
+
+    Fresh temporaries cost memory traffic (and page faults where freed
+    memory goes back to the system); the native layers keep their buffers,
+    and a kernel given a workspace does too.  A layer keeps one workspace per
+    kernel; the cache the kernel returns refers to these arrays, so it is
+    valid until the next call.
+    """
+
+    def __init__(self):
+        self._arrays = {}        # name -> array
+        self._keys = {}          # name -> (shape, dtype) it was made for
+
+    def array(self, name, shape, dtype):
+        """An uninitialised array called ``name`` (``shape`` a tuple, ``dtype`` a ``np.dtype``)."""
+        if self._keys.get(name) != (shape, dtype):
+            self._arrays[name] = np.empty(shape, dtype)
+            self._keys[name] = (shape, dtype)
+        return self._arrays[name]
+
+    def memo(self, name, key, make):
+        """``make()``, computed again only when ``key`` differs from the last one given for ``name``."""
+        if self._keys.get(name) != key:
+            self._arrays[name], self._keys[name] = make(), key
+        return self._arrays[name]
+
+    def zeros(self, shape, dtype):
+        """A read-only array of zeros (``np.maximum(x, zeros)`` is vectorised where ``np.maximum(x, 0)`` is not)."""
+        if self._keys.get("zeros") != (shape, dtype):
+            zeros = np.zeros(shape, dtype)
+            zeros.flags.writeable = False
+            self._arrays["zeros"], self._keys["zeros"] = zeros, (shape, dtype)
+        return self._arrays["zeros"]

@@ -1,6 +1,6 @@
 """Embedded, deterministic datasets written for Caffe's own ``HDF5Data`` layer.
 
-No downloads: the digits come from scikit-learn's bundled copy, the rest is
+No downloads: the digits are embedded (``digits.csv.gz``), the rest is
 generated from fixed seeds.  Each dataset module (``digits``, ``age``, ...)
 has functions that write ``<name>.h5`` plus the list file ``<name>.txt`` that
 an ``HDF5Data`` layer's ``source`` points at, and a ``prepare_*`` function per

@@ -141,7 +141,7 @@ def prepare_mean_variance(folder, *, small=False, seed=0):
 def prepare_surgery(folder, *, small=False, seed=0, quiet=True):
     """Template ``age_softmax_surgery``: writes the data, then does the answer's net surgery.
 
-    Runs the ``net-surgery`` tool as the template's comment says, from the
+    The same surgery as the template's comment runs with the tool, from the
     template folder (the prototxt's paths are relative to it)::
 
         python tools/net_surgery.py --model train_val.prototxt --layer pred_age \\
@@ -151,12 +151,12 @@ def prepare_surgery(folder, *, small=False, seed=0, quiet=True):
     """
     import io
 
-    from caffe_losses.tools.net_surgery import parse_values, surgery
+    from caffe_losses.surgery import surgery
     info = write_age(folder, small=small, seed=seed)
     sink = io.StringIO() if quiet else None
     with working_directory(os.path.abspath(folder)):
         kwargs = {"out": sink, "err": sink} if quiet else {}
-        surgery("train_val.prototxt", "pred_age", parse_values("0:100"), "init_weights.caffemodel",
-                **kwargs)
+        surgery("train_val.prototxt", "pred_age", np.arange(100, dtype=np.float32),
+                "init_weights.caffemodel", **kwargs)
     info["weights"] = os.path.join(os.path.abspath(folder), "init_weights.caffemodel")
     return info

@@ -1,12 +1,15 @@
-"""Small, deterministic training experiments on the embedded data.
+"""The demo's experiments: each recipe against its plain-loss baseline, over several seeds.
 
 Each module (``infogain``, ``sigmoid``, ``age``, ``center``) has
-``run(out_dir, *, small=False, progress=False) -> list[dict]``: it trains a
-template and its plain-loss baseline and returns result rows::
 
-    {"loss": "SoftmaxWithInfogainLoss", "recipe": "...", "metric": "...",
-     "value": 0.91, "baseline": "SoftmaxWithLoss", "baseline_value": 0.80,
-     "higher_is_better": True, "claim": "...", "figure": "path.png" (optional)}
+* ``plan(out_dir, *, small=False, seeds=None) -> list[runner.Job]``: copies
+  the template(s) into the new folder ``out_dir``, writes the data, builds
+  the baseline net beside the recipe's, and returns one job per net and
+  solver seed;
+* ``summarize(results, out_dir, *, small=False) -> (rows, figures)``: the
+  result rows (:mod:`caffe_losses.experiments.report`: each with its role,
+  per-seed values and verdict) and the pictures;
+* ``run(out_dir, ...)``: both, with the jobs run by :mod:`.runner`.
 
 ``caffe-losses demo`` runs them all and prints one table.
 """

@@ -3,20 +3,22 @@
 import math
 import warnings
 
-import numpy as np
 
 import caffe
 
 from caffe_losses.core import center as core
-from caffe_losses.core.common import normalizer
-from caffe_losses.core.common import check_labels
+from caffe_losses.fillers import as_filler, fill
 from caffe_losses.layers.base import LossLayer
-from caffe_losses.params import REQUIRED, Param, as_float, as_int, normalization_param
+from caffe_losses.params import (FLOAT32_EXACT_INT, REQUIRED, Param, as_float, as_int,
+                                 normalization_param)
+from caffe_losses.safety import check_allocation, overflows_float32
 
 __all__ = ["CenterLoss", "CenterUpdateWarning"]
 
 UPDATES = ("direct", "solver")
 DEFAULT_ALPHA = 0.5
+# Caffe's Blob refuses (aborts on) more than INT_MAX values.
+BLOB_MAX_COUNT = 2 ** 31 - 1
 
 
 class CenterUpdateWarning(UserWarning):
@@ -75,13 +77,23 @@ class CenterLoss(LossLayer):
       at rate 1 it is ``update: direct`` with ``alpha: 1``.  The ``alpha`` key
       is refused in this mode, since the solver's rate takes its place.
 
-    The centers are a parameter blob (``num_classes x D``, zeros at set-up):
+    The centers are a parameter blob (``num_classes x D``, zeros at set-up
+    unless ``center_filler`` says otherwise):
     they are in ``net.params[<layer name>][0]``, saved in every snapshot
     ``.caffemodel``/``.solverstate`` and restored on resume (``-snapshot``) or
     fine-tuning (``-weights``), and shared with the TEST net like any weight.
     Caffe calls this layer's backward only when something below needs a
     gradient or the centers have a non-zero ``lr_mult``; with frozen features
     and ``update: direct`` the centers would not move.
+
+    A loss that does not fit float32 (features around 1e20) is refused in
+    forward, before backward could move any center with that batch; a
+    backward after a refused forward is an error, not a center update.
+
+    Several GPUs: Caffe's NCCL training (``python/train.py``) runs one solver
+    per GPU and all-reduces the parameter diffs; ``update: direct`` would move
+    each GPU's copy of the centers on its own, so the layer refuses it when
+    ``caffe.solver_count() > 1``: use ``update: solver``.
 
     Gradient checks: a checker that runs forward, backward, then perturbed
     forwards (Caffe's GradientChecker, ``caffe_losses.testing``,
@@ -100,10 +112,18 @@ class CenterLoss(LossLayer):
       blobs[0] centers: (num_classes, D).
 
     param_str keys:
-      num_classes (required): number of classes C (rows of the centers).
+      num_classes (required): number of classes C (rows of the centers), at
+        most 2**24 (labels are float32 in Caffe, exact up to there); the
+        centers must fit a Caffe blob (C * D at most 2**31 - 1) and the free
+        memory (data and diff, 8 bytes a value), checked before allocating.
       alpha (default 0.5): center rate, in (0, 1]; update: direct only.
       normalization (default BATCH_SIZE): FULL, VALID, BATCH_SIZE or NONE.
       update (default direct): ``direct`` or ``solver``, as above.
+      center_filler (default zeros): the centers' initial values, as
+        caffe-face's ``center_loss_param { center_filler }``: a Caffe filler
+        type (``xavier``, ``gaussian``, ``uniform``, ``msra``, ``constant``,
+        ``positive_unitball``) or a mapping with its FillerParameter fields,
+        e.g. ``{type: gaussian, std: 0.01}`` (:mod:`caffe_losses.fillers`).
 
     Prototxt::
 
@@ -124,22 +144,37 @@ class CenterLoss(LossLayer):
     """
 
     PARAMS = (
-        Param("num_classes", as_int, REQUIRED, low=1, doc="number of classes (rows of the centers)"),
+        Param("num_classes", as_int, REQUIRED, low=1, high=FLOAT32_EXACT_INT, doc=(
+            "number of classes (rows of the centers), at most 2**24 = 16777216: labels reach the "
+            "layer as float32, exact only up to there")),
         Param("alpha", as_float, None, low=0, low_open=True, high=1,
               doc="center rate, in (0, 1] (default 0.5; update: direct only)"),
         normalization_param("BATCH_SIZE"),
         Param("update", _as_update, "direct", choices=UPDATES, doc=(
             "direct (the layer moves the centers; set param { lr_mult: 0 decay_mult: 0 }) or "
             "solver (the layer adds delta_c to the centers' diff; rate = base_lr * lr_mult)")),
+        Param("center_filler", as_filler, None, doc=(
+            "initial centers: a Caffe filler type (xavier, gaussian, ...) or {type: ..., std: ...}; "
+            "default zeros")),
     )
     BOTTOMS = ("features", "label")
     DIFF_BOTTOMS = (0,)
 
     def layer_setup(self, bottom, top):
         super().layer_setup(bottom, top)
-        shape = bottom[0].data.shape
+        self.train = self.phase == caffe.TRAIN
+        if self.train and self.params["update"] == "direct" and caffe.solver_count() > 1:
+            # Caffe's multi-GPU training (python/train.py, NCCL) runs one solver per
+            # GPU and all-reduces the parameter diffs: centers moved inside each
+            # GPU's backward would drift apart.
+            self.fail(f"update: direct cannot train on {caffe.solver_count()} GPUs: each GPU would "
+                      f"move its own copy of the centers and they would drift apart. Use "
+                      f"'update: solver' (the centers' diff is all-reduced like any parameter's) "
+                      f"with param {{ lr_mult: <alpha / base_lr> decay_mult: 0 }}")
+        shape = tuple(bottom[0].shape)
         if len(shape) < 2:
-            self.fail(f"bottom 'features' must be (N, D) or (N, D, 1, 1); got shape {tuple(shape)}")
+            self.fail(f"bottom 'features' must be (N, D) or (N, D, 1, 1); got shape {shape}")
+        self.require_nonempty(bottom)
         self.dim = math.prod(shape[1:])
         self.num_classes = self.params["num_classes"]
         if self.params["update"] == "solver" and self.params["alpha"] is not None:
@@ -148,9 +183,17 @@ class CenterLoss(LossLayer):
                       f"Received: alpha={self.params['alpha']}")
         if self.params["alpha"] is None:
             self.params["alpha"] = DEFAULT_ALPHA
+        count = self.num_classes * self.dim
+        what = f"the centers ({self.num_classes} x {self.dim} float32, data and diff)"
+        if count > BLOB_MAX_COUNT:
+            self.fail(f"{what} would hold {count} values, more than a Caffe blob can "
+                      f"({BLOB_MAX_COUNT}): lower num_classes ({self.num_classes}) or the feature "
+                      f"size ({self.dim})")
+        check_allocation(2 * 4 * count, what, owner=self.owner)
         self.blobs.add_blob(self.num_classes, self.dim)   # the centers: learnable, snapshotted
-        self.blobs[0].data[...] = 0
-        self.train = self.phase == caffe.TRAIN
+        filler = self.params["center_filler"]
+        self.blobs[0].data[...] = 0 if filler is None else fill(self.blobs[0].data.shape, filler)
+        self.cache = None             # the last accepted forward's, for backward
         self._after_update = None     # the centers' bytes this layer left, for the direct-mode guard
         self._warned = False
 
@@ -164,49 +207,43 @@ class CenterLoss(LossLayer):
         if labels.count != n:
             self.fail(f"bottom 'label' must hold one label per sample of 'features' {shape}: "
                       f"expected {n} values, got {labels.count} {tuple(labels.data.shape)}")
-        self._norm = normalizer(self.params["normalization"], n, 1)
-        # buffers reused every iteration: x - c_y and delta_c
-        if getattr(self, "_diff", None) is None or self._diff.shape[0] != n:
-            self._diff = np.empty((n, self.dim), dtype=bottom[0].data.dtype)
-            self._delta = np.empty((self.num_classes, self.dim), dtype=bottom[0].data.dtype)
 
     def loss(self, bottom, top):
         centers = self.blobs[0].data        # fresh view: the TEST net may share another buffer
         if self.train and self._after_update is not None:
             self._check_untouched(centers)
+        self.cache = None    # a refused batch leaves backward nothing to move the centers with
         x, labels = self.bottom_arrays(bottom)
-        y, _ = check_labels(self.owner, labels, self.num_classes, name="label")
-        value, self.cache = core.center_loss_forward_checked(
-            x.reshape(x.shape[0], self.dim), y.reshape(-1), centers, self._norm, out=self._diff,
-            shape=x.shape)
-        if not math.isfinite(value):   # before backward could move the centers with it
+        value, cache = core.center_loss_forward(
+            x, labels, centers, normalization=self.params["normalization"], owner=self.owner)
+        if overflows_float32(value):   # checked as the float32 Caffe receives, before any center moves
             self.fail_non_finite(bottom, value, indexes=(0,), extra=(("the centers (layer blob 0)", centers),))
+        self.cache = cache
         return value
 
-    def gradients(self, bottom, propagate_down):
-        return {0: core.center_loss_backward(self.cache)}
+    def _accepted_cache(self):
+        if self.cache is None:
+            self.fail("backward without a forward this layer accepted: the last forward was refused "
+                      "(see its error), so the centers stay where they are")
+        return self.cache
 
-    def backward(self, top, propagate_down, bottom):
-        # 1. the feature gradient, from the forward's x - c_y (pre-update centers):
-        #    LossLayer.backward's contract in fewer Python steps, the loss weight
-        #    (top diff) folded into the gradient written straight into the diff;
-        #    a zero diff for the labels when asked
-        if propagate_down[0]:
-            core.center_loss_backward(self.cache, out=bottom[0].diff, scale=float(top[0].diff[0]))
-        if len(bottom) > 1 and propagate_down[1]:
-            bottom[1].diff[...] = 0
-        # 2. the center update, TRAIN phase only
+    def gradients(self, diffs, scale):
+        # the feature gradient, from the forward's x - c_y (pre-update centers)
+        core.center_loss_backward(self._accepted_cache(), scale=scale, out=diffs[0])
+
+    def backward_params(self):
+        # the center update, TRAIN phase only
+        self._accepted_cache()
         if not self.train:
             return
         if self.params["update"] == "direct":
             centers = self.blobs[0].data
-            centers -= core.center_update(self.cache, out=self._delta, scale=self.params["alpha"])
+            centers -= core.center_update(self.cache, scale=self.params["alpha"])
             self._after_update = centers.tobytes()
         else:
             # accumulate, as Caffe layers do with parameter diffs (iter_size > 1);
             # the solver zeroes the diffs before each iteration
-            diff = self.blobs[0].diff
-            diff += core.center_update(self.cache, out=self._delta)
+            self.blobs[0].diff[...] += core.center_update(self.cache)
 
     def _check_untouched(self, centers):
         if self._warned or centers.tobytes() == self._after_update:

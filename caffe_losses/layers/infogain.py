@@ -13,9 +13,9 @@ The maths lives in :mod:`caffe_losses.core.infogain`; H files are read by
 import numpy as np
 
 from caffe_losses.core import infogain as core
-from caffe_losses.core.common import canonical_shape
+from caffe_losses.core.common import Workspace, canonical_shape
 from caffe_losses.core.infogain import square_shape
-from caffe_losses.hmatrix import load_blob
+from caffe_losses.hmatrix import load_blob, require_float32, require_no_zero_row
 from caffe_losses.layers.base import LossLayer, PythonLayer
 from caffe_losses.params import (Param, REQUIRED, as_float, as_int, as_str, ignore_label_param,
                                  normalization_param)
@@ -50,12 +50,17 @@ class _InfogainLayer(LossLayer):
         if source is not None:
             blob = load_blob(source, owner=self.owner, key="source")
             self._h_name = f"'source' file '{source}'"
-            # validated now (shape, finite, non-negative); the class count in reshape
+            # validated now (shape, finite, non-negative, in float32 as the
+            # layer uses it: no value beyond float32, no row that float32
+            # turns into zeros); the class count in reshape
+            require_float32(blob, owner=self.owner, name=self._h_name)
             self._h_source = core.infogain_matrix(blob, owner=self.owner, name=self._h_name,
                                                   dtype=np.float32)
+            require_no_zero_row(self._h_source.rowsum, owner=self.owner, name=self._h_name)
         self._h_bottom_bytes = None    # last H seen on the bottom, and its InfogainMatrix
         self._h_bottom = None
-        self._ws = None                # core.Workspace of the current shape
+        self._classes = None           # C of the current scores shape
+        self._workspace = Workspace()  # the kernel's arrays
 
     def check_bottoms(self, bottom):
         data = bottom[0].data
@@ -81,8 +86,7 @@ class _InfogainLayer(LossLayer):
             if square_shape(shape) != (C, C):
                 self.fail(f"bottom 'H' must be a {C} x {C} matrix (or 1 x 1 x {C} x {C}) for the "
                           f"{C} classes of '{name0}' {tuple(data.shape)}. Received shape {shape}")
-        if self._ws is None or not self._ws.fits(data, axis):
-            self._ws = core.Workspace(data.shape, axis, data.dtype, owner=self.owner, xname=name0)
+        self._classes = C
 
     def current_h(self, data):
         """H for this forward: from ``source``, or the H bottom's ``data`` (re-validated when it changed)."""
@@ -90,23 +94,14 @@ class _InfogainLayer(LossLayer):
             return self._h_source
         key = data.tobytes()
         if key != self._h_bottom_bytes:
-            self._h_bottom = core.infogain_matrix(data, self._ws.C, owner=self.owner,
+            self._h_bottom = core.infogain_matrix(data, self._classes, owner=self.owner,
                                                   name="bottom 'H'", dtype=np.float32)
+            require_no_zero_row(self._h_bottom.rowsum, owner=self.owner, name="bottom 'H'")
             self._h_bottom_bytes = key
         return self._h_bottom
 
-    def backward(self, top, propagate_down, bottom):
-        # LossLayer.backward's contract, in fewer Python steps: the loss weight
-        # (top diff) is folded into the gradient written straight into the
-        # scores' diff; the label (and H) bottoms get a zero diff when asked.
-        if propagate_down[0]:
-            self.write_gradient(bottom[0].diff, float(top[0].diff[0]))
-        for i in range(1, len(bottom)):
-            if propagate_down[i]:
-                bottom[i].diff[...] = 0
-
-    def gradients(self, bottom, propagate_down):
-        return {0: self.write_gradient(bottom[0].diff, 1.0)}
+    def gradients(self, diffs, scale):
+        self._backward(self.cache, scale=scale, out=diffs[0])
 
 
 class SoftmaxWithInfogainLoss(_InfogainLayer):
@@ -126,7 +121,7 @@ class SoftmaxWithInfogainLoss(_InfogainLayer):
 
     times the loss weight; 0 at ignored positions. With H = identity this is
     ``SoftmaxWithLoss`` (``p - onehot(y)``); with H diagonal, a class-weighted
-    softmax loss, computed without gathering rows of H (the fast path).
+    softmax loss.
 
     Caffe's native ``InfogainLoss`` computes the same but clamps ``log p`` at
     ``log(1e-20) = -46.05``, so it underestimates the loss of confident
@@ -146,8 +141,11 @@ class SoftmaxWithInfogainLoss(_InfogainLayer):
       axis (default 1), ignore_label (default none),
       normalization (VALID (default), FULL, BATCH_SIZE, NONE).
 
-    H must be C x C, finite and non-negative, and hold similarities or class
-    weights (``tools/make_infogain_h.py`` makes one).
+    H must be C x C, finite and non-negative, with a positive value in every
+    row (an all-zero row would silently drop its class from the loss), and
+    hold similarities or class weights (``tools/make_infogain_h.py`` makes
+    one).  A file is checked as the float32 the layer uses: a value beyond
+    3.4e38 or a row whose values all round to 0 is refused.
 
     Prototxt::
 
@@ -179,17 +177,14 @@ class SoftmaxWithInfogainLoss(_InfogainLayer):
     def loss(self, bottom, top):
         p = self.params
         x, label, *h = self.bottom_arrays(bottom)
-        value, self.cache = core.softmax_infogain_forward(
+        self._backward = core.softmax_infogain_kernel_backward
+        value, self.cache = core.softmax_infogain_kernel(
             x, label, self.current_h(h[0] if h else None), axis=p["axis"],
             ignore_label=p["ignore_label"], normalization=p["normalization"], owner=self.owner,
-            workspace=self._ws)
+            workspace=self._workspace)
         if len(top) > 1:
-            core.softmax_infogain_prob(self.cache, out=top[1].data)
+            core.softmax_infogain_kernel_prob(self.cache, out=top[1].data)
         return value
-
-    def write_gradient(self, diff, scale):
-        # written straight into the diff, loss weight included
-        return core.softmax_infogain_backward(self.cache, out=diff, scale=scale)
 
 
 class InfogainLoss(_InfogainLayer):
@@ -200,7 +195,7 @@ class InfogainLoss(_InfogainLayer):
         L = -(1/norm) * sum_i sum_l H[y_i, l] * log(max(p_il, eps))
 
     Backward: the derivative of ``log p`` is ``1/p``, hence the division by
-    ``p`` that surprises readers of Caffe's code (seed 001)::
+    ``p`` that surprises readers of Caffe's code::
 
         dL/dp_ik = -H[y_i, k] / (max(p_ik, eps) * norm)
 
@@ -247,14 +242,12 @@ class InfogainLoss(_InfogainLayer):
     def loss(self, bottom, top):
         p = self.params
         x, label, *h = self.bottom_arrays(bottom)
+        self._backward = core.infogain_backward
         value, self.cache = core.infogain_forward(
             x, label, self.current_h(h[0] if h else None), axis=p["axis"],
             ignore_label=p["ignore_label"], normalization=p["normalization"], eps=p["eps"],
-            owner=self.owner, workspace=self._ws)
+            owner=self.owner)
         return value
-
-    def write_gradient(self, diff, scale):
-        return core.infogain_backward(self.cache, out=diff, scale=scale)
 
 
 class Constant(PythonLayer):
@@ -274,7 +267,8 @@ class Constant(PythonLayer):
 
     param_str keys:
       source (required): a .binaryproto (BlobProto) or .npy file (read with
-      allow_pickle=False), relative to the working directory.
+      allow_pickle=False), relative to the working directory; at least one
+      value, all finite and within float32 (at most 3.4e38 in magnitude).
 
     Prototxt::
 
@@ -291,19 +285,24 @@ class Constant(PythonLayer):
         }
 
     Reference:
-      the question of seed 000 (how to feed H as a bottom without a data
-      layer that advances every iteration).
+      the Stack Overflow question "InfogainLoss layer" (2015), which asks how
+      to feed H; BVLC/caffe #3855 (H as the optional third bottom).
     """
 
     PARAMS = (Param("source", as_str, REQUIRED, doc="the .binaryproto or .npy file to emit"),)
     TOPS = ("data",)
 
     def layer_setup(self, bottom, top):
-        blob = load_blob(self.params["source"], owner=self.owner, key="source")
+        source = self.params["source"]
+        blob = load_blob(source, owner=self.owner, key="source")
         if blob.ndim == 0:
             blob = blob.reshape(1)
+        if blob.size == 0:
+            # a top with no values aborts Caffe (it allocates nothing for it)
+            self.fail(f"'source' file '{source}' holds no values (shape {tuple(blob.shape)})")
         if not np.all(np.isfinite(blob)):
-            self.fail(f"'source' file '{self.params['source']}' holds non-finite values")
+            self.fail(f"'source' file '{source}' holds non-finite values")
+        require_float32(blob, owner=self.owner, name=f"'source' file '{source}'")
         self.blob = np.ascontiguousarray(blob, dtype=np.float32)
 
     def reshape(self, bottom, top):

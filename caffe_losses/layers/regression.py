@@ -7,9 +7,10 @@ formulas and their derivations are in the core's docstrings and in
 
 import numpy as np
 
-from caffe_losses.core import common, regression as core
+from caffe_losses.core import regression as core
 from caffe_losses.layers.base import LossLayer, PythonLayer
 from caffe_losses.params import Param, as_bool, as_float, as_float_list, normalization_param
+from caffe_losses.safety import FLOAT32_MAX, float32_overflow, overflows_float32
 
 __all__ = ["SmoothL1Loss", "Expectation", "MeanVarianceLoss"]
 
@@ -40,6 +41,33 @@ def _values_param():
         "(default 0, 1, ..., K-1)"))
 
 
+# sigma enters float32 arithmetic as sigma^2 and 1/sigma^2 (the edge of the
+# quadratic region); both are normal float32 numbers for sigma in
+# [1.1e-19, 9.2e18]: the bounds, rounded inwards.
+SIGMA_MIN, SIGMA_MAX = 1e-18, 1e18
+
+
+def _check_sigma(sigma):
+    if not SIGMA_MIN <= sigma <= SIGMA_MAX:
+        raise ValueError(f"must be in [{SIGMA_MIN:g}, {SIGMA_MAX:g}]: the layer computes in float32 "
+                         f"with sigma^2 and 1/sigma^2 (the edge of the quadratic region), which "
+                         f"float32 cannot hold beyond that")
+
+
+def _bin_values(layer, k):
+    """The K bin values as float32; refused when float32 cannot hold them or their spread."""
+    values = core.bin_values(layer.params["values"], k, np.float64, owner=layer.owner)
+    bad = float32_overflow(values)
+    if bad is not None:
+        layer.fail(f"'values' gives bin {bad[0]} the value {values[bad]:g}, beyond float32 (at most "
+                   f"{FLOAT32_MAX:.4g}), the type of Caffe's blobs")
+    spread = float(values.max() - values.min())
+    if overflows_float32(spread):
+        layer.fail(f"'values' span {spread:.4g} (from {values.min():g} to {values.max():g}), beyond "
+                   f"float32 (at most {FLOAT32_MAX:.4g}): the gradient p_k (v_k - E) would overflow")
+    return values.astype(np.float32)
+
+
 def _bins_shape(layer, blob, name):
     """(N, K) of a scores blob shaped (N, K) or (N, K, 1, ...)."""
     shape = tuple(blob.data.shape)
@@ -68,21 +96,25 @@ class SmoothL1Loss(LossLayer):
     ``sigma^2`` times Caffe's ``EuclideanLoss``, ``sum (pred - target)^2 / (2N)``,
     with gradients to both bottoms like it.  The weights receive a zero diff.
 
-    The loss is computed as ``sigma^2 * (c.d - c.c/2)`` with
-    ``c = clip(d, -1/sigma^2, 1/sigma^2)``: two buffers allocated in ``reshape``,
-    two BLAS dot products, and a one-pass backward.
+    The weights must be finite and >= 0 (a negative weight would make the loss
+    negative): anything else is refused, naming the bottom, index and value.
 
     Shape:
       bottom[0] ``pred``: (N, *).
-      bottom[1] ``target``: as many values as ``pred`` and the same N.
-      bottom[2] ``inside_weights`` (optional): as many values as ``pred``.
-      bottom[3] ``outside_weights`` (optional): as many values as ``pred``
+      bottom[1] ``target``: as many values as ``pred`` and the same N, in any
+      shape (e.g. (N, 1) against (N, 1, 1, 1)); its gradient lands in its shape.
+      bottom[2] ``inside_weights`` (optional): as many values as ``pred``, >= 0.
+      bottom[3] ``outside_weights`` (optional): as many values as ``pred``, >= 0
       (give ``inside_weights`` of ones to use outside weights alone).
       top[0]: (1,), the loss.
 
     param_str keys:
       sigma (default 1.0): > 0; the quadratic region is ``|d| < 1/sigma^2``
-        (PyTorch's ``beta`` is ``1/sigma^2``).
+        (PyTorch's ``beta`` is ``1/sigma^2``), so the loss has a kink (its
+        second derivative jumps) at ``|d| = 1/sigma^2``: finite differences
+        across it disagree with the gradient (``caffe-losses gradcheck
+        --kink``).  At most 1e18 and at least 1e-18, so that ``sigma^2`` and
+        ``1/sigma^2`` are normal float32 numbers.
       normalization (default BATCH_SIZE): BATCH_SIZE (N), FULL or VALID (all
         elements: nothing is ignored), NONE.
 
@@ -102,16 +134,12 @@ class SmoothL1Loss(LossLayer):
       non-negative outside weights).
     """
 
-    PARAMS = (Param("sigma", as_float, 1.0, low=0, low_open=True,
-                    doc="> 0; quadratic for |d| < 1/sigma^2, linear beyond"),
+    PARAMS = (Param("sigma", as_float, 1.0, low=0, low_open=True, extra_check=_check_sigma,
+                    doc="> 0, in [1e-18, 1e18]; quadratic for |d| < 1/sigma^2, linear beyond"),
               normalization_param("BATCH_SIZE"))
     BOTTOMS = ("pred", "target")
     OPTIONAL_BOTTOMS = ("inside_weights", "outside_weights")
     DIFF_BOTTOMS = (0, 1)
-
-    def layer_setup(self, bottom, top):
-        super().layer_setup(bottom, top)
-        self._plan = None             # core.SmoothL1 for the current shape
 
     def check_bottoms(self, bottom):
         pred = bottom[0]
@@ -123,27 +151,16 @@ class SmoothL1Loss(LossLayer):
                 self.fail(f"bottom '{self.bottom_name(i)}' must have the N of 'pred' "
                           f"{tuple(pred.data.shape)}: expected {n} samples, got {other[0]} "
                           f"{tuple(other)}")
-        self._plan = core.SmoothL1(pred.data.shape, pred.data.dtype, sigma=self.params["sigma"],
-                                   normalization=self.params["normalization"])
 
     def loss(self, bottom, top):
-        return self._plan.forward(*self.bottom_arrays(bottom))   # a NaN/inf loss: LossLayer names the input
+        value, self.cache = core.smooth_l1_forward(*self.bottom_arrays(bottom), owner=self.owner,
+                                                   **self.params)
+        return value   # a NaN/inf loss: LossLayer names the input
 
-    def gradients(self, bottom, propagate_down):
-        g = self._plan.backward()
-        return {0: g, 1: -g}
-
-    def backward(self, top, propagate_down, bottom):
-        # Fused: the loss weight is folded into the core's one multiply, which
-        # writes straight into the diff (the base would take two passes).
-        scale = float(top[0].diff[0])
-        if propagate_down[0]:
-            self._plan.backward(scale, bottom[0].diff)
-        if propagate_down[1]:
-            self._plan.backward(-scale, bottom[1].diff)
-        for i in range(2, len(bottom)):
-            if propagate_down[i]:
-                bottom[i].diff.fill(0)    # weights: asked for only under force_backward
+    def gradients(self, diffs, scale):
+        # d/dtarget = -d/dpred, each written in its bottom's own shape
+        for i, diff in diffs.items():
+            core.smooth_l1_backward(self.cache, scale=scale if i == 0 else -scale, out=diff)
 
 
 class Expectation(PythonLayer):
@@ -160,8 +177,8 @@ class Expectation(PythonLayer):
         dE/dp_k = v_k                                                 (softmax: false)
 
     each times the top diff of its sample.  With a ``Softmax`` in front and
-    ``softmax: false`` this is exactly the seed's fixed ``Convolution`` whose
-    kernel net surgery sets to 0..99, with no surgery; with the default
+    ``softmax: false`` this is exactly the fixed ``Convolution`` whose kernel
+    the net-surgery recipe sets to 0..99, with no surgery; with the default
     ``softmax: true`` it takes the raw scores and needs no ``Softmax`` layer.
     Train it end to end with ``SmoothL1Loss`` or ``EuclideanLoss`` on the age.
 
@@ -199,11 +216,12 @@ class Expectation(PythonLayer):
         self._bottom_data = None      # the scores' array, from reshape to the forward that follows
 
     def reshape(self, bottom, top):
+        self.require_nonempty(bottom)     # (.data of an empty blob aborts)
         x = bottom[0].data
         if x.shape != self._shape:    # checked (and the top reshaped) only when it changes
             n, k = _bins_shape(self, bottom[0], "scores")
             if k != self._k:
-                self._values = core.bin_values(self.params["values"], k, np.float32, owner=self.owner)
+                self._values = _bin_values(self, k)
                 self._k = k
             top[0].reshape(n, 1)
             self._shape = x.shape
@@ -281,29 +299,15 @@ class MeanVarianceLoss(LossLayer):
             self.fail(f"bottom 'label' must hold one label per sample: expected {n}, "
                       f"got {bottom[1].count} {tuple(bottom[1].data.shape)}")
         if k != self._k:
-            self._values = core.bin_values(self.params["values"], k, np.float32, owner=self.owner)
+            self._values = _bin_values(self, k)
             self._k = k
 
     def loss(self, bottom, top):
-        return self._loss(*self.bottom_arrays(bottom))
-
-    def _loss(self, scores, labels):
-        if not np.isfinite(scores).all():
-            common.check_finite(self.owner, "scores", scores)
+        scores, labels = self.bottom_arrays(bottom)
         value, self.cache = core.mean_variance_forward(
-            scores, labels, self._values,
-            lambda_mean=self.params["lambda_mean"], lambda_var=self.params["lambda_var"])
+            scores, labels, self._values, lambda_mean=self.params["lambda_mean"],
+            lambda_var=self.params["lambda_var"], owner=self.owner)
         return value
 
-    def gradients(self, bottom, propagate_down):
-        return {0: core.mean_variance_backward(self.cache)}
-
-    def backward(self, top, propagate_down, bottom):
-        # The base's contract in one pass: the loss weight scales the gradient
-        # as it is written; the label gets a zero diff under force_backward.
-        if propagate_down[0]:
-            diff = bottom[0].diff
-            np.multiply(core.mean_variance_backward(self.cache).reshape(diff.shape),
-                        float(top[0].diff[0]), out=diff)
-        if propagate_down[1]:
-            bottom[1].diff.fill(0)
+    def gradients(self, diffs, scale):
+        core.mean_variance_backward(self.cache, scale=scale, out=diffs[0])

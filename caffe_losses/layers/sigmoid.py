@@ -1,6 +1,7 @@
 """``WeightedSigmoidCrossEntropyLoss``: Caffe's sigmoid cross-entropy with class weights."""
 
 from caffe_losses.core import sigmoid as core
+from caffe_losses.core.common import Workspace
 from caffe_losses.layers.base import LossLayer
 from caffe_losses.params import (Param, as_float, as_number_or_list, ignore_label_param,
                                  normalization_param)
@@ -51,8 +52,9 @@ class WeightedSigmoidCrossEntropyLoss(LossLayer):
         per channel along axis 1 (multi-label nets; PyTorch's semantics:
         negatives / positives of that class, e.g. 300 / 100 = 3).
         ``caffe-losses make-pos-weight`` computes the list from a label file.
-      cls_weight: an alias of pos_weight, so the forum layer's prototxt
-        (``param_str: "{\\"cls_weight\\":100}"``) works unchanged.
+      cls_weight: an alias of pos_weight, so prototxts written for the widely
+        copied ``SigmoidCrossEntropyWeightLossLayer`` Python layer
+        (``param_str: "{\\"cls_weight\\":100}"``) work unchanged.
       neg_weight (default 1): ``w_n``, a number >= 0.
       balance (default none): ``auto`` (or true) multiplies the weights, per
         sample, by HED's class balance over its non-ignored elements:
@@ -70,8 +72,8 @@ class WeightedSigmoidCrossEntropyLoss(LossLayer):
     exactly, and any other target outside [0, 1] is an error instead of a
     silently wrong loss.  The two agree for targets in [0, 1] with an ignore
     label outside it, and for 0/1 targets with any ignore label.
-    The forum layer this replaces returns the plain sum: its value is this
-    layer's times N (or use ``normalization: NONE``).
+    That copied layer returns the plain sum: its value is this layer's times
+    N (or use ``normalization: NONE``).
 
     Example::
 
@@ -105,12 +107,8 @@ class WeightedSigmoidCrossEntropyLoss(LossLayer):
 
     def layer_setup(self, bottom, top):
         super().layer_setup(bottom, top)
-        self._plan = None             # core.WeightedSigmoidCrossEntropy for the current shape
+        self._workspace = Workspace()
 
-    # Caffe calls reshape before every forward (Layer::Forward), so the per-call
-    # cost counts: the bottoms are checked and the plan built only when a shape
-    # changes, and the data arrays fetched here (each pycaffe ``.data`` makes a
-    # new array) serve the forward that Caffe runs right after.
     def check_bottoms(self, bottom):
         self.require_same_count(bottom, 0, 1)
         shape = tuple(bottom[0].data.shape)
@@ -125,21 +123,12 @@ class WeightedSigmoidCrossEntropyLoss(LossLayer):
                 self.fail(f"'pos_weight' has {len(weights)} weight(s) but bottom 'scores' "
                           f"{shape} has {channels} channel(s) along axis 1: expected one "
                           f"weight per channel")
-        self._plan = core.WeightedSigmoidCrossEntropy(shape, bottom[0].data.dtype, owner=self.owner,
-                                                      **self.params)
 
     def loss(self, bottom, top):
-        return self._plan.forward(*self.bottom_arrays(bottom))
+        scores, target = self.bottom_arrays(bottom)
+        value, self.cache = core.weighted_sigmoid_cross_entropy_kernel(
+            scores, target, owner=self.owner, workspace=self._workspace, **self.params)
+        return value
 
-    def gradients(self, bottom, propagate_down):
-        return {0: self._plan.backward().copy()}
-
-    def backward(self, top, propagate_down, bottom):
-        # Fused: the loss weight joins the normalizer in one factor and the
-        # gradient is written straight into the diff (the base would take an
-        # extra pass).  Same contract: skip what is not asked for, zero diff
-        # for the target under force_backward.
-        if propagate_down[0]:
-            self._plan.backward(float(top[0].diff[0]), bottom[0].diff)
-        if propagate_down[1]:
-            bottom[1].diff.fill(0)
+    def gradients(self, diffs, scale):
+        core.weighted_sigmoid_cross_entropy_backward(self.cache, scale=scale, out=diffs[0])

@@ -1,13 +1,17 @@
 """Lint a net (or a solver's nets) for the mistakes that make losses silently wrong.
 
-Checks, per phase: Python loss layers without loss_weight; caffe_losses
-param_str that does not parse or validate; infogain H files that are missing,
-malformed or of the wrong size for the classifier before them; softmax
-applied twice (SoftmaxWithInfogainLoss / InfogainLoss / SoftmaxWithLoss fed
-by a Softmax) and the classic InfogainLoss fed raw scores; the fixed
-expectation kernel without lr_mult: 0; CenterLoss centers moved by both the
-layer and the solver. Relative paths are resolved against the current folder,
-as Caffe does: run it where you run `caffe train`.
+Checks, per phase: Python loss layers without loss_weight (unless a later
+layer fed by the loss carries it); caffe_losses param_str that does not parse
+or validate; loss_param and other blocks Caffe never passes to Python layers;
+infogain H files that are missing, malformed or of the wrong size for the
+classifier before them; missing data sources; softmax applied twice
+(SoftmaxWithInfogainLoss / InfogainLoss / SoftmaxWithLoss fed by a Softmax)
+and the classic InfogainLoss fed raw scores; the fixed expectation kernel
+without lr_mult: 0; CenterLoss centers moved by both the layer and the
+solver. Relative paths are resolved against the current folder, as Caffe
+does: run it where you run `caffe train`. A net Caffe cannot parse because of
+a fork's field is reported with the field and the `caffe-losses migrate`
+command to run.
 
   caffe-losses check train_val.prototxt
   caffe-losses check solver.prototxt          # checks the solver's net(s)

@@ -24,12 +24,13 @@ Examples:
   make_infogain_h.py --show H.binaryproto
 """
 
-import os
+import math
 import sys
 
 import numpy as np
 
 from caffe_losses import hmatrix
+from caffe_losses.safety import check_output, output_file
 
 
 def add_arguments(parser):
@@ -73,6 +74,7 @@ def add_arguments(parser):
 
 
 def _fail(message):
+    message = message[len("make-h: "):] if message.startswith("make-h: ") else message
     print(f"make-h: error: {message}", file=sys.stderr)
     return 2
 
@@ -101,6 +103,8 @@ def build(args):
         base = hmatrix.read_matrix(args.matrix)
         how.append(f"matrix {args.matrix}")
     elif args.distances:
+        if not (math.isfinite(args.temperature) and args.temperature > 0):
+            raise ValueError(f"--temperature must be a finite number > 0. Received: {args.temperature:g}")
         D = hmatrix.read_matrix(args.distances)
         base = hmatrix.similarity_from_distances(D, temperature=args.temperature)
         how.append(f"exp(-D / {args.temperature:g}) of {args.distances}")
@@ -110,8 +114,13 @@ def build(args):
     elif args.labels:
         L = args.num_classes if args.num_classes is not None else (
             base.shape[0] if base is not None else None)
+        if L is not None:
+            hmatrix.check_classes(L, owner="make-h")
         labels = hmatrix.read_labels(args.labels, dataset=args.dataset)
-        counts = hmatrix.class_counts(labels, L, ignore_label=args.ignore_label)
+        try:
+            counts = hmatrix.class_counts(labels, L, ignore_label=args.ignore_label)
+        except ValueError as err:
+            raise ValueError(f"{args.labels}: {err}") from None
         how.append(f"class counts of {args.labels}: {counts.tolist()}")
     elif args.weighting is not None:
         raise ValueError("--weighting needs class frequencies: give --counts or --labels")
@@ -121,6 +130,8 @@ def build(args):
     if counts is None:
         return base, ", ".join(how)
     weighting = args.weighting or "inverse"
+    if base is None:
+        hmatrix.check_classes(counts.size, owner="make-h")
     w = hmatrix.class_weights(counts, weighting=weighting, beta=args.beta)
     extra = f", beta {args.beta:g}" if weighting == "effective-number" else ""
     how.append(f"{weighting} class weights{extra} (mean over samples 1)")
@@ -132,17 +143,25 @@ def build(args):
     return w[:, None] * base, ", ".join(how) + ", scaling the rows"
 
 
-def write(path, H):
-    """Validates and writes H: .npy (L x L) or .binaryproto (1 x 1 x L x L)."""
+def write(path, H, inputs=()):
+    """Validates H as the float32 that is written, and writes it: .npy (L x L) or .binaryproto.
+
+    Never over one of ``inputs`` (``{option: path}``), never a folder; atomically.
+    Returns the matrix written (float32 values, as float64) and a description.
+    """
     if path.lower().endswith(".npy"):
-        M = hmatrix.check_h(H, owner="make-h", allow_zero_rows=False)
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        np.save(path, M.astype(np.float32))
-        return M, f"{M.shape[0]} x {M.shape[0]} float32 .npy"
-    M = hmatrix.save_h(path, H)
+        M = hmatrix.check_h(H, owner="make-h", allow_zero_rows=False).astype(np.float32)
+        with output_file(path, inputs, option="-o/--output", tool="make-h") as tmp:
+            np.save(tmp, M)
+        return M.astype(np.float64), f"{M.shape[0]} x {M.shape[0]} float32 .npy"
+    M = hmatrix.save_h(path, H, inputs=inputs, owner="make-h")
     L = M.shape[0]
     return M, f"1 x 1 x {L} x {L} BlobProto"
+
+
+def _inputs(args):
+    return {option: path for option, path in (("--labels", args.labels), ("--matrix", args.matrix),
+                                             ("--distances", args.distances)) if path}
 
 
 def run(args):
@@ -151,10 +170,15 @@ def run(args):
             return show(args.show)
         if not args.output:
             return _fail("give -o/--output PATH (or --show FILE)")
+        check_output(args.output, _inputs(args), option="-o/--output", tool="make-h")
+        if args.identity is not None:
+            hmatrix.check_classes(args.identity, owner="make-h")
         H, how = build(args)
-        M, kind = write(args.output, H)
+        M, kind = write(args.output, H, _inputs(args))
     except (ValueError, OSError) as err:
         return _fail(str(err))
+    except MemoryError:
+        return _fail("out of memory while making H: use fewer classes")
     print(f"wrote {args.output}: {kind}; H from {how}")
     print(hmatrix.describe_h(M))
     return 0

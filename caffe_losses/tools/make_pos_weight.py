@@ -14,14 +14,20 @@ One channel prints a number (it works for any shape).  Per-channel counts go
 to stderr.
 """
 
+import math
 import os
 import sys
 
 import numpy as np
 
 from caffe_losses.core.sigmoid import count_targets, pos_weight_from_counts
+from caffe_losses.hmatrix import read_npy
+from caffe_losses.params import FLOAT32_MAX
 
 __all__ = ["add_arguments", "run", "load_labels", "format_param_str"]
+
+
+MAX_DECIMALS = 17
 
 
 def add_arguments(parser):
@@ -32,7 +38,8 @@ def add_arguments(parser):
     parser.add_argument("--max-weight", type=float, default=None,
                         help="cap on each weight, also used for a channel with no positive "
                              "(default: such a channel is an error)")
-    parser.add_argument("--decimals", type=int, default=4, help="decimals printed (default: 4)")
+    parser.add_argument("--decimals", type=int, default=4,
+                        help=f"decimals printed, 0 to {MAX_DECIMALS} (default: 4)")
     parser.add_argument("--extra", default="",
                         help="more param_str keys to append, e.g. 'ignore_label: 255'")
     parser.add_argument("--quiet", action="store_true", help="print only the param_str line")
@@ -53,7 +60,11 @@ def load_labels(spec):
     ext = os.path.splitext(path)[1].lower()
     if ext in (".h5", ".hdf5", ".hdf"):
         import h5py
-        with h5py.File(path, "r") as f:
+        try:
+            f = h5py.File(path, "r")
+        except OSError as err:
+            raise ValueError(f"{path}: not a readable HDF5 file ({err})") from None
+        with f:
             names = []
             f.visit(lambda name: names.append(name) if isinstance(f[name], h5py.Dataset) else None)
             if dataset is None:
@@ -62,18 +73,14 @@ def load_labels(spec):
             if dataset not in f or not isinstance(f[dataset], h5py.Dataset):
                 raise ValueError(f"{path}: no dataset '{dataset}'; it holds "
                                  f"{', '.join(names) or 'no dataset'}")
+            if f[dataset].dtype.kind not in "fiub":
+                raise ValueError(f"{spec}: holds {f[dataset].dtype}; expected numbers")
             return np.asarray(f[dataset][...], dtype=np.float64)
     if dataset is not None:
         raise ValueError(f"{spec}: ':{dataset}' names an HDF5 dataset, but {path} is not an "
                          f".h5 file")
     if ext == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except ValueError as err:
-            raise ValueError(f"{path}: not a plain numeric .npy array ({err})") from None
-        if not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
-            raise ValueError(f"{path}: expected a numeric array, got dtype {arr.dtype}")
-        return arr.astype(np.float64)
+        return read_npy(path, path)
     try:
         return np.loadtxt(path, ndmin=2, delimiter="," if ext == ".csv" else None, dtype=np.float64)
     except ValueError as err:
@@ -81,8 +88,66 @@ def load_labels(spec):
 
 
 def _fmt(value, decimals):
-    text = f"{value:.{decimals}f}".rstrip("0").rstrip(".")
-    return text if text not in ("", "-0") else "0"
+    """``value`` with at most ``decimals`` decimals, trailing zeros of the fraction dropped.
+
+    10 stays "10" at any ``decimals`` (only zeros after the decimal point go).
+    """
+    text = f"{value:.{decimals}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text if text != "-0" else "0"
+
+
+def check_targets(labels, spec, ignore_label):
+    """Targets must lie in [0, 1] or equal ``--ignore-label``: the first bad one, in the user's words."""
+    if labels.size == 0:
+        raise ValueError(f"{spec}: holds no targets")
+    bad = ~((labels >= 0) & (labels <= 1))
+    if ignore_label is not None:
+        bad &= labels != ignore_label
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0]) if labels.ndim else ()
+        where = f" at index {idx}" if labels.ndim > 1 else f" at position {idx[0]}" if idx else ""
+        extra = f" or the --ignore-label {ignore_label:g}" if ignore_label is not None else \
+            " (give --ignore-label V to leave a value out)"
+        raise ValueError(f"{spec} holds {float(labels[idx]):g}{where}; expected targets in "
+                         f"[0, 1]{extra}; {int(bad.sum())} bad value(s)")
+
+
+def weights_from_counts(pos, neg, max_weight):
+    """negatives / positives per channel, capped at ``max_weight`` (also for channels with no positive)."""
+    empty = np.flatnonzero(np.asarray(pos) <= 0)
+    if empty.size and max_weight is None:      # said with the option's name
+        chans = ", ".join(str(int(i)) for i in empty[:10])
+        raise ValueError(f"channel(s) {chans} have no positive target, so negatives / positives "
+                         f"is infinite: give --max-weight W to use W for them")
+    return pos_weight_from_counts(pos, neg, max_weight=max_weight)
+
+
+def check_options(args):
+    if not 0 <= args.decimals <= MAX_DECIMALS:
+        raise ValueError(f"--decimals must be in [0, {MAX_DECIMALS}]. Received: {args.decimals}")
+    if args.max_weight is not None and not (math.isfinite(args.max_weight) and
+                                            0 < args.max_weight <= FLOAT32_MAX):
+        raise ValueError(f"--max-weight must be a finite number > 0 (a weight the layer accepts). "
+                         f"Received: {args.max_weight:g}")
+    if args.ignore_label is not None and not math.isfinite(args.ignore_label):
+        raise ValueError(f"--ignore-label must be a finite number. Received: {args.ignore_label:g}")
+
+
+def check_printed(weights, decimals):
+    """A positive weight must not print as 0 (that would drop the channel's positives)."""
+    for c, w in enumerate(weights):
+        if w > 0 and float(_fmt(float(w), decimals)) == 0:
+            raise ValueError(f"channel {c}'s weight {w:.3g} prints as 0 with --decimals {decimals}: "
+                             f"give more decimals")
+
+
+def check_param_str(text):
+    """The printed param_str must load in the layer (it checks --extra too)."""
+    from caffe_losses.params import parse_params
+    from caffe_losses.layers.sigmoid import WeightedSigmoidCrossEntropyLoss as layer
+    parse_params(layer.__name__, layer.PARAMS, text)
 
 
 def format_param_str(weights, *, decimals=4, extra=""):
@@ -99,11 +164,25 @@ def format_param_str(weights, *, decimals=4, extra=""):
 
 def run(args):
     try:
+        check_options(args)
         labels = load_labels(args.labels)
+        check_targets(labels, args.labels, args.ignore_label)
         pos, neg = count_targets(labels, ignore_label=args.ignore_label, owner="make-pos-weight")
-        weights = pos_weight_from_counts(pos, neg, max_weight=args.max_weight)
+        weights = weights_from_counts(pos, neg, args.max_weight)
+        check_printed(weights, args.decimals)
+        line = format_param_str(weights, decimals=args.decimals, extra=args.extra)
+        if args.extra.strip():
+            try:
+                check_param_str(line[len('param_str: "'):-1])
+            except ValueError as err:
+                raise ValueError(f"--extra {args.extra.strip()[:60]!r} makes a param_str the layer "
+                                 f"refuses: {err}") from None
     except (OSError, ValueError) as err:
-        print(f"make-pos-weight: {err}", file=sys.stderr)
+        print(f"make-pos-weight: error: {err}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"make-pos-weight: error: {args.labels} is too large for the memory available",
+              file=sys.stderr)
         return 2
     if not args.quiet:
         print(f"{args.labels}: {labels.shape[0] if labels.ndim else 1} sample(s), "
@@ -114,5 +193,5 @@ def run(args):
         for c in np.flatnonzero(weights == 0):
             print(f"  warning: channel {c} has no negative: pos_weight 0 drops its positives",
                   file=sys.stderr)
-    print(format_param_str(weights, decimals=args.decimals, extra=args.extra))
+    print(line)
     return 0

@@ -22,11 +22,42 @@ def add_arguments(parser):
     parser.add_argument("name", nargs="?", help="template name (see --list)")
     parser.add_argument("--list", action="store_true", help="list the templates and exit")
     parser.add_argument("--out", help="folder to create (default: ./NAME)")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing folder")
+    parser.add_argument("--force", action="store_true",
+                        help="write into an existing folder, replacing the template's own files "
+                             "(its prototxts, template.yaml and what it prepares, e.g. data/); "
+                             "nothing else in the folder is touched")
+
+
+def check_out(out, source, force):
+    """Why ``out`` cannot receive the template at ``source`` (a message), or None."""
+    if os.path.islink(out) and not os.path.isdir(out):
+        return f"{out} is a symbolic link to {os.path.realpath(out)}, which is not a folder"
+    if os.path.exists(out) and not os.path.isdir(out):
+        return f"{out} is a file, not a folder: choose another --out"
+    real = os.path.realpath(out)
+    root = os.path.realpath(TEMPLATE_ROOT)
+    if real == root or real.startswith(root + os.sep):
+        return f"{out} is inside the package's templates ({root}): choose a folder of your own"
+    if not os.path.isdir(out):
+        return None
+    if not force:
+        return (f"{out} exists; --force writes the template into it, replacing only the "
+                f"template's own files")
+    for folder, _, files in os.walk(source):
+        for name in files:
+            dest = os.path.join(out, os.path.relpath(os.path.join(folder, name), source))
+            if os.path.islink(dest) or os.path.isdir(dest):
+                kind = "a symbolic link" if os.path.islink(dest) else "a folder"
+                return f"{dest} is {kind}; the template would write its file {name} there"
+    return None
 
 
 def run(args):
-    names = list_templates()
+    try:
+        names = list_templates()
+    except FileNotFoundError as err:
+        print(f"caffe-losses template: {err}", file=sys.stderr)
+        return 2
     if args.list or not args.name:
         for name in names:
             print(f"{name:28} {load_template(os.path.join(TEMPLATE_ROOT, name))['description']}")
@@ -35,13 +66,19 @@ def run(args):
         print(f"caffe-losses template: no template '{args.name}'. Templates: {', '.join(names)}", file=sys.stderr)
         return 2
     out = os.path.abspath(args.out or args.name)
-    if os.path.exists(out):
-        if not args.force:
-            print(f"caffe-losses template: {out} exists (use --force to overwrite)", file=sys.stderr)
-            return 2
-        shutil.rmtree(out)
-    shutil.copytree(os.path.join(TEMPLATE_ROOT, args.name), out)
-    meta = prepare_template(out)
+    source = os.path.join(TEMPLATE_ROOT, args.name)
+    problem = check_out(out, source, args.force)
+    if problem:
+        print(f"caffe-losses template: {problem}", file=sys.stderr)
+        return 2
+    try:
+        # --force: the template's files replace those of the same names; every
+        # other file in the folder stays (nothing is deleted)
+        shutil.copytree(source, out, dirs_exist_ok=True)
+        meta = prepare_template(out)
+    except (OSError, shutil.Error) as err:
+        print(f"caffe-losses template: cannot write {out}: {err}", file=sys.stderr)
+        return 2
     print(f"wrote {out}: {meta['description']}")
     weights = f" --weights {meta['weights']}" if meta.get("weights") else ""
     caffe_weights = f" -weights {meta['weights']}" if meta.get("weights") else ""

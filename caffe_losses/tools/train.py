@@ -1,54 +1,124 @@
-"""Train a solver through pycaffe with a progress bar, a loss curve and Ctrl-C snapshots.
+"""Train a solver as `caffe train` does, with progress, test scores, a curve and safe interrupts.
 
-Does what `caffe train -solver SOLVER` does (test intervals, snapshots,
-snapshot_after_train), and also: a progress bar with iteration, loss, rate
-and ETA; the training curve as a PNG; a snapshot when you press Ctrl-C.
-Paths inside the solver are relative to the current directory, as with
-`caffe train`.
+Does what `caffe train -solver SOLVER` does (Caffe's test intervals and
+final test, snapshots, snapshot_after_train, -weights, -snapshot, -gpu),
+and also: checks the nets with the `check` rules and the files Caffe would
+abort on before training; shows a progress line (iteration, loss, rate,
+ETA; when the output is not a terminal, a line at each 10% and every 20 s)
+and every test-net output at each test; draws the training curve with the
+test scores as a PNG; on Ctrl-C or SIGTERM (docker stop) saves a snapshot
+and prints its files. Paths inside the solver are relative to the current
+directory, as with `caffe train`. Caffe's single-dash spellings work too
+(-solver, -weights, -snapshot, -gpu).
 
   caffe-losses train solver.prototxt
   caffe-losses train solver.prototxt --weights init_weights.caffemodel
   caffe-losses train solver.prototxt --snapshot snapshots/net_iter_500.solverstate
+
+Exit status: 0 trained; 1 a check failed or a layer raised an error; 2 bad
+usage; 128 + signal number when stopped by Ctrl-C (130) or SIGTERM (143),
+after saving a snapshot.
 """
 
 import os
 import sys
 
-from caffe_losses.training import train
+from caffe_losses.preflight import PreflightError
+from caffe_losses.training import TrainingError, train
 
 
 def add_arguments(parser):
-    parser.add_argument("solver", help="solver.prototxt")
-    parser.add_argument("--weights", help=".caffemodel to start from (fine-tuning, or net-surgery output)")
-    parser.add_argument("--snapshot", help=".solverstate to resume from")
-    parser.add_argument("--max-iter", type=int, help="stop at this iteration instead of the solver's max_iter")
+    parser.add_argument("solver", nargs="?", help="solver.prototxt")
+    parser.add_argument("--solver", "-solver", dest="solver_flag", metavar="SOLVER",
+                        help="the solver, as caffe's -solver (same as the positional argument)")
+    parser.add_argument("--weights", "-weights",
+                        help=".caffemodel(s) to start from, comma-separated (fine-tuning, or net-surgery "
+                             "output); replaces the solver's weights field")
+    parser.add_argument("--snapshot", "-snapshot", help=".solverstate to resume from")
+    parser.add_argument("--gpu", "-gpu",
+                        help="GPU id (CUDA builds); default: the solver's solver_mode/device_id, else CPU")
+    parser.add_argument("--max-iter", type=int,
+                        help="stop at this iteration instead of the solver's max_iter "
+                             "(the learning-rate schedule is unchanged)")
     parser.add_argument("--curve", help="where to write the training curve PNG "
                         "(default: training_curve.png next to the solver)")
-    parser.add_argument("--gpu", type=int, help="GPU id (CUDA builds); default CPU")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--caffe-log", action="store_true",
-                        help="show Caffe's own INFO log (test-net scores, snapshots)")
+    parser.add_argument("--no-curve", action="store_true", help="do not draw the training curve")
+    parser.add_argument("--no-check", action="store_true",
+                        help="train even if `caffe-losses check` finds errors in the nets")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress line (test scores and snapshots are still printed)")
+    parser.add_argument("--progress-every", type=float, default=20.0, metavar="SECONDS",
+                        help="when the output is not a terminal, a progress line at least this often "
+                             "(default 20), besides one at each 10%%")
+    parser.add_argument("--caffe-log", action="store_true", help="show Caffe's own INFO log too")
+
+
+def _fail(message):
+    print(f"caffe-losses train: {message}", file=sys.stderr)
+    return 1
+
+
+def _lint(solver):
+    """Runs the `check` rules; prints the findings; returns the number of errors."""
+    from caffe_losses.lint import lint_file
+    findings = lint_file(solver)
+    for net_path, finding in findings:
+        print(f"{net_path}: {finding}", file=sys.stderr)
+    return sum(f.severity == "error" for _, f in findings)
 
 
 def run(args):
-    if args.caffe_log and "caffe" not in sys.modules:
-        os.environ["GLOG_minloglevel"] = "0"
-        os.environ.setdefault("GLOG_logtostderr", "1")
+    if args.solver and args.solver_flag and args.solver != args.solver_flag:
+        print("caffe-losses train: give the solver once", file=sys.stderr)
+        return 2
+    solver = args.solver or args.solver_flag
+    if not solver:
+        print("caffe-losses train: which solver? caffe-losses train solver.prototxt", file=sys.stderr)
+        return 2
     if args.weights and args.snapshot:
         print("caffe-losses train: give --weights or --snapshot, not both", file=sys.stderr)
         return 2
-    curve = args.curve or os.path.join(os.path.dirname(os.path.abspath(args.solver)), "training_curve.png")
+    gpu = None
+    if args.gpu is not None:
+        if not args.gpu.strip().isdigit():
+            print(f"caffe-losses train: --gpu {args.gpu}: one GPU id. Caffe's command line refuses "
+                  f"several GPUs for nets with Python layers: train those with Caffe's python/train.py "
+                  f"(NCCL)", file=sys.stderr)
+            return 2
+        gpu = int(args.gpu)
+    if args.caffe_log and "caffe" not in sys.modules:
+        os.environ["GLOG_minloglevel"] = "0"
+        os.environ.setdefault("GLOG_logtostderr", "1")
+    if not os.path.isfile(solver):
+        return _fail(f"solver file not found: {solver}")
     try:
-        result = train(args.solver, weights=args.weights, snapshot=args.snapshot,
-                       max_iter=args.max_iter, progress=not args.no_progress, curve_png=curve,
-                       gpu=args.gpu)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"caffe-losses train: {err}", file=sys.stderr)
-        return 1
-    if result["iters"]:
-        print(f"trained to iteration {result['iters'][-1]}; final loss {result['loss'][-1]:.5g}; "
-              f"curve: {curve}")
-    if result["interrupted"]:
-        print("interrupted: snapshot saved", file=sys.stderr)
+        if not args.no_check:
+            errors = _lint(solver)
+            if errors:
+                return _fail(f"{errors} error(s) in the nets of {solver} (listed above): fix them, or "
+                             f"train anyway with --no-check")
+        curve = None if args.no_curve else (
+            args.curve or os.path.join(os.path.dirname(os.path.abspath(solver)), "training_curve.png"))
+        result = train(solver, weights=args.weights, snapshot=args.snapshot, max_iter=args.max_iter,
+                       progress=not args.no_progress, report=True, curve_png=curve, gpu=gpu,
+                       progress_every=args.progress_every)
+    except TrainingError as err:
+        if err.details:
+            print(err.details, file=sys.stderr, end="")
+        return _fail(err)
+    except (FileNotFoundError, PreflightError, ValueError) as err:
+        return _fail(err)
+    except KeyboardInterrupt:
+        print("\ncaffe-losses train: interrupted again: stopped without saving", file=sys.stderr)
         return 130
+    if result["iters"]:
+        print(f"trained to iteration {result['iters'][-1]}; final loss {result['loss'][-1]:.5g}")
+    elif result["interrupted"] is None:
+        print(f"nothing to train: the solver is at iteration {result['solver'].iter}")
+    if result["curve"]:
+        print(f"training curve: {result['curve']}")
+    elif result["curve_note"]:
+        print(result["curve_note"])
+    if result["interrupted"] is not None:
+        return 128 + int(result["interrupted"])
     return 0

@@ -1,6 +1,6 @@
-"""The per-call shortcuts of the regression layers: ``core.SmoothL1`` (what
-``SmoothL1Loss`` runs) and the layers' reshape, which re-checks the bottoms
-only when a shape changes (bad values are still caught on every pass)."""
+"""The regression layers across shape changes (their reshape re-checks the
+bottoms only when a shape changes; bad values are still caught on every pass),
+and the smooth L1 core on huge float32 inputs."""
 
 import numpy as np
 import pytest
@@ -12,54 +12,15 @@ MOD = "caffe_losses"
 RNG = np.random.RandomState(21)
 
 
-# ---------------------------------------------------------------------------
-# core.SmoothL1
-# ---------------------------------------------------------------------------
-
-@pytest.mark.parametrize("shape", [(4, 3), (7, 2, 3, 5), (300, 40)])
-@pytest.mark.parametrize("sigma", [1.0, 3.0, 0.5])
-@pytest.mark.parametrize("normalization", ["BATCH_SIZE", "FULL", "VALID", "NONE"])
-@pytest.mark.parametrize("weights", [None, "inside", "both"])
-def test_smooth_l1_prepared_equals_core_functions(shape, sigma, normalization, weights):
-    pred, target = RNG.randn(*shape) * 2, RNG.randn(*shape)
-    w_in = RNG.rand(*shape) * 2 if weights else None
-    w_out = RNG.rand(*shape) if weights == "both" else None
-    kw = dict(sigma=sigma, normalization=normalization)
-    want, cache = core.smooth_l1_forward(pred, target, w_in, w_out, **kw)
-    want_g = core.smooth_l1_backward(cache, scale=-2.0).copy()
-    plan = core.SmoothL1(shape, np.float64, **kw)
-    assert plan.forward(pred, target, w_in, w_out) == pytest.approx(want, rel=1e-13)
-    np.testing.assert_allclose(plan.backward(-2.0), want_g, rtol=1e-13, atol=1e-300)
-    out = np.empty(shape)
-    assert plan.backward(-2.0, out) is out
-    np.testing.assert_allclose(out, want_g, rtol=1e-13, atol=1e-300)
-
-
-def test_smooth_l1_prepared_float32_huge_inputs_and_layouts():
+def test_smooth_l1_float32_huge_inputs_and_target_shape():
     pred = np.array([[1e30, -1e30, 0.5, -0.25]], np.float32)
     target = np.zeros((1, 4), np.float32)
-    plan = core.SmoothL1(pred.shape, np.float32, normalization="NONE")
-    loss = plan.forward(pred, target.reshape(4))          # any target shape with the count
+    loss, cache = core.smooth_l1_forward(pred, target.reshape(4), normalization="NONE")   # any target shape
     assert loss == pytest.approx(2e30 - 1.0 + 0.125 + 0.03125, rel=1e-6)
-    np.testing.assert_array_equal(plan.backward(), [[1, -1, 0.5, -0.25]])
-    strided = np.zeros((1, 8), np.float32)[:, ::2]        # not contiguous: written through a copy
-    assert plan.backward(3.0, strided) is strided
-    np.testing.assert_array_equal(strided, [[3, -3, 1.5, -0.75]])
-
-
-def test_smooth_l1_prepared_errors():
-    with pytest.raises(ValueError, match=r"smooth_l1_forward: 'sigma' must be > 0\. Received: sigma=0"):
-        core.SmoothL1((2, 3), sigma=0.0)
-    with pytest.raises(ValueError, match=r"normalization must be one of"):
-        core.SmoothL1((2, 3), normalization="BATCH")
-    plan = core.SmoothL1((2, 3), np.float64)
-    with pytest.raises(RuntimeError, match="backward before forward"):
-        plan.backward()
-    with pytest.raises(ValueError, match=r"'pred' \(3, 3\) does not have the 6 values"):
-        plan.forward(np.zeros((3, 3)), np.zeros((3, 3)))
-    with pytest.raises(ValueError, match=r"bottom 'target' must have as many values as 'pred' "
-                                         r"\(2, 3\): expected 6, got 5"):
-        plan.forward(np.zeros((2, 3)), np.zeros(5))
+    np.testing.assert_array_equal(core.smooth_l1_backward(cache), [[1, -1, 0.5, -0.25]])
+    out = np.zeros(4, np.float32)                         # any out shape with the count
+    assert core.smooth_l1_backward(cache, scale=3.0, out=out) is out
+    np.testing.assert_array_equal(out, [3, -3, 1.5, -0.75])
 
 
 def test_smooth_l1_layer_follows_shape_and_bottom_changes():

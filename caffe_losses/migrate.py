@@ -1,0 +1,753 @@
+"""Carry a user's net over to this package's layers: the engine of ``caffe-losses migrate``.
+
+:func:`migrate_text` reads a net prototxt with the tolerant reader
+(:mod:`caffe_losses.textproto`), so fields that only Caffe's forks know do
+not stop it, and rewrites these loss layers into the package's layers with
+the same behaviour:
+
+=============================================  =========================================
+original                                       migrated
+=============================================  =========================================
+native ``InfogainLoss`` on raw scores          ``SoftmaxWithInfogainLoss``
+native ``InfogainLoss`` fed by a ``Softmax``   ``InfogainLoss`` (ours, on probabilities)
+fast-rcnn ``SmoothL1Loss`` (2 to 4 bottoms)    ``SmoothL1Loss`` (same sigma, weights)
+caffe-face ``CenterLoss``                      ``CenterLoss`` with ``update: solver``
+HED ``SigmoidCrossEntropyLoss`` (``hed=True``) ``WeightedSigmoidCrossEntropyLoss``,
+                                               ``balance: auto``
+a ``caffe_losses`` Python layer carrying       the same layer, the settings moved
+``loss_param`` & co (Caffe ignores them)       into ``param_str``
+=============================================  =========================================
+
+Settings move into ``param_str``: ``infogain_loss_param { source axis }``,
+``loss_param { normalization | normalize, ignore_label }``,
+``smooth_l1_loss_param { sigma }``, ``center_loss_param { num_output ->
+num_classes, center_filler }``.  A native loss layer's default
+``loss_weight: 1`` is written out (Caffe gives Python layers none).  Every
+other layer, and every byte of the file outside the rewritten layers, stays
+as it was; migrating a migrated net changes nothing.
+
+What cannot be carried over exactly (an unknown sub-field, a setting the
+target layer lacks, a conflict with ``param_str``, a fork-only field on a
+layer this module does not translate) is reported as a problem, and nothing
+should be written.
+"""
+
+import re
+
+import yaml
+
+from caffe_losses import textproto
+from caffe_losses.fillers import FILLER_TYPES
+from caffe_losses.lint import layer_label, weighted_downstream
+
+__all__ = ["MigrationError", "Change", "Migration", "migrate_text", "FORK_FIELDS",
+           "fork_fields_hint", "inspect_weights"]
+
+# fork-only LayerParameter fields -> (where they come from, what to do)
+FORK_FIELDS = {
+    "smooth_l1_loss_param": "fast-rcnn / py-faster-rcnn's SmoothL1Loss",
+    "center_loss_param": "caffe-face's CenterLoss",
+}
+
+# Caffe's LossParameter.NormalizationMode names
+_NORMALIZATIONS = ("FULL", "VALID", "BATCH_SIZE", "NONE")
+_FILLER_KEYS = ("type", "value", "min", "max", "mean", "std", "variance_norm")
+
+
+class MigrationError(ValueError):
+    """The net cannot be migrated (a syntax error, or problems listed in the message)."""
+
+
+class Change:
+    """One change: the layer (as :func:`layer_label` names it), what it was, what it became."""
+
+    __slots__ = ("layer", "old", "new")
+
+    def __init__(self, layer, old, new):
+        self.layer, self.old, self.new = layer, old, new
+
+    def __str__(self):
+        return f"{self.layer}: {self.old} -> {self.new}"
+
+    def __repr__(self):
+        return f"Change({str(self)!r})"
+
+
+class Migration:
+    """The result of :func:`migrate_text`.
+
+    Attributes:
+      text: the migrated prototxt (equal to the input when nothing changed).
+      changes: list of :class:`Change`, in file order.
+      problems: what could not be translated (empty when the migration is good).
+      notes: remarks that need no action (e.g. a Softmax-fed InfogainLoss).
+      migrated: {layer name: (class, params)} of the layers rewritten
+        (used by :func:`inspect_weights`).
+    """
+
+    def __init__(self, text):
+        self.text = text
+        self.changes, self.problems, self.notes = [], [], []
+        self.migrated = {}
+
+
+# ---------------------------------------------------------------------------
+# Value conversion
+# ---------------------------------------------------------------------------
+
+def _number(text):
+    if re.fullmatch(r"-?(0[xX][0-9a-fA-F]+)", text):
+        return int(text, 16)
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    return float(text.rstrip("fF"))
+
+
+def _value(field):
+    """A scalar field's value: a string's text, a number, or an identifier (enum, bool) as text."""
+    if field.is_string:
+        return field.value
+    try:
+        return _number(field.value)
+    except ValueError:
+        return field.value
+
+
+def _true(value):
+    # text format booleans: true/false, True/False, t/f, 1/0
+    return value in ("true", "True", "t", 1)
+
+
+def _param_str(params):
+    """YAML flow mapping for ``param_str`` (read back with yaml.safe_load to the same dict)."""
+    text = yaml.safe_dump(params, default_flow_style=True, sort_keys=False, width=1 << 30).strip()
+    if yaml.safe_load(text) != params:   # never write what would read back differently
+        raise MigrationError(f"internal error: param_str {text!r} does not read back as {params!r}")
+    return text
+
+
+def _show_params(params):
+    return _param_str(params)[1:-1]
+
+
+# ---------------------------------------------------------------------------
+# Text edits (positions in the whole file)
+# ---------------------------------------------------------------------------
+
+class _Edits:
+    def __init__(self, text):
+        self.text = text
+        self.items = []            # (start, end, replacement)
+
+    def replace(self, start, end, new):
+        self.items.append((start, end, new))
+
+    def _line_start(self, pos):
+        return self.text.rfind("\n", 0, pos) + 1
+
+    def _rest_of_line(self, pos):
+        end = self.text.find("\n", pos)
+        return self.text[pos:] if end < 0 else self.text[pos:end]
+
+    def alone(self, field):
+        """Whether ``field`` has its lines to itself (only blanks and a comment around it)."""
+        before = self.text[self._line_start(field.start):field.start]
+        after = self._rest_of_line(field.end)
+        return not before.strip() and re.fullmatch(r"[ \t]*[,;]?[ \t]*(#.*)?\r?", after) is not None
+
+    def indent(self, field):
+        before = self.text[self._line_start(field.start):field.start]
+        return before if not before.strip() else None
+
+    def remove(self, field):
+        if self.alone(field):
+            start = self._line_start(field.start)
+            end = field.end + len(self._rest_of_line(field.end))
+            end = min(end + 1, len(self.text))      # the newline
+        else:
+            start = field.start
+            end = field.end + len(re.match(r"[ \t]*[,;]?[ \t]*", self.text[field.end:]).group())
+        self.replace(start, end, "")
+
+    def insert_after(self, field, lines, inline):
+        """Inserts ``lines`` (one field each) after ``field``: on new lines with its indentation
+        when it ends its line, else ``inline`` on the same line."""
+        rest = self._rest_of_line(field.end)
+        indent = self.indent(field)
+        if indent is not None and re.fullmatch(r"[ \t]*[,;]?[ \t]*(#.*)?\r?", rest):
+            pos = field.end + len(rest)
+            self.replace(pos, pos, "".join("\n" + indent + line for line in lines))
+        else:
+            self.replace(field.end, field.end, " " + inline)
+
+    def apply(self):
+        out, last = [], len(self.text)
+        for start, end, new in sorted(self.items, key=lambda e: (e[0], e[1]), reverse=True):
+            if end > last:
+                raise MigrationError("internal error: overlapping edits")
+            out.append(self.text[end:last])
+            out.append(new)
+            last = start
+        out.append(self.text[:last])
+        return "".join(reversed(out))
+
+
+# ---------------------------------------------------------------------------
+# The layer rewrites
+# ---------------------------------------------------------------------------
+
+class _Layer:
+    """A layer of the tree, with what the rewrites need."""
+
+    def __init__(self, field):
+        self.f = field
+        self.name = field.get("name") or ""
+        self.type = field.get("type") or ""
+        self.bottoms = [b.value for b in field.all("bottom")]
+        self.tops = [t.value for t in field.all("top")]
+        self.label = layer_label(self.name, self.tops)
+
+
+def _subfields(ctx, layer, block, allowed):
+    """``block``'s fields {name: value (a Field for a message)}; a problem for any other sub-field."""
+    values = {}
+    for f in block.children:
+        if f.name not in allowed:
+            ctx.problem(layer, f"{block.name} {{ {f.name} }} has no counterpart here: "
+                               f"cannot translate '{textproto.describe(ctx.text, f)}'")
+            continue
+        values[f.name] = f if f.is_message else _value(f)
+    return values
+
+
+def _loss_param(ctx, layer, keys):
+    """loss_param -> {normalization, ignore_label} restricted to ``keys``."""
+    block = layer.f.get("loss_param")
+    if block is None:
+        return {}
+    v = _subfields(ctx, layer, block, ("normalization", "normalize", "ignore_label"))
+    out = {}
+    if "ignore_label" in v:
+        out["ignore_label"] = v["ignore_label"]
+    if "normalization" in v:
+        if v["normalization"] not in _NORMALIZATIONS:
+            ctx.problem(layer, f"loss_param {{ normalization: {v['normalization']} }} is not one of "
+                               f"{', '.join(_NORMALIZATIONS)}")
+        else:
+            out["normalization"] = v["normalization"]
+    elif "normalize" in v:
+        # Caffe's LossLayer: the old bool, read only when normalization is unset
+        out["normalization"] = "VALID" if _true(v["normalize"]) else "BATCH_SIZE"
+    for key in list(out):
+        if key not in keys:
+            ctx.problem(layer, f"loss_param {{ {key} }} has no counterpart in the migrated layer "
+                               f"(its keys: {', '.join(keys)})")
+            del out[key]
+    return out
+
+
+def _filler(ctx, layer, block):
+    """center_filler { ... } -> the CenterLoss 'center_filler' value (None for zeros)."""
+    v = _subfields(ctx, layer, block, _FILLER_KEYS + ("sparse",))
+    if "sparse" in v and v["sparse"] != -1:
+        ctx.problem(layer, "center_filler { sparse } is not supported: cannot translate")
+    spec = {key: v[key] for key in _FILLER_KEYS if key in v}
+    kind = spec.get("type", "constant")
+    if kind not in FILLER_TYPES:
+        ctx.problem(layer, f"center_filler {{ type: {kind!r} }} is not supported (use one of "
+                           f"{', '.join(FILLER_TYPES)})")
+    if kind == "constant" and not spec.get("value", 0):
+        return None                     # caffe-face's default: zeros, ours too
+    return spec["type"] if list(spec) == ["type"] else spec
+
+
+def _native_infogain(ctx, layer):
+    block = layer.f.get("infogain_loss_param")
+    v = _subfields(ctx, layer, block, ("source", "axis")) if block is not None else {}
+    params = {}
+    producer = ctx.producer.get(layer.bottoms[0]) if layer.bottoms else None
+    classic = producer is not None and producer.type == "Softmax"
+    if len(layer.bottoms) == 3:
+        if "source" in v:
+            ctx.notes.append(f"{layer.label}: H comes from the third bottom "
+                             f"'{layer.bottoms[2]}'; the native layer ignored 'source' then, and so "
+                             f"does the migrated one (dropped)")
+    elif "source" in v:
+        params["source"] = v["source"]
+    elif len(layer.bottoms) == 2:
+        ctx.problem(layer, "InfogainLoss has neither infogain_loss_param { source } nor a third "
+                           "bottom H: the net does not load in Caffe either")
+    if "axis" in v:
+        params["axis"] = v["axis"]
+    params.update(_loss_param(ctx, layer, ("ignore_label", "normalization")))
+    if classic:
+        if len(layer.tops) > 1:
+            ctx.problem(layer, f"InfogainLoss fed by the Softmax {ctx.producer[layer.bottoms[0]].label} "
+                               f"with a second top: cannot translate (feed it the raw scores)")
+        ctx.notes.append(
+            f"{layer.label}: its input '{layer.bottoms[0]}' comes from the Softmax "
+            f"{producer.label}, as nets written for Caffe before 1.0 (probabilities in) do; since "
+            f"Caffe 1.0 the native layer applies a softmax itself, so it applied two. Migrated to "
+            f"caffe_losses.InfogainLoss, the classic form on probabilities. Stabler: "
+            f"SoftmaxWithInfogainLoss on '{producer.bottoms[0] if producer.bottoms else '?'}'.")
+        return "InfogainLoss", params
+    return "SoftmaxWithInfogainLoss", params
+
+
+def _smooth_l1(ctx, layer):
+    if not 2 <= len(layer.bottoms) <= 4:
+        ctx.problem(layer, f"SmoothL1Loss with {len(layer.bottoms)} bottoms: expected 2 to 4 "
+                           f"(pred, target, inside weights, outside weights)")
+    block = layer.f.get("smooth_l1_loss_param")
+    v = _subfields(ctx, layer, block, ("sigma",)) if block is not None else {}
+    params = {}
+    if "sigma" in v:
+        params["sigma"] = v["sigma"]
+    if layer.f.get("loss_param") is not None:
+        ctx.notes.append(f"{layer.label}: the fork's SmoothL1Loss reads no loss_param "
+                         f"(it divides by N): dropped")
+    return "SmoothL1Loss", params
+
+
+def _center(ctx, layer):
+    block = layer.f.get("center_loss_param")
+    if block is None:
+        ctx.problem(layer, "CenterLoss without center_loss_param { num_output }: cannot tell the "
+                           "number of classes")
+        return "CenterLoss", {}
+    v = _subfields(ctx, layer, block, ("num_output", "center_filler", "axis"))
+    params = {}
+    if "num_output" in v:
+        params["num_classes"] = v["num_output"]
+    else:
+        ctx.problem(layer, "center_loss_param has no num_output: cannot tell the number of classes")
+    if "axis" in v and v["axis"] != 1:
+        ctx.problem(layer, f"center_loss_param {{ axis: {v['axis']} }}: CenterLoss here flattens the "
+                           f"features from axis 1 (caffe-face's default); cannot translate another axis")
+    if "center_filler" in v:
+        spec = _filler(ctx, layer, v["center_filler"])
+        if spec is not None:
+            params["center_filler"] = spec
+    # caffe-face writes (c_j - x_i) summed / (1 + n_j) into the centers' diff and
+    # lets the solver apply it (rate base_lr * lr_mult, its momentum and decay):
+    # that is update: solver, with the layer's param { } kept as it was
+    params["update"] = "solver"
+    if len(layer.tops) > 1:
+        ctx.problem(layer, f"CenterLoss with {len(layer.tops)} tops: caffe-face's has one "
+                           f"(this is another fork's layer): cannot translate")
+    if layer.f.get("loss_param") is not None:
+        ctx.notes.append(f"{layer.label}: caffe-face's CenterLoss reads no loss_param "
+                         f"(it divides by N): dropped")
+    return "CenterLoss", params
+
+
+def _hed_sigmoid(ctx, layer):
+    params = {"balance": "auto"}
+    params.update(_loss_param(ctx, layer, ("ignore_label", "normalization")))
+    return "WeightedSigmoidCrossEntropyLoss", params
+
+
+_NATIVE = {
+    "InfogainLoss": (_native_infogain, ("infogain_loss_param", "loss_param")),
+    "SmoothL1Loss": (_smooth_l1, ("smooth_l1_loss_param", "loss_param")),
+    "CenterLoss": (_center, ("center_loss_param", "loss_param")),
+}
+_HED = {"SigmoidCrossEntropyLoss": (_hed_sigmoid, ("loss_param",))}
+
+# blocks on one of our Python layers -> param_str keys, per block
+_MOVABLE = {
+    "loss_param": None,                           # via _loss_param
+    "infogain_loss_param": {"source": "source", "axis": "axis"},
+    "smooth_l1_loss_param": {"sigma": "sigma"},
+    "center_loss_param": {"num_output": "num_classes", "center_filler": "center_filler"},
+}
+
+
+def _schema_keys(cls_name):
+    import caffe_losses
+    try:
+        cls = getattr(caffe_losses, cls_name)
+    except AttributeError:
+        return None
+    return [p.name for p in cls.PARAMS]
+
+
+def _python_layer(ctx, layer):
+    """A caffe_losses Python layer carrying blocks Caffe ignores: move them into param_str."""
+    pp = layer.f.get("python_param")
+    cls_name = pp.get("layer") if pp is not None else None
+    blocks = [f for f in layer.f.children if f.is_message and f.name.endswith("_param")
+              and f.name != "python_param"]
+    if not blocks:
+        return None
+    keys = _schema_keys(cls_name)
+    if keys is None:
+        ctx.problem(layer, f"caffe_losses has no layer '{cls_name}'")
+        return None
+    existing_text = pp.get("param_str") or ""
+    try:
+        existing = yaml.safe_load(existing_text) if existing_text.strip() else {}
+    except yaml.YAMLError as err:
+        ctx.problem(layer, f"its param_str is not valid YAML ({err}); fix it first")
+        return None
+    if not isinstance(existing, dict):
+        ctx.problem(layer, f"its param_str {existing_text!r} is not a mapping; fix it first")
+        return None
+    moved = {}
+    for block in blocks:
+        if block.name == "loss_param":
+            got = _loss_param(ctx, layer, [k for k in ("ignore_label", "normalization") if k in keys])
+        elif block.name in _MOVABLE:
+            got = {}
+            v = _subfields(ctx, layer, block, tuple(_MOVABLE[block.name]))
+            for old, new in _MOVABLE[block.name].items():
+                if old not in v:
+                    continue
+                if new not in keys:
+                    ctx.problem(layer, f"{block.name} {{ {old} }} has no counterpart in {cls_name} "
+                                       f"(its keys: {', '.join(keys)})")
+                elif old == "center_filler":
+                    spec = _filler(ctx, layer, v[old])
+                    if spec is not None:
+                        got[new] = spec
+                else:
+                    got[new] = v[old]
+        else:
+            ctx.problem(layer, f"Caffe passes only python_param to a Python layer, and {block.name} "
+                               f"has no counterpart in {cls_name}: cannot translate "
+                               f"'{textproto.describe(ctx.text, block)}'")
+            continue
+        for key, value in got.items():
+            if key in existing and existing[key] != value:
+                ctx.problem(layer, f"{block.name} sets {key} to {value!r} but param_str sets "
+                                   f"{existing[key]!r} (the value Caffe used): remove one")
+            moved[key] = value
+        ctx.change(layer, textproto.describe(ctx.text, block) + " (ignored by Caffe for Python layers)",
+                   f"param_str {_show_params(got)}" if got else "removed")
+    params = dict(existing)
+    params.update({k: v for k, v in moved.items() if k not in existing})
+    return cls_name, params, blocks, pp
+
+
+class _Context:
+    def __init__(self, text, hed):
+        self.text, self.hed = text, hed
+        self.result = Migration(text)
+        self.producer = {}
+        self.notes = self.result.notes
+
+    def problem(self, layer, message):
+        self.result.problems.append(f"{layer.label}: {message}")
+
+    def change(self, layer, old, new):
+        self.result.changes.append(Change(layer.label, old, new))
+
+
+def _python_param_lines(cls_name, params, unit):
+    lines = ["module: \"caffe_losses\"", f"layer: {textproto.quote(cls_name)}"]
+    if params:
+        lines.append(f"param_str: {textproto.quote(_param_str(params))}")
+    block = ["python_param {"] + [unit + line for line in lines] + ["}"]
+    return block, "python_param { " + " ".join(lines) + " }"
+
+
+def _unit(edits, layer_field):
+    outer = edits.indent(layer_field) or ""
+    for f in layer_field.children:
+        inner = edits.indent(f)
+        if inner is not None and inner.startswith(outer) and len(inner) > len(outer):
+            return inner[len(outer):]
+    return "  "
+
+
+def _rewrite_native(ctx, edits, layer, convert, blocks):
+    n_problems = len(ctx.result.problems)
+    cls_name, params = convert(ctx, layer)
+    if len(ctx.result.problems) > n_problems:
+        return
+    f = layer.f
+    old_type = layer.type
+    ctx.change(layer, f"type {old_type}", f"Python caffe_losses.{cls_name}")
+    type_field = f.all("type")[-1]
+    edits.replace(type_field.value_start, type_field.value_end, '"Python"')
+    for block in f.children:
+        if block.name in blocks:
+            ctx.change(layer, textproto.describe(ctx.text, block),
+                       f"param_str {_show_params(_moved(block, params))}" if _moved(block, params)
+                       else "dropped")
+            edits.remove(block)
+    if cls_name == "WeightedSigmoidCrossEntropyLoss":
+        ctx.change(layer, "HED's class balance (the fork's SigmoidCrossEntropyLoss)", "param_str balance: auto")
+    anchor = (f.all("top") or f.all("bottom") or [type_field])[-1]
+    block_lines, inline = _python_param_lines(cls_name, params, _unit(edits, f))
+    extra, extra_inline = [], ""
+    if not f.all("loss_weight"):
+        weights = [1] + [0] * (len(layer.tops) - 1)
+        extra = [f"loss_weight: {w}" for w in weights]
+        extra_inline = " " + " ".join(extra)
+        ctx.change(layer, f"no loss_weight (native loss layers default to 1{', 0 for other tops' if len(weights) > 1 else ''})",
+                   " ".join(extra) + " (Caffe gives Python layers none)")
+    edits.insert_after(anchor, block_lines + extra, inline + extra_inline)
+    ctx.result.migrated[layer.name] = (cls_name, params)
+
+
+def _moved(block, params):
+    keys = {"infogain_loss_param": ("source", "axis"),
+            "loss_param": ("ignore_label", "normalization"),
+            "smooth_l1_loss_param": ("sigma",),
+            "center_loss_param": ("num_classes", "center_filler", "update")}.get(block.name, ())
+    return {k: params[k] for k in keys if k in params}
+
+
+def _rewrite_python(ctx, edits, layer, weighted_later):
+    n_problems = len(ctx.result.problems)
+    got = _python_layer(ctx, layer)
+    if got is None or len(ctx.result.problems) > n_problems:
+        return
+    cls_name, params, blocks, pp = got
+    for block in blocks:
+        edits.remove(block)
+    ps = pp.all("param_str")
+    new = textproto.quote(_param_str(params)) if params else '""'
+    if ps:
+        edits.replace(ps[-1].value_start, ps[-1].value_end, new)
+    else:
+        anchor = (pp.all("layer") or pp.all("module"))[-1]
+        edits.insert_after(anchor, [f"param_str: {new}"], f"param_str: {new}")
+    if cls_name.endswith("Loss") and not layer.f.all("loss_weight") and not weighted_later:
+        # the net was written for a native loss layer (default weight 1); as a
+        # Python layer without the line it computed the loss but never trained
+        weights = " ".join(f"loss_weight: {w}" for w in [1] + [0] * (len(layer.tops) - 1))
+        edits.insert_after(pp, [weights], weights)
+        ctx.change(layer, "no loss_weight (Caffe gives Python layers none: this loss did not train)",
+                   weights)
+    ctx.result.migrated[layer.name] = (cls_name, params)
+
+
+def _validate(ctx, keep_unknown):
+    """Checks the migrated text: protobuf reads it, every param_str validates."""
+    from google.protobuf import text_format
+
+    from caffe.proto import caffe_pb2
+    from caffe_losses.params import parse_params
+    result = ctx.result
+    root = textproto.parse(result.text)
+    unknown = textproto.unknown_fields(root, caffe_pb2.NetParameter.DESCRIPTOR)
+    for path, f in unknown:
+        where = layer_label(path[0].get("name"), [t.value for t in path[0].all("top")]) \
+            if path and path[0].name in ("layer", "layers") else "the net"
+        kind = f" ({path[0].get('type')})" if path and path[0].get("type") else ""
+        origin = FORK_FIELDS.get(f.name, "a fork of Caffe")
+        message = (f"{where}{kind}: '{'.'.join([p.name for p in path[1:]] + [f.name])}' is not in BVLC "
+                   f"Caffe's caffe.proto (it comes from {origin}) and migrate does not translate "
+                   f"this layer")
+        if keep_unknown:
+            result.notes.append(message + "; kept (--keep-unknown): the net needs that fork's Caffe")
+        else:
+            result.problems.append(message)
+    if not unknown:
+        try:
+            net = text_format.Parse(result.text, caffe_pb2.NetParameter())
+        except text_format.ParseError as err:
+            result.problems.append(f"the migrated net does not parse in BVLC Caffe ({err})")
+            return
+        import caffe_losses
+        for layer in net.layer:
+            if layer.type != "Python" or layer.python_param.module != "caffe_losses":
+                continue
+            cls = getattr(caffe_losses, layer.python_param.layer, None)
+            if layer.name in result.migrated and cls is not None:
+                try:
+                    parse_params(cls.__name__, cls.PARAMS, layer.python_param.param_str)
+                except (ValueError, TypeError) as err:
+                    result.problems.append(f"{layer_label(layer.name, list(layer.top))}: {err}")
+
+
+def migrate_text(text, *, hed=False, keep_unknown=False):
+    """Migrates the net prototxt ``text``.
+
+    Args:
+      text: the net prototxt, possibly with fork-only fields.
+      hed: also treat ``SigmoidCrossEntropyLoss`` as HED's class-balanced loss.
+      keep_unknown: keep fork-only fields of layers that are not translated
+        (a note instead of a problem; the net then needs that fork's Caffe).
+
+    Returns:
+      :class:`Migration` (check ``problems`` before using ``text``).
+
+    Raises:
+      MigrationError when the text is not prototxt at all.
+    """
+    try:
+        root = textproto.parse(text)
+    except textproto.TextProtoError as err:
+        raise MigrationError(f"not a prototxt: {err}") from None
+    ctx = _Context(text, hed)
+    edits = _Edits(text)
+    if root.all("layers"):
+        for v1 in root.all("layers"):
+            kind = v1.get("type") or ""
+            if kind in ("INFOGAIN_LOSS", "PYTHON") or (hed and kind == "SIGMOID_CROSS_ENTROPY_LOSS"):
+                ctx.result.problems.append(
+                    f"{layer_label(v1.get('name'), [t.value for t in v1.all('top')])}: the net uses "
+                    f"the old 'layers' format (V1); convert it with Caffe's upgrade_net_proto_text "
+                    f"tool first")
+    table = dict(_NATIVE, **(_HED if hed else {}))
+    layers = [_Layer(field) for field in root.all("layer")]
+    records = [(layer.bottoms, layer.tops, [_value(w) for w in layer.f.all("loss_weight")])
+               for layer in layers]
+    for i, layer in enumerate(layers):
+        if layer.type in table:
+            convert, blocks = table[layer.type]
+            _rewrite_native(ctx, edits, layer, convert, blocks)
+        elif layer.type == "Python":
+            pp = layer.f.get("python_param")
+            if pp is not None and pp.get("module") == "caffe_losses":
+                _rewrite_python(ctx, edits, layer, weighted_downstream(records, i))
+        for top in layer.tops:
+            if top not in layer.bottoms:
+                ctx.producer[top] = layer
+    result = ctx.result
+    if result.problems:
+        return result
+    result.text = edits.apply()
+    _validate(ctx, keep_unknown)
+    return result
+
+
+def fork_fields_hint(text, descriptor, path):
+    """Why protobuf refused ``text``, when the reason is fields BVLC Caffe lacks.
+
+    Returns:
+      a message naming each unknown field, its layer and the fork it comes
+      from, with the ``caffe-losses migrate`` command to run; None when the
+      text has no unknown fields (or is not prototxt at all).
+    """
+    try:
+        unknown = textproto.unknown_fields(textproto.parse(text), descriptor)
+    except textproto.TextProtoError:
+        return None
+    if not unknown:
+        return None
+    parts = []
+    for where, f in unknown:
+        name = ".".join([p.name for p in where[1:]] + [f.name])
+        if where and where[0].name in ("layer", "layers"):
+            layer = where[0]
+            kind = f" ({layer.get('type')})" if layer.get("type") else ""
+            owner = layer_label(layer.get("name"), [t.value for t in layer.all("top")]) + kind
+        else:
+            owner = "the top level"
+        origin = FORK_FIELDS.get(f.name)
+        parts.append(f"{owner}: '{name}' is not in BVLC Caffe's caffe.proto"
+                     + (f" (it comes from {origin})" if origin else " (a fork's field?)"))
+    import os
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return ("; ".join(parts) + f". To carry the net over to caffe_losses' layers: caffe-losses migrate "
+            f"{path} -o {stem}_migrated.prototxt")
+
+
+# ---------------------------------------------------------------------------
+# Weights
+# ---------------------------------------------------------------------------
+
+def _stored_shape(blob):
+    if blob.HasField("shape"):
+        return tuple(blob.shape.dim)
+    return (blob.num, blob.channels, blob.height, blob.width)
+
+
+def _has_unknown_fields(message):
+    clean = type(message)()
+    clean.CopyFrom(message)
+    clean.DiscardUnknownFields()
+    return clean.ByteSize() != message.ByteSize()
+
+
+def inspect_weights(model_bytes, net_param, migration):
+    """Whether a ``.caffemodel`` trained with the original net loads into the migrated one.
+
+    Caffe copies blobs layer by layer, by name (``Net::CopyTrainedLayersFrom``),
+    and needs the same number of blobs and the same shapes.  The layers that
+    migrate did not touch are the same layers, so their blobs load as they
+    did; this checks the rewritten ones (caffe-face's centers, no blobs for
+    the other losses).
+
+    Args:
+      model_bytes: the ``.caffemodel`` file's bytes (a binary NetParameter;
+        its layers may carry fields BVLC's caffe.proto lacks, e.g.
+        caffe-face's ``center_loss_param``: protobuf keeps them as unknown
+        fields, and Caffe loads such a model as well).
+      net_param: the migrated net as a ``caffe_pb2.NetParameter``.
+      migration: the :class:`Migration` that made it.
+
+    Returns:
+      (lines, problems, new_model): a report line per stored layer with
+      blobs; what cannot load; and, when something had to change (centers
+      stored in Caffe's legacy 1 x 1 x N x K shape, or a migrated layer
+      stored with a fork's fields), the model to write: the same blobs, the
+      migrated layers' stored definitions replaced by the new ones.  None
+      when the model loads as it is.
+    """
+    from caffe.proto import caffe_pb2
+    model = caffe_pb2.NetParameter()
+    try:
+        model.ParseFromString(model_bytes)
+    except Exception as err:   # protobuf's DecodeError
+        raise MigrationError(f"not a binary .caffemodel ({err})") from None
+    v1 = not len(model.layer) and len(model.layers)
+    stored = list(model.layers if v1 else model.layer)
+    new_layers = {layer.name: layer for layer in net_param.layer}
+    lines, problems, changed = [], [], False
+    for layer in stored:
+        label = layer_label(layer.name, list(layer.top))
+        shapes = [_stored_shape(b) for b in layer.blobs]
+        shown = ", ".join("x".join(map(str, s)) for s in shapes)
+        if layer.name not in new_layers:
+            if shapes:
+                lines.append(f"{label}: not in the migrated net, ignored as Caffe does "
+                             f"({len(shapes)} blob(s))")
+            continue
+        if layer.name not in migration.migrated:
+            if shapes:
+                lines.append(f"{label}: copied, {len(shapes)} blob(s) ({shown}), layer unchanged")
+            continue
+        cls_name, params = migration.migrated[layer.name]
+        if cls_name == "CenterLoss":
+            shape = shapes[0] if len(shapes) == 1 else ()
+            if len(shape) == 4 and shape[:2] == (1, 1):          # Caffe's legacy 1 x 1 x N x K
+                shape = shape[2:]
+            if len(shapes) != 1 or len(shape) != 2 or shape[0] != params.get("num_classes"):
+                problems.append(f"{label}: the model holds {len(shapes)} blob(s) ({shown}) there, but "
+                                f"the migrated CenterLoss (num_classes: {params.get('num_classes')}) "
+                                f"keeps one, the centers, {params.get('num_classes')} x D")
+                continue
+            if shapes[0] != shape:
+                blob = layer.blobs[0]
+                for legacy in ("num", "channels", "height", "width"):
+                    blob.ClearField(legacy)
+                blob.shape.dim[:] = list(shape)
+                changed = True
+            lines.append(f"{label}: copied, the centers ({shape[0]}x{shape[1]})")
+        elif shapes:
+            problems.append(f"{label}: the model holds {len(shapes)} blob(s) ({shown}) there, but "
+                            f"the migrated {cls_name} has none")
+            continue
+        if _has_unknown_fields(layer):
+            changed = True
+            lines.append(f"{label}: stored with fields BVLC's caffe.proto lacks; "
+                         f"its stored definition becomes the migrated one")
+    if changed and not v1:
+        for layer in stored:     # the migrated layers' stored definitions: the new ones
+            if layer.name in migration.migrated and layer.name in new_layers:
+                blobs = [type(b)() for b in layer.blobs]
+                for copy, b in zip(blobs, layer.blobs):
+                    copy.CopyFrom(b)
+                layer.CopyFrom(new_layers[layer.name])
+                layer.blobs.extend(blobs)
+    present = {layer.name for layer in stored}
+    for name, (cls_name, _) in migration.migrated.items():
+        if cls_name == "CenterLoss" and name not in present:
+            lines.append(f"{layer_label(name, [])}: no centers in the model: initialised as the "
+                         f"migrated layer says (center_filler, or zeros)")
+    return lines, problems, (model if changed and not problems else None)

@@ -1,0 +1,142 @@
+"""Carry a net written for Caffe's native or the forks' loss layers over to caffe_losses.
+
+Rewrites these loss layers into this package's layers with the same
+behaviour, and leaves every other layer as it was (byte for byte):
+
+  native InfogainLoss (source or third bottom H, loss_param, axis, 2nd top)
+                                    -> SoftmaxWithInfogainLoss (InfogainLoss after a Softmax)
+  fast-rcnn SmoothL1Loss (sigma, 2 to 4 bottoms)        -> SmoothL1Loss
+  caffe-face CenterLoss (num_output, center_filler)     -> CenterLoss, update: solver
+  HED's SigmoidCrossEntropyLoss (with --hed)            -> WeightedSigmoidCrossEntropyLoss, balance: auto
+  caffe_losses Python layers carrying loss_param & co (which Caffe ignores for
+  Python layers)                                        -> the settings move into param_str
+
+It reads nets whose layers carry fields BVLC's caffe.proto lacks, prints each
+change (layer: old -> new), and writes nothing when something cannot be
+translated. Migrating a migrated net changes nothing. docs/migrate.md lists
+every layer and parameter.
+
+  caffe-losses migrate train_val.prototxt -o train_val_migrated.prototxt
+  caffe-losses migrate hed_train_val.prototxt -o hed_migrated.prototxt --hed
+  caffe-losses migrate face_train_test.prototxt -o face_migrated.prototxt \\
+      --weights face_model.caffemodel --weights-out face_migrated.caffemodel
+
+Exit status: 0 migrated (or nothing to change), 1 something cannot be
+translated (nothing written), 2 a file could not be read or would be
+overwritten.
+"""
+
+import os
+import sys
+
+from caffe_losses.migrate import MigrationError, inspect_weights, migrate_text
+
+
+def add_arguments(parser):
+    parser.add_argument("net", help="the net prototxt to migrate (it is never modified)")
+    parser.add_argument("-o", "--output", required=True, help="where to write the migrated net")
+    parser.add_argument("--hed", action="store_true",
+                        help="the net is HED's: its SigmoidCrossEntropyLoss layers are the fork's "
+                             "class-balanced loss (without --hed they are left alone)")
+    parser.add_argument("--keep-unknown", action="store_true",
+                        help="keep fork-only fields on layers migrate does not translate (e.g. "
+                             "ROIPooling's roi_pooling_param); the net then needs that fork's Caffe")
+    parser.add_argument("--weights", help="a .caffemodel trained with the original net: check that it "
+                                          "loads into the migrated net, and say which blobs are copied")
+    parser.add_argument("--weights-out", help="where to write the model when it has to change to fit "
+                                              "the migrated net (needs --weights)")
+    parser.add_argument("--force", action="store_true", help="overwrite existing output files")
+
+
+def _fail(message, status=2):
+    print(f"caffe-losses migrate: {message}", file=sys.stderr)
+    return status
+
+
+def _same_file(a, b):
+    return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
+
+
+def _writable(path, inputs, force, what):
+    """None when ``path`` may be written, else the reason."""
+    for other in inputs:
+        if other and (_same_file(path, other) or os.path.abspath(path) == os.path.abspath(other)):
+            return f"refusing to write the {what} over an input ({path})"
+    if os.path.exists(path) and not force:
+        return f"{path} exists (use --force to overwrite it)"
+    return None
+
+
+def run(args):
+    if args.weights_out and not args.weights:
+        return _fail("--weights-out needs --weights (the model to carry over)")
+    inputs = (args.net, args.weights)
+    for path, what in ((args.output, "net"), (args.weights_out, "weights")):
+        reason = path and _writable(path, inputs, args.force, what)
+        if reason:
+            return _fail(reason)
+    if args.weights_out and os.path.abspath(args.weights_out) == os.path.abspath(args.output):
+        return _fail("-o and --weights-out name the same file")
+    if not os.path.isfile(args.net):
+        return _fail(f"net file not found: {args.net}")
+    if args.weights and not os.path.isfile(args.weights):
+        return _fail(f"weights file not found: {args.weights}")
+    with open(args.net) as f:
+        text = f.read()
+    try:
+        result = migrate_text(text, hed=args.hed, keep_unknown=args.keep_unknown)
+    except MigrationError as err:
+        return _fail(f"{args.net}: {err}")
+    for change in result.changes:
+        print(change)
+    for note in result.notes:
+        print(f"note: {note}")
+    if result.problems:
+        for problem in result.problems:
+            print(f"cannot translate: {problem}", file=sys.stderr)
+        return _fail(f"{len(result.problems)} problem(s) in {args.net}; nothing written", 1)
+
+    new_model = None
+    if args.weights:
+        from google.protobuf import text_format
+
+        from caffe.proto import caffe_pb2
+        try:
+            net_param = text_format.Parse(result.text, caffe_pb2.NetParameter())
+        except text_format.ParseError as err:     # --keep-unknown
+            return _fail(f"--weights: the migrated net keeps fields BVLC Caffe lacks ({err}); "
+                         f"check the model with that fork's Caffe")
+        with open(args.weights, "rb") as f:
+            raw = f.read()
+        try:
+            lines, problems, new_model = inspect_weights(raw, net_param, result)
+        except MigrationError as err:
+            return _fail(f"--weights {args.weights}: {err}")
+        for line in lines:
+            print(f"weights: {line}")
+        if problems:
+            for problem in problems:
+                print(f"cannot load: {problem}", file=sys.stderr)
+            return _fail(f"{args.weights} does not fit the migrated net; nothing written", 1)
+
+    with open(args.output, "w") as f:
+        f.write(result.text)
+    if result.changes:
+        print(f"wrote {args.output}: {len(result.changes)} change(s) in "
+              f"{len({c.layer for c in result.changes})} layer(s); check it with: "
+              f"caffe-losses check {args.output}")
+    else:
+        print(f"wrote {args.output}: nothing to migrate, the net is unchanged")
+    if args.weights:
+        if new_model is None:
+            print(f"weights: {args.weights} loads into {args.output} as it is"
+                  + (" (--weights-out not written: nothing to change)" if args.weights_out else ""))
+        elif args.weights_out:
+            with open(args.weights_out, "wb") as f:
+                f.write(new_model.SerializeToString())
+            print(f"wrote {args.weights_out}: the model of {args.weights} for {args.output}")
+        else:
+            print(f"weights: {args.weights} loads into {args.output}, but its stored copy of the "
+                  f"migrated layers carries fields BVLC Caffe lacks; --weights-out NEW.caffemodel "
+                  f"writes a clean copy")
+    return 0
