@@ -15,13 +15,12 @@
 # into an empty engine without running debootstrap again.
 set -Eeuo pipefail
 
-TAG="${1:-caffe-losses/debian:12-minbase}"
-DOCKER="${DOCKER:-docker}"
-CACHE="${CAFFE_LOSSES_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/caffe-losses}"
-TARBALL="$CACHE/docker/debian-bookworm-minbase.tar"
-
 die() { echo "docker_base.sh: ERROR: $*" >&2; exit 1; }
 log() { echo "docker_base.sh: $*" >&2; }
+
+TAG="${1:-caffe-losses/debian:12-minbase}"
+DOCKER="${DOCKER:-docker}"
+TARBALL="${CAFFE_LOSSES_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/caffe-losses}/docker/debian-bookworm-minbase.tar"
 
 if $DOCKER image inspect "$TAG" >/dev/null 2>&1; then
   log "$TAG exists"

@@ -29,13 +29,7 @@ trap 'die "step failed at line $LINENO: $BASH_COMMAND"' ERR
 # 1. The package, non-editable, with the extras the demo and templates use.
 log "pip install $SRC[demo]"
 "$VENV/bin/python" -m pip install -q "$SRC[demo]"
-# Until the wheel carries prototxt_templates/, put them where templates.py
-# looks (a no-op once it does).
-root="$("$VENV/bin/python" -c 'from caffe_losses.templates import TEMPLATE_ROOT; print(TEMPLATE_ROOT)' 2>/dev/null || true)"
-if [ -n "$root" ] && [ ! -d "$root" ]; then
-  log "the installed package has no templates: copying them to $root"
-  cp -r "$SRC/prototxt_templates" "$root"
-fi
+# the wheel carries the templates
 "$VENV/bin/caffe-losses" template --list >/dev/null || die "caffe-losses template --list failed in the built venv"
 
 # 2. Only what runs.
