@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 export GLOG_minloglevel ?= 2
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: setup test demo docs-results bench bench-avx2 check-cuda-build lint clean
+.PHONY: setup test demo docs-results bench bench-avx2 check-cuda-build check-docker lint clean
 
 setup:
 	@bash tools/install_caffe.sh --venv $(VENV)
@@ -39,11 +39,19 @@ bench-avx2: setup
 	$(PY) bench/run.py --avx2 $(BENCH_ARGS)
 
 # Compile and link the CUDA 13 flavour here (no GPU needed), then run a net
-# from that build in CPU mode.
+# from that build in CPU mode.  For machines without Docker: CI builds the
+# same flavour with the same script in the cuda image (check-docker).
 check-cuda-build: setup
 	@CAFFE_CUDA_ARCH_BIN="75 90" CAFFE_CUDA_ARCH_PTX="" bash tools/install_caffe.sh --cuda --venv $(VENV)-cuda
 	$(VENV)-cuda/bin/python -m pip install -q -e .
 	GLOG_minloglevel=2 $(VENV)-cuda/bin/python tools/check_build.py --expect-cuda
+
+# Build the cpu and cuda images and use them as a non-root uid on a mounted
+# folder, printing build time, size and run time (tools/check_docker.sh; it
+# starts its own dockerd when none answers, and stops only that one).
+# CAFFE_CUDA_ARCH_BIN / CAFFE_CUDA_ARCH_PTX restrict the cuda image's GPUs.
+check-docker:
+	@bash tools/check_docker.sh
 
 lint: setup
 	$(VENV)/bin/hadolint Dockerfile

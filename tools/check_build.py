@@ -23,6 +23,7 @@ def linked_libraries(path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--expect-cuda", action="store_true", help="fail unless the build links CUDA")
+    parser.add_argument("--caffe", help="the `caffe` tool of the same build (default: the one beside this python)")
     args = parser.parse_args(argv)
 
     import caffe
@@ -69,7 +70,7 @@ def main(argv=None):
         return 1
 
     # The `caffe` tool from the same build trains a net with a Python layer.
-    caffe_tool = os.path.join(os.path.dirname(sys.executable), "caffe")
+    caffe_tool = args.caffe or os.path.join(os.path.dirname(sys.executable), "caffe")
     with tempfile.TemporaryDirectory() as tmp:
         with open(os.path.join(tmp, "net.prototxt"), "w") as f:
             f.write('layer { name: "d" type: "DummyData" top: "x" top: "y" dummy_data_param { '

@@ -2,13 +2,16 @@
 # Build the official BVLC Caffe (pycaffe + the `caffe` tool, Python layers on)
 # on Debian 12, cached outside the clone, and wire it into a virtualenv.
 #
-# Usage: tools/install_caffe.sh [--cuda] [--venv DIR] [--jobs N] [--no-apt]
+# Usage: tools/install_caffe.sh [--cuda] [--venv DIR] [--jobs N] [--no-apt] [--deps-only]
 #
 #   --cuda     build the CUDA flavour (CUDA 13 toolkit from PyPI wheels)
 #   --venv     create/refresh DIR as a virtualenv that imports `caffe`, and
 #              write DIR/bin/caffe, a wrapper around the `caffe` tool
 #   --jobs N   parallel compile jobs (default: number of cores)
 #   --no-apt   never call apt-get (fail if a system package is missing)
+#   --deps-only  install the system packages (and the venv with pycaffe's
+#              Python requirements), build nothing: the Dockerfile's shared
+#              layer under the cpu and cuda builds
 #
 # Source: Debian's source package `caffe` 1.0.0+git20180821.99bd997-8
 # (BVLC master of 2018-08-21) from the bullseye suite of the Debian archive
@@ -46,13 +49,15 @@ FLAVOUR=cpu
 VENV=""
 JOBS="$(nproc 2>/dev/null || echo 2)"
 USE_APT=1
+DEPS_ONLY=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --cuda) FLAVOUR=cuda ;;
     --venv) VENV="${2:?--venv needs a directory}"; shift ;;
     --jobs) JOBS="${2:?--jobs needs a number}"; shift ;;
     --no-apt) USE_APT=0 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    --deps-only) DEPS_ONLY=1 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
   shift
@@ -112,6 +117,7 @@ else
   "$PY" -c "import numpy" 2>/dev/null || die "$PY cannot import numpy; pass --venv DIR or install numpy"
 fi
 PYVER="$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+if [ "$DEPS_ONLY" = 1 ]; then log "dependencies installed (--deps-only: nothing built)"; exit 0; fi
 
 # BUILD_REV: bump when a change to this script changes what gets built.
 BUILD_REV=4

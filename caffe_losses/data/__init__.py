@@ -14,13 +14,21 @@ import numpy as np
 __all__ = ["write_hdf5"]
 
 
-def write_hdf5(folder, name, **arrays):
+def write_hdf5(folder, name, *, root=None, **arrays):
     """Writes ``folder/name.h5`` with one dataset per keyword, and the list file.
 
     Caffe's ``HDF5Data`` reads float32/float64 datasets whose first axis is the
-    sample axis; the list file ``folder/name.txt`` holds the absolute path of
-    the ``.h5`` file (Caffe resolves relative paths against the working
-    directory, not the list file, so absolute paths work from anywhere).
+    sample axis; the list file ``folder/name.txt`` names the ``.h5`` file.
+    Caffe opens that name relative to its working directory (not to the list
+    file), so:
+
+    Args:
+      root: the folder Caffe will run from (a template folder: ``cd root &&
+        caffe train ...``).  The list file then holds the path relative to it
+        (``data/train.h5``), and the folder still trains after it is moved,
+        copied or mounted elsewhere (``docker run -v``).  None: the absolute
+        path, which works from any working directory but only where it was
+        written.
 
     Returns:
       the path of the list file (the layer's ``hdf5_data_param.source``).
@@ -42,5 +50,5 @@ def write_hdf5(folder, name, **arrays):
             f.create_dataset(key, data=value)
     list_path = os.path.join(folder, name + ".txt")
     with open(list_path, "w") as f:
-        f.write(h5_path + "\n")
+        f.write((h5_path if root is None else os.path.relpath(h5_path, os.path.abspath(root))) + "\n")
     return list_path

@@ -116,8 +116,8 @@ def write_age(folder, *, small=False, seed=0):
     n_train, n_test = (SMALL_TRAIN, SMALL_TEST) if small else (N_TRAIN, N_TEST)
     x_train, y_train = load_age("train", seed=seed, n=n_train)
     x_test, y_test = load_age("test", seed=seed, n=n_test)
-    train = write_hdf5(data_dir, "train", data=x_train, true_age=y_train)
-    test = write_hdf5(data_dir, "test", data=x_test, true_age=y_test)
+    train = write_hdf5(data_dir, "train", root=folder, data=x_train, true_age=y_train)
+    test = write_hdf5(data_dir, "test", root=folder, data=x_test, true_age=y_test)
     return {"train": train, "test": test, "n_train": n_train, "n_test": n_test,
             "trivial": trivial_mae(y_train, y_test)}
 

@@ -45,6 +45,6 @@ def prepare_center_loss(folder, *, small=False, seed=0):
     if small:
         x_train, y_train = x_train[:SMALL_TRAIN], y_train[:SMALL_TRAIN]
         x_test, y_test = x_test[:SMALL_TEST], y_test[:SMALL_TEST]
-    train = write_hdf5(data_dir, "train", data=x_train, label=y_train)
-    test = write_hdf5(data_dir, "test", data=x_test, label=y_test)
+    train = write_hdf5(data_dir, "train", root=folder, data=x_train, label=y_train)
+    test = write_hdf5(data_dir, "test", root=folder, data=x_test, label=y_test)
     return {"train": train, "test": test, "n_train": len(y_train), "n_test": len(y_test)}

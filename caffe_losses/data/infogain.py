@@ -78,8 +78,8 @@ def _write_digits(folder, data, small):
     x, y, xt, yt = data["x_train"], data["y_train"], data["x_test"], data["y_test"]
     if small:   # a few batches' worth, every class present
         x, y, xt, yt = x[:200], y[:200], xt[:100], yt[:100]
-    return {"train": write_hdf5(data_dir, "train", data=x, label=y),
-            "test": write_hdf5(data_dir, "test", data=xt, label=yt),
+    return {"train": write_hdf5(data_dir, "train", root=folder, data=x, label=y),
+            "test": write_hdf5(data_dir, "test", root=folder, data=xt, label=yt),
             "n_train": len(y), "n_test": len(yt)}
 
 
@@ -159,8 +159,8 @@ def prepare_segmentation(folder, *, small=False, seed=0):
     x, y = segmentation_data(n_train, seed=seed)
     xt, yt = segmentation_data(n_test, seed=seed + 1)
     data_dir = os.path.join(os.path.abspath(folder), "data")
-    out = {"train": write_hdf5(data_dir, "train", data=x, label=y),
-           "test": write_hdf5(data_dir, "test", data=xt, label=yt),
+    out = {"train": write_hdf5(data_dir, "train", root=folder, data=x, label=y),
+           "test": write_hdf5(data_dir, "test", root=folder, data=xt, label=yt),
            "n_train": n_train, "n_test": n_test}
     counts = hmatrix.class_counts(y, 3, ignore_label=IGNORE_LABEL)
     H = hmatrix.weights_h(hmatrix.class_weights(counts, weighting="inverse"))

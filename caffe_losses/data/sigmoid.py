@@ -102,7 +102,7 @@ def _write(folder, make, sizes):
     info = {}
     for split, n in zip(("train", "test"), sizes):
         x, y = make(n, seed=SPLIT_SEEDS[split])
-        write_hdf5(data, split, data=x, label=y)
+        write_hdf5(data, split, root=folder, data=x, label=y)
         info[f"n_{split}"] = n
         info[f"positive_fraction_{split}"] = float(y.mean())
     return info
