@@ -70,7 +70,6 @@ def _names_the_layer(method):
             if where and err.args and isinstance(err.args[0], str) and not err.args[0].endswith(where):
                 err.args = (f"{err.args[0]} {where}",) + err.args[1:]
             raise
-    entry.names_the_layer = True
     return entry
 
 
@@ -84,11 +83,13 @@ class PythonLayer(caffe.Layer):
     OPTIONAL_TOPS = ()
 
     def __init_subclass__(cls, **kwargs):
+        # each class's own entry points (the base's setup is decorated below);
+        # an override that calls super() nests two wrappers, and the name is
+        # added once (a message that already ends with it is left alone)
         super().__init_subclass__(**kwargs)
         for name in ("setup", "reshape", "forward", "backward"):
-            method = cls.__dict__.get(name)
-            if method is not None and not getattr(method, "names_the_layer", False):
-                setattr(cls, name, _names_the_layer(method))
+            if name in cls.__dict__:
+                setattr(cls, name, _names_the_layer(cls.__dict__[name]))
 
     @property
     def owner(self):
