@@ -43,14 +43,13 @@ The base class then takes care of what hand-written Python losses get wrong:
 """
 
 import functools
-import math
 import warnings
 
 import caffe
 
 from caffe_losses.core.common import check_finite, raise_non_finite
 from caffe_losses.params import parse_params
-from caffe_losses.safety import FLOAT32_MAX, overflows_float32
+from caffe_losses.safety import overflows_float32
 
 __all__ = ["PythonLayer", "LossLayer", "LossWeightWarning"]
 
@@ -161,12 +160,6 @@ class PythonLayer(caffe.Layer):
         """
         inputs = [(f"bottom '{self.bottom_name(i)}'", bottom[i].data)
                   for i in (range(len(bottom)) if indexes is None else indexes)] + list(extra)
-        if math.isfinite(value):        # finite in float64, beyond float32
-            for what, array in inputs:
-                check_finite(self.owner, what, array)
-            self.fail(f"the loss {value:.4g} does not fit float32 (at most {FLOAT32_MAX:.4g}), the "
-                      f"type of the top blob Caffe reads, although every input is finite "
-                      f"(inputs or weights too large for float32: scale them down)")
         raise_non_finite(self.owner, value, inputs)
 
     def require_finite(self, bottom, i):
