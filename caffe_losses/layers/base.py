@@ -25,6 +25,10 @@ The base class then takes care of what hand-written Python losses get wrong:
 * ``param_str`` is parsed with ``yaml.safe_load`` against the schema; unknown
   keys, wrong types and ranges raise errors naming the layer class and key.
 * the bottom and top counts are checked in ``setup``, with names.
+* ``reshape`` (Caffe runs it before every forward) refuses an empty bottom,
+  runs ``check_bottoms`` and reshapes the tops only when the bottom shapes
+  change, and keeps the data arrays it fetched for the forward
+  (``self.bottom_arrays``); a non-loss layer implements ``reshape_tops``.
 * ``backward`` (the only one: layers implement ``gradients``) passes the loss
   weight Caffe writes into ``top[0].diff`` as ``scale`` (BVLC/caffe #5407:
   ``pyloss.py`` forgets it), asks only for the bottoms with
@@ -112,6 +116,8 @@ class PythonLayer(caffe.Layer):
         self.params = parse_params(self.owner, self.PARAMS, self.param_str)
         self._check_count("bottom", len(bottom), self.BOTTOMS, self.OPTIONAL_BOTTOMS)
         self._check_count("top", len(top), self.TOPS, self.OPTIONAL_TOPS)
+        self._shapes = None          # the bottom shapes last checked
+        self._bottom_data = None     # the bottoms' arrays, from reshape to the forward that follows
         self.layer_setup(bottom, top)
 
     def layer_setup(self, bottom, top):
@@ -124,6 +130,38 @@ class PythonLayer(caffe.Layer):
             expected = f"{lo}" if lo == hi else f"{lo} to {hi}"
             raise ValueError(f"{self.owner}: expected {expected} {kind}(s) "
                              f"({', '.join(names) or 'none'}), got {got}")
+
+    @_names_the_layer
+    def reshape(self, bottom, top):
+        # Caffe calls Reshape before every Forward, so this runs every
+        # iteration: the bottoms are checked (and the tops reshaped) only when
+        # their shapes change, and the data arrays fetched here (each pycaffe
+        # ``.data`` builds a new array) serve the forward that
+        # Caffe runs right after (Layer::Forward: Reshape, then Forward_cpu).
+        # An empty bottom is refused first: pycaffe's .data of a blob with no
+        # values aborts the process (Caffe allocates nothing for it).
+        self.require_nonempty(bottom)
+        data = tuple(bottom[i].data for i in range(len(bottom)))
+        shapes = tuple(a.shape for a in data)
+        if shapes != self._shapes:
+            self.check_bottoms(bottom)
+            self.reshape_tops(bottom, top)
+            self._shapes = shapes
+        self._bottom_data = data
+
+    def bottom_arrays(self, bottom):
+        """The bottoms' data arrays: those fetched by ``reshape``, else fetched now."""
+        data, self._bottom_data = self._bottom_data, None
+        if data is None or len(data) != len(bottom):
+            data = tuple(bottom[i].data for i in range(len(bottom)))
+        return data
+
+    def check_bottoms(self, bottom):
+        """Hook: check bottom shapes (raise through ``self.fail``); runs when they change."""
+
+    def reshape_tops(self, bottom, top):
+        """Hook: reshape the tops for these bottoms; runs when their shapes change."""
+        raise NotImplementedError
 
     # -- helpers for check_bottoms ------------------------------------------
     def bottom_name(self, i):
@@ -175,36 +213,10 @@ class LossLayer(PythonLayer):
     def layer_setup(self, bottom, top):
         self._weight_checked = False
         self._weight_zero_seen = False
-        self._shapes = None          # the bottom shapes last checked
-        self._bottom_data = None     # the bottoms' arrays, from reshape to the forward that follows
 
-    def reshape(self, bottom, top):
-        # Caffe calls Reshape before every Forward, so this runs every
-        # iteration: the bottoms are checked (and the tops reshaped) only when
-        # their shapes change, and the data arrays fetched here (each pycaffe
-        # ``.data`` builds a new array) serve the forward that
-        # Caffe runs right after (Layer::Forward: Reshape, then Forward_cpu).
-        # An empty bottom is refused first: pycaffe's .data of a blob with no
-        # values aborts the process (Caffe allocates nothing for it).
-        self.require_nonempty(bottom)
-        data = tuple(bottom[i].data for i in range(len(bottom)))
-        shapes = tuple(a.shape for a in data)
-        if shapes != self._shapes:
-            self.check_bottoms(bottom)
-            top[0].reshape(1)
-            self.reshape_extra_tops(bottom, top)
-            self._shapes = shapes
-        self._bottom_data = data
-
-    def bottom_arrays(self, bottom):
-        """The bottoms' data arrays: those fetched by ``reshape``, else fetched now."""
-        data, self._bottom_data = self._bottom_data, None
-        if data is None or len(data) != len(bottom):
-            data = tuple(bottom[i].data for i in range(len(bottom)))
-        return data
-
-    def check_bottoms(self, bottom):
-        """Hook: check bottom shapes (raise through ``self.fail``); runs when they change."""
+    def reshape_tops(self, bottom, top):
+        top[0].reshape(1)
+        self.reshape_extra_tops(bottom, top)
 
     def reshape_extra_tops(self, bottom, top):
         """Hook: reshape optional tops beyond the loss."""
