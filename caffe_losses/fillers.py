@@ -26,6 +26,8 @@ distribution is the same.
 
 import numpy as np
 
+from caffe_losses.params import as_float
+
 __all__ = ["FILLER_TYPES", "as_filler", "fill"]
 
 FILLER_TYPES = ("constant", "uniform", "gaussian", "xavier", "msra", "positive_unitball")
@@ -55,10 +57,10 @@ def as_filler(value):
         raise ValueError(f"type must be one of {', '.join(FILLER_TYPES)}")
     for key in ("value", "min", "max", "mean", "std"):
         if key in value:
-            v = value[key]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
-                raise TypeError(f"{key} must be a finite number")
-            spec[key] = float(v)
+            try:                  # a finite number that float32 (the centers' type) holds
+                spec[key] = as_float(value[key])
+            except (TypeError, ValueError) as err:
+                raise type(err)(f"{key} {err}") from None
     if "variance_norm" in value:
         norm = str(value["variance_norm"]).strip().upper()
         if norm not in _NORMS:

@@ -93,6 +93,9 @@ def test_first_bad_index_and_the_non_finite_reporter():
         raise_non_finite("Own", np.nan, [("bottom 'a'", np.zeros(3)), ("bottom 'b'", np.array([[0, -np.inf]]))])
     with pytest.raises(ValueError, match=r"^Own: the loss overflowed to inf although every input is finite"):
         raise_non_finite("Own", np.inf, [("bottom 'a'", np.zeros(3))])
+    # finite in float64 but beyond float32 (the type of Caffe's top blob)
+    with pytest.raises(ValueError, match=r"^Own: the loss 1e\+40 does not fit float32 \(at most 3\.403e\+38\)"):
+        raise_non_finite("Own", 1e40, [("bottom 'a'", np.zeros(3))])
 
 
 def test_out_view_writes_through_to_any_shape_with_the_count():

@@ -14,6 +14,8 @@ import math
 
 import numpy as np
 
+from caffe_losses.safety import FLOAT32_MAX
+
 __all__ = [
     "normalizer", "canonical_shape", "log_softmax", "softmax", "softplus", "sigmoid",
     "loss_sum", "first_bad_index", "check_finite", "raise_non_finite", "check_labels",
@@ -109,13 +111,19 @@ def check_finite(owner, what, x):
 
 
 def raise_non_finite(owner, value, inputs):
-    """Raises for a loss that came out NaN or inf: names the first non-finite input, else the overflow.
+    """Raises for a loss that came out NaN or inf, or beyond float32: names the first non-finite input, else the overflow.
 
     Checking the scalar loss is free on good input; only a bad one pays for
     the scan of ``inputs``, ``(what, array)`` pairs in the order to report.
+    A ``value`` that is finite (in float64) is one that Caffe's float32 top
+    blob would turn into inf (a layer checks with ``safety.overflows_float32``).
     """
     for what, array in inputs:
         check_finite(owner, what, array)
+    if math.isfinite(value):
+        raise ValueError(f"{owner}: the loss {value:.4g} does not fit float32 (at most "
+                         f"{FLOAT32_MAX:.4g}), the type of the top blob Caffe reads, although every "
+                         f"input is finite (inputs or weights too large for float32: scale them down)")
     raise ValueError(f"{owner}: the loss overflowed to {value} although every input is finite "
                      f"(inputs or weights too large for float32: scale them down)")
 

@@ -25,6 +25,10 @@ The base class then takes care of what hand-written Python losses get wrong:
 * ``param_str`` is parsed with ``yaml.safe_load`` against the schema; unknown
   keys, wrong types and ranges raise errors naming the layer class and key.
 * the bottom and top counts are checked in ``setup``, with names.
+* ``reshape`` (Caffe runs it before every forward) refuses an empty bottom,
+  runs ``check_bottoms`` and reshapes the tops only when the bottom shapes
+  change, and keeps the data arrays it fetched for the forward
+  (``self.bottom_arrays``); a non-loss layer implements ``reshape_tops``.
 * ``backward`` (the only one: layers implement ``gradients``) passes the loss
   weight Caffe writes into ``top[0].diff`` as ``scale`` (BVLC/caffe #5407:
   ``pyloss.py`` forgets it), asks only for the bottoms with
@@ -43,14 +47,13 @@ The base class then takes care of what hand-written Python losses get wrong:
 """
 
 import functools
-import math
 import warnings
 
 import caffe
 
 from caffe_losses.core.common import check_finite, raise_non_finite
 from caffe_losses.params import parse_params
-from caffe_losses.safety import FLOAT32_MAX, overflows_float32
+from caffe_losses.safety import overflows_float32
 
 __all__ = ["PythonLayer", "LossLayer", "LossWeightWarning"]
 
@@ -70,7 +73,6 @@ def _names_the_layer(method):
             if where and err.args and isinstance(err.args[0], str) and not err.args[0].endswith(where):
                 err.args = (f"{err.args[0]} {where}",) + err.args[1:]
             raise
-    entry.names_the_layer = True
     return entry
 
 
@@ -84,11 +86,13 @@ class PythonLayer(caffe.Layer):
     OPTIONAL_TOPS = ()
 
     def __init_subclass__(cls, **kwargs):
+        # each class's own entry points (the base's setup is decorated below);
+        # an override that calls super() nests two wrappers, and the name is
+        # added once (a message that already ends with it is left alone)
         super().__init_subclass__(**kwargs)
         for name in ("setup", "reshape", "forward", "backward"):
-            method = cls.__dict__.get(name)
-            if method is not None and not getattr(method, "names_the_layer", False):
-                setattr(cls, name, _names_the_layer(method))
+            if name in cls.__dict__:
+                setattr(cls, name, _names_the_layer(cls.__dict__[name]))
 
     @property
     def owner(self):
@@ -112,6 +116,8 @@ class PythonLayer(caffe.Layer):
         self.params = parse_params(self.owner, self.PARAMS, self.param_str)
         self._check_count("bottom", len(bottom), self.BOTTOMS, self.OPTIONAL_BOTTOMS)
         self._check_count("top", len(top), self.TOPS, self.OPTIONAL_TOPS)
+        self._shapes = None          # the bottom shapes last checked
+        self._bottom_data = None     # the bottoms' arrays, from reshape to the forward that follows
         self.layer_setup(bottom, top)
 
     def layer_setup(self, bottom, top):
@@ -124,6 +130,38 @@ class PythonLayer(caffe.Layer):
             expected = f"{lo}" if lo == hi else f"{lo} to {hi}"
             raise ValueError(f"{self.owner}: expected {expected} {kind}(s) "
                              f"({', '.join(names) or 'none'}), got {got}")
+
+    @_names_the_layer
+    def reshape(self, bottom, top):
+        # Caffe calls Reshape before every Forward, so this runs every
+        # iteration: the bottoms are checked (and the tops reshaped) only when
+        # their shapes change, and the data arrays fetched here (each pycaffe
+        # ``.data`` builds a new array) serve the forward that
+        # Caffe runs right after (Layer::Forward: Reshape, then Forward_cpu).
+        # An empty bottom is refused first: pycaffe's .data of a blob with no
+        # values aborts the process (Caffe allocates nothing for it).
+        self.require_nonempty(bottom)
+        data = tuple(bottom[i].data for i in range(len(bottom)))
+        shapes = tuple(a.shape for a in data)
+        if shapes != self._shapes:
+            self.check_bottoms(bottom)
+            self.reshape_tops(bottom, top)
+            self._shapes = shapes
+        self._bottom_data = data
+
+    def bottom_arrays(self, bottom):
+        """The bottoms' data arrays: those fetched by ``reshape``, else fetched now."""
+        data, self._bottom_data = self._bottom_data, None
+        if data is None or len(data) != len(bottom):
+            data = tuple(bottom[i].data for i in range(len(bottom)))
+        return data
+
+    def check_bottoms(self, bottom):
+        """Hook: check bottom shapes (raise through ``self.fail``); runs when they change."""
+
+    def reshape_tops(self, bottom, top):
+        """Hook: reshape the tops for these bottoms; runs when their shapes change."""
+        raise NotImplementedError
 
     # -- helpers for check_bottoms ------------------------------------------
     def bottom_name(self, i):
@@ -160,12 +198,6 @@ class PythonLayer(caffe.Layer):
         """
         inputs = [(f"bottom '{self.bottom_name(i)}'", bottom[i].data)
                   for i in (range(len(bottom)) if indexes is None else indexes)] + list(extra)
-        if math.isfinite(value):        # finite in float64, beyond float32
-            for what, array in inputs:
-                check_finite(self.owner, what, array)
-            self.fail(f"the loss {value:.4g} does not fit float32 (at most {FLOAT32_MAX:.4g}), the "
-                      f"type of the top blob Caffe reads, although every input is finite "
-                      f"(inputs or weights too large for float32: scale them down)")
         raise_non_finite(self.owner, value, inputs)
 
     def require_finite(self, bottom, i):
@@ -181,36 +213,10 @@ class LossLayer(PythonLayer):
     def layer_setup(self, bottom, top):
         self._weight_checked = False
         self._weight_zero_seen = False
-        self._shapes = None          # the bottom shapes last checked
-        self._bottom_data = None     # the bottoms' arrays, from reshape to the forward that follows
 
-    def reshape(self, bottom, top):
-        # Caffe calls Reshape before every Forward, so this runs every
-        # iteration: the bottoms are checked (and the tops reshaped) only when
-        # their shapes change, and the data arrays fetched here (each pycaffe
-        # ``.data`` builds a new array) serve the forward that
-        # Caffe runs right after (Layer::Forward: Reshape, then Forward_cpu).
-        # An empty bottom is refused first: pycaffe's .data of a blob with no
-        # values aborts the process (Caffe allocates nothing for it).
-        self.require_nonempty(bottom)
-        data = tuple(bottom[i].data for i in range(len(bottom)))
-        shapes = tuple(a.shape for a in data)
-        if shapes != self._shapes:
-            self.check_bottoms(bottom)
-            top[0].reshape(1)
-            self.reshape_extra_tops(bottom, top)
-            self._shapes = shapes
-        self._bottom_data = data
-
-    def bottom_arrays(self, bottom):
-        """The bottoms' data arrays: those fetched by ``reshape``, else fetched now."""
-        data, self._bottom_data = self._bottom_data, None
-        if data is None or len(data) != len(bottom):
-            data = tuple(bottom[i].data for i in range(len(bottom)))
-        return data
-
-    def check_bottoms(self, bottom):
-        """Hook: check bottom shapes (raise through ``self.fail``); runs when they change."""
+    def reshape_tops(self, bottom, top):
+        top[0].reshape(1)
+        self.reshape_extra_tops(bottom, top)
 
     def reshape_extra_tops(self, bottom, top):
         """Hook: reshape optional tops beyond the loss."""

@@ -169,6 +169,7 @@ class SoftmaxWithInfogainLoss(_InfogainLayer):
     PARAMS = (_SOURCE, _AXIS, ignore_label_param(), normalization_param("VALID"))
     BOTTOMS = ("scores", "label")
     OPTIONAL_TOPS = ("prob",)
+    _backward = staticmethod(core.softmax_infogain_kernel_backward)   # of the forward's kernel
 
     def reshape_extra_tops(self, bottom, top):
         if len(top) > 1:
@@ -177,7 +178,6 @@ class SoftmaxWithInfogainLoss(_InfogainLayer):
     def loss(self, bottom, top):
         p = self.params
         x, label, *h = self.bottom_arrays(bottom)
-        self._backward = core.softmax_infogain_kernel_backward
         value, self.cache = core.softmax_infogain_kernel(
             x, label, self.current_h(h[0] if h else None), axis=p["axis"],
             ignore_label=p["ignore_label"], normalization=p["normalization"], owner=self.owner,
@@ -238,11 +238,11 @@ class InfogainLoss(_InfogainLayer):
               Param("eps", as_float, 1e-20, low=0, low_open=True, high=1,
                     doc="clamp of p inside log (Caffe's kLOG_THRESHOLD)"))
     BOTTOMS = ("prob", "label")
+    _backward = staticmethod(core.infogain_backward)
 
     def loss(self, bottom, top):
         p = self.params
         x, label, *h = self.bottom_arrays(bottom)
-        self._backward = core.infogain_backward
         value, self.cache = core.infogain_forward(
             x, label, self.current_h(h[0] if h else None), axis=p["axis"],
             ignore_label=p["ignore_label"], normalization=p["normalization"], eps=p["eps"],

@@ -68,13 +68,15 @@ def _bin_values(layer, k):
     return values.astype(np.float32)
 
 
-def _bins_shape(layer, blob, name):
-    """(N, K) of a scores blob shaped (N, K) or (N, K, 1, ...)."""
+def _check_scores(layer, blob):
+    """N of a scores blob shaped (N, K) or (N, K, 1, ...); the layer's bin values made for its K."""
     shape = tuple(blob.data.shape)
     if len(shape) < 2 or any(s != 1 for s in shape[2:]):
-        layer.fail(f"bottom '{name}' must be (N, K) or (N, K, 1, 1), bins on axis 1. "
+        layer.fail(f"bottom 'scores' must be (N, K) or (N, K, 1, 1), bins on axis 1. "
                    f"Received shape {shape}")
-    return shape[0], shape[1]
+    if layer._values is None or layer._values.size != shape[1]:
+        layer._values = _bin_values(layer, shape[1])
+    return shape[0]
 
 
 class SmoothL1Loss(LossLayer):
@@ -211,26 +213,16 @@ class Expectation(PythonLayer):
     TOPS = ("expectation",)
 
     def layer_setup(self, bottom, top):
-        self._values, self._k = None, None
-        self._shape = None            # the scores' shape last checked
-        self._bottom_data = None      # the scores' array, from reshape to the forward that follows
+        self._values = None           # the K bin values (float32), made for the scores' K
 
-    def reshape(self, bottom, top):
-        self.require_nonempty(bottom)     # (.data of an empty blob aborts)
-        x = bottom[0].data
-        if x.shape != self._shape:    # checked (and the top reshaped) only when it changes
-            n, k = _bins_shape(self, bottom[0], "scores")
-            if k != self._k:
-                self._values = _bin_values(self, k)
-                self._k = k
-            top[0].reshape(n, 1)
-            self._shape = x.shape
-        self._bottom_data = x
+    def check_bottoms(self, bottom):
+        _check_scores(self, bottom[0])
+
+    def reshape_tops(self, bottom, top):
+        top[0].reshape(bottom[0].data.shape[0], 1)
 
     def forward(self, bottom, top):
-        x, self._bottom_data = self._bottom_data, None
-        if x is None:
-            x = bottom[0].data
+        x, = self.bottom_arrays(bottom)
         if not np.isfinite(x).all():
             self.require_finite(bottom, 0)
         e, self.cache = core.expectation_forward(x, self._values, softmax=self.params["softmax"])
@@ -291,16 +283,13 @@ class MeanVarianceLoss(LossLayer):
 
     def layer_setup(self, bottom, top):
         super().layer_setup(bottom, top)
-        self._values, self._k = None, None
+        self._values = None           # the K bin values (float32), made for the scores' K
 
     def check_bottoms(self, bottom):
-        n, k = _bins_shape(self, bottom[0], "scores")
+        n = _check_scores(self, bottom[0])
         if bottom[1].count != n:
             self.fail(f"bottom 'label' must hold one label per sample: expected {n}, "
                       f"got {bottom[1].count} {tuple(bottom[1].data.shape)}")
-        if k != self._k:
-            self._values = _bin_values(self, k)
-            self._k = k
 
     def loss(self, bottom, top):
         scores, labels = self.bottom_arrays(bottom)
