@@ -24,6 +24,7 @@ import numpy as np
 
 from caffe_losses.data import age as age_data
 from caffe_losses.experiments import report, runner
+from caffe_losses.features import forward_rows
 from caffe_losses.prototxt import read_net_param
 
 __all__ = ["RECIPES", "BASELINE", "plan", "summarize", "run", "evaluate", "baseline_net"]
@@ -76,7 +77,7 @@ def baseline_net(path, mean_age):
 
 def evaluate(net, n_test):
     """Test MAE (years) of a TEST net, and its predictions."""
-    rows = runner.forward_rows(net, ["pred_age", "true_age"], n_test)
+    rows = forward_rows(net, ["pred_age", "true_age"], n_test)
     pred, truth = rows["pred_age"][:, 0], rows["true_age"][:, 0]
     return {"MAE": float(np.mean(np.abs(pred - truth)))}, {"pred": pred, "truth": truth}
 

@@ -19,11 +19,9 @@ and draws both feature clouds side by side (``features.png``, first seed).
 
 import os
 
-import numpy as np
-
+from caffe_losses import features
 from caffe_losses.data.center import prepare_center_loss
 from caffe_losses.experiments import report, runner
-from caffe_losses.features import draw_features, intra_inter_ratio
 from caffe_losses.prototxt import read_net_param
 
 __all__ = ["TEMPLATE", "plan", "summarize", "run", "evaluate", "baseline_net"]
@@ -60,10 +58,8 @@ def baseline_net(path):
 
 def evaluate(net, n_test):
     """Intra/inter ratio of the 2-D test features and test accuracy; the features."""
-    rows = runner.forward_rows(net, ["feature", "label", "ip2"], n_test)
-    feats, labels = rows["feature"], rows["label"][:, 0].astype(np.int64)
-    return ({"intra/inter ratio": intra_inter_ratio(feats, labels),
-             "accuracy": float(np.mean(rows["ip2"].argmax(axis=1) == labels))},
+    feats, labels, accuracy = features.evaluate(net, "feature", "label", "ip2", samples=n_test)
+    return ({"intra/inter ratio": features.intra_inter_ratio(feats, labels), "accuracy": accuracy},
             {"features": feats, "labels": labels})
 
 
@@ -105,7 +101,7 @@ def summarize(results, out_dir, *, small=False):
         os.path.join(out_dir, "curves.png"), n_seeds=len(seeds),
         title=f"Center loss ({TEMPLATE}): {name} vs softmax alone")
     first_c, first_b = ours[0], base[0]
-    figure = draw_features(
+    figure = features.draw_features(
         [(first_c["arrays"]["features"], first_c["arrays"]["labels"],
           f"{name} (test accuracy {first_c['final']['accuracy']:.3f})"),
          (first_b["arrays"]["features"], first_b["arrays"]["labels"],

@@ -21,6 +21,7 @@ import numpy as np
 
 from caffe_losses.data.infogain import MINORITY, MINORITY_KEEP, prepare_source
 from caffe_losses.experiments import report, runner
+from caffe_losses.features import forward_rows
 from caffe_losses.prototxt import read_net_param
 
 __all__ = ["TEMPLATE", "plan", "summarize", "run", "evaluate", "baseline_net"]
@@ -49,7 +50,7 @@ def _recalls(pred, label, num_classes=10):
 
 def evaluate(net, n_test):
     """Metrics of a TEST net over the test split: minority / other recall, accuracy."""
-    rows = runner.forward_rows(net, ["score", "label"], n_test)
+    rows = forward_rows(net, ["score", "label"], n_test)
     pred = rows["score"].argmax(axis=1)
     label = rows["label"][:, 0].astype(np.int64)
     recalls = _recalls(pred, label)

@@ -27,7 +27,7 @@ from caffe_losses.prototxt import read_solver_param, working_directory
 from caffe_losses.templates import TEMPLATE_ROOT
 
 __all__ = ["SEEDS", "SMALL_SEEDS", "seed_list", "Job", "Variant", "plan", "copy_template", "write_net",
-           "write_solver", "forward_rows", "eval_points", "run_job", "run_jobs", "by_variant",
+           "write_solver", "eval_points", "run_job", "run_jobs", "by_variant",
            "default_workers", "plot_curves", "save_figure"]
 
 
@@ -184,23 +184,6 @@ def write_solver(folder, seed, *, source="solver.prototxt", max_iter=None):
         f.write(f"# {source} with random_seed {seed}; testing and snapshots are done by the demo\n")
         f.write(text_format.MessageToString(param))
     return name, int(param.max_iter)
-
-
-def forward_rows(net, names, n_rows):
-    """Forward passes over ``n_rows`` test rows; returns ``{blob: (n_rows, ...) array}``.
-
-    The blobs of one forward belong together (prediction and label of the
-    same rows), so the pairing holds even when ``n_rows`` is not a multiple
-    of the batch size.
-    """
-    batch = net.blobs[names[0]].data.shape[0]
-    parts = {name: [] for name in names}
-    for _ in range(-(-n_rows // batch)):
-        net.forward()
-        for name in names:
-            data = net.blobs[name].data
-            parts[name].append(data.reshape(data.shape[0], -1).copy())
-    return {name: np.concatenate(p)[:n_rows] for name, p in parts.items()}
 
 
 def eval_points(max_iter, n=N_POINTS):

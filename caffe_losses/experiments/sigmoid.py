@@ -29,6 +29,7 @@ import numpy as np
 
 from caffe_losses.data import sigmoid as data
 from caffe_losses.experiments import report, runner
+from caffe_losses.features import forward_rows
 from caffe_losses.prototxt import read_net_param
 
 __all__ = ["TASKS", "plan", "summarize", "run", "evaluate", "evaluate_per_tag", "metrics",
@@ -125,13 +126,13 @@ def metrics(scores, targets, *, per_column=False):
 
 def evaluate(net, n_test):
     """Metrics of a TEST net over the test split, pooled over pixels (see :func:`metrics`)."""
-    rows = runner.forward_rows(net, ["score", "label"], n_test)
+    rows = forward_rows(net, ["score", "label"], n_test)
     return metrics(rows["score"], rows["label"]), {"scores": rows["score"], "targets": rows["label"]}
 
 
 def evaluate_per_tag(net, n_test):
     """As :func:`evaluate`, each tag alone, then the mean over the tags."""
-    rows = runner.forward_rows(net, ["score", "label"], n_test)
+    rows = forward_rows(net, ["score", "label"], n_test)
     return (metrics(rows["score"], rows["label"], per_column=True),
             {"scores": rows["score"], "targets": rows["label"]})
 
