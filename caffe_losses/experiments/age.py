@@ -27,7 +27,7 @@ from caffe_losses.experiments import report, runner
 from caffe_losses.features import forward_rows
 from caffe_losses.prototxt import read_net_param
 
-__all__ = ["RECIPES", "BASELINE", "plan", "summarize", "run", "evaluate", "baseline_net"]
+__all__ = ["RECIPES", "BASELINE", "plan", "summarize", "evaluate", "baseline_net"]
 
 FAMILY = "age"
 # (template, prepare function, the loss the net trains with, recipe description, short name)
@@ -155,10 +155,3 @@ def summarize(results, out_dir, *, small=False):
              [(f"{short}\n{loss}", runs[template][0]) for template, _, loss, _, short in RECIPES]
     scatter = _plot_predictions(panels, trivial, os.path.join(out_dir, "predictions.png"))
     return rows, [curves, scatter]
-
-
-def run(out_dir, *, small=False, seeds=None, workers=1, progress=None):
-    """Plans, trains and summarizes; returns ``(rows, figures)``."""
-    results = runner.run_jobs(plan(out_dir, small=small, seeds=seeds), workers=workers,
-                              progress=runner.stream(progress))
-    return summarize(results, out_dir, small=small)

@@ -24,7 +24,7 @@ from caffe_losses.data.center import prepare_center_loss
 from caffe_losses.experiments import report, runner
 from caffe_losses.prototxt import read_net_param
 
-__all__ = ["TEMPLATE", "plan", "summarize", "run", "evaluate", "baseline_net"]
+__all__ = ["TEMPLATE", "plan", "summarize", "evaluate", "baseline_net"]
 
 FAMILY = "center"
 TEMPLATE = "center_loss_lenetpp"
@@ -110,10 +110,3 @@ def summarize(results, out_dir, *, small=False):
         suptitle=f"LeNet++ 2-D features of the {len(first_c['arrays']['labels'])} digits test images "
                  f"after {first_c['job'].max_iter} iterations (seed {first_c['job'].seed})")
     return rows, [curves, figure]
-
-
-def run(out_dir, *, small=False, seeds=None, workers=1, progress=None):
-    """Plans, trains and summarizes; returns ``(rows, figures)``."""
-    results = runner.run_jobs(plan(out_dir, small=small, seeds=seeds), workers=workers,
-                              progress=runner.stream(progress))
-    return summarize(results, out_dir, small=small)

@@ -24,7 +24,7 @@ from caffe_losses.experiments import report, runner
 from caffe_losses.features import forward_rows
 from caffe_losses.prototxt import read_net_param
 
-__all__ = ["TEMPLATE", "plan", "summarize", "run", "evaluate", "baseline_net"]
+__all__ = ["TEMPLATE", "plan", "summarize", "evaluate", "baseline_net"]
 
 FAMILY = "infogain"
 TEMPLATE = "infogain_digits_source"
@@ -129,10 +129,3 @@ def summarize(results, out_dir, *, small=False):
         title=f"Imbalanced digits ({TEMPLATE}): inverse-frequency H vs plain softmax")
     bars = _plot_recalls(ours, base, os.path.join(out_dir, "recall_per_class.png"))
     return rows, [curves, bars]
-
-
-def run(out_dir, *, small=False, seeds=None, workers=1, progress=None):
-    """Plans, trains and summarizes; returns ``(rows, figures)``."""
-    results = runner.run_jobs(plan(out_dir, small=small, seeds=seeds), workers=workers,
-                              progress=runner.stream(progress))
-    return summarize(results, out_dir)

@@ -18,7 +18,6 @@ import dataclasses
 import importlib
 import os
 import shutil
-import sys
 import time
 
 import numpy as np
@@ -373,10 +372,3 @@ def log(progress, text):
     if progress is not None:
         progress.write(text + "\n")
         progress.flush()
-
-
-def stream(progress):
-    """``progress`` as given (a stream), ``sys.stderr`` for True, None for False/None."""
-    if progress is True:
-        return sys.stderr
-    return progress or None

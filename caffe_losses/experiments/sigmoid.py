@@ -32,7 +32,7 @@ from caffe_losses.experiments import report, runner
 from caffe_losses.features import forward_rows
 from caffe_losses.prototxt import read_net_param
 
-__all__ = ["TASKS", "plan", "summarize", "run", "evaluate", "evaluate_per_tag", "metrics",
+__all__ = ["TASKS", "plan", "summarize", "evaluate", "evaluate_per_tag", "metrics",
            "precision_recall", "average_precision", "baseline_net"]
 
 FAMILY = "sigmoid"
@@ -260,10 +260,3 @@ def summarize(results, out_dir, *, small=False):
     tags_pair = [(OURS, runs["tags ours"]), (f"{BASELINE}, baseline", runs["tags baseline"])]
     pr = _plot_pr(edges_pair, tags_pair, os.path.join(out_dir, "precision_recall.png"))
     return rows, [curves, pr, edges]
-
-
-def run(out_dir, *, small=False, seeds=None, workers=1, progress=None):
-    """Plans, trains and summarizes; returns ``(rows, figures)``."""
-    results = runner.run_jobs(plan(out_dir, small=small, seeds=seeds), workers=workers,
-                              progress=runner.stream(progress))
-    return summarize(results, out_dir)
