@@ -250,13 +250,10 @@ def default_workers():
 
 
 def _report(progress, done, total, result):
-    if progress is None:
-        return
     job = result["job"]
     final = ", ".join(f"{k} {v:.3f}" for k, v in list(result["final"].items())[:2])
-    progress.write(f"[{done}/{total}] {job.label()}: {job.max_iter} iterations, {final} "
-                   f"({result['seconds']:.1f} s)\n")
-    progress.flush()
+    log(progress, f"[{done}/{total}] {job.label()}: {job.max_iter} iterations, {final} "
+                  f"({result['seconds']:.1f} s)")
 
 
 def run_jobs(jobs, *, workers=1, progress=None):
