@@ -147,7 +147,7 @@ def copy_template(name, folder):
 
 
 def write_net(path, net, note):
-    """Writes a ``NetParameter`` as prototxt text, with a ``# note`` header."""
+    """Writes a ``NetParameter`` (or any message: a solver) as prototxt text, with a ``# note`` header."""
     from google.protobuf import text_format
     with open(path, "w") as f:
         f.write(f"# {note}\n" + text_format.MessageToString(net))
@@ -178,10 +178,8 @@ def write_solver(folder, seed, *, source="solver.prototxt", max_iter=None):
     param.snapshot = 0
     param.snapshot_after_train = False
     name = f"solver_seed{seed}.prototxt"
-    from google.protobuf import text_format
-    with open(os.path.join(folder, name), "w") as f:
-        f.write(f"# {source} with random_seed {seed}; testing and snapshots are done by the demo\n")
-        f.write(text_format.MessageToString(param))
+    write_net(os.path.join(folder, name), param,
+              f"{source} with random_seed {seed}; testing and snapshots are done by the demo")
     return name, int(param.max_iter)
 
 
