@@ -24,6 +24,7 @@ import numpy as np
 
 from caffe_losses.data import age as age_data
 from caffe_losses.experiments import report, runner
+from caffe_losses.experiments.runner import finals
 from caffe_losses.features import forward_rows
 from caffe_losses.prototxt import read_net_param
 
@@ -129,14 +130,14 @@ def summarize(results, out_dir, *, small=False):
     runs = runner.by_variant(results)
     base = runs["baseline"]
     seeds = [r["job"].seed for r in base]
-    baseline_mae = [r["final"]["MAE"] for r in base]
+    baseline_mae = finals(base, "MAE")
     rows, series = [], []
     for template, _, loss, recipe, short in RECIPES:
         ours = runs[template]
         rows.append(report.paired_row(
             family=FAMILY, recipe=recipe, loss=loss, baseline=BASELINE, metric="MAE in years",
             role="purpose", higher_is_better=False, seeds=seeds,
-            values=[r["final"]["MAE"] for r in ours], baseline_values=baseline_mae,
+            values=finals(ours, "MAE"), baseline_values=baseline_mae,
             note=f"template {template}"))
         series.append((f"{short}: {loss}", ours))
     trivial = _trivial(small)

@@ -22,6 +22,7 @@ import os
 from caffe_losses import features
 from caffe_losses.data.center import prepare_center_loss
 from caffe_losses.experiments import report, runner
+from caffe_losses.experiments.runner import finals
 from caffe_losses.prototxt import read_net_param
 
 __all__ = ["TEMPLATE", "plan", "summarize", "evaluate", "baseline_net"]
@@ -83,12 +84,12 @@ def summarize(results, out_dir, *, small=False):
     rows = [
         report.paired_row(metric="intra/inter distance ratio of the 2-D features", role="purpose",
                           higher_is_better=False,
-                          values=[r["final"]["intra/inter ratio"] for r in ours],
-                          baseline_values=[r["final"]["intra/inter ratio"] for r in base],
+                          values=finals(ours, "intra/inter ratio"),
+                          baseline_values=finals(base, "intra/inter ratio"),
                           note="compact classes", **common),
         report.paired_row(metric="accuracy", role="check", higher_is_better=True,
-                          values=[r["final"]["accuracy"] for r in ours],
-                          baseline_values=[r["final"]["accuracy"] for r in base],
+                          values=finals(ours, "accuracy"),
+                          baseline_values=finals(base, "accuracy"),
                           note="should not drop", **common),
     ]
     series = [(name, ours), (f"{BASELINE}, baseline", base)]

@@ -21,6 +21,7 @@ import numpy as np
 
 from caffe_losses.data.infogain import MINORITY, MINORITY_KEEP, prepare_source
 from caffe_losses.experiments import report, runner
+from caffe_losses.experiments.runner import finals
 from caffe_losses.features import forward_rows
 from caffe_losses.prototxt import read_net_param
 
@@ -103,19 +104,16 @@ def summarize(results, out_dir, *, small=False):
               f"inverse-frequency H ({TEMPLATE})")
     common = dict(family=FAMILY, recipe=recipe, loss=OURS, baseline=BASELINE, seeds=seeds,
                   higher_is_better=True)
-
-    def values(results, metric):
-        return [r["final"][metric] for r in results]
     rows = [
         report.paired_row(metric="recall of the minority digits", role="purpose",
-                          values=values(ours, "minority recall"),
-                          baseline_values=values(base, "minority recall"),
+                          values=finals(ours, "minority recall"),
+                          baseline_values=finals(base, "minority recall"),
                           note="what the reweighting is for", **common),
         report.paired_row(metric="accuracy (balanced test split)", role="check",
-                          values=values(ours, "accuracy"), baseline_values=values(base, "accuracy"),
+                          values=finals(ours, "accuracy"), baseline_values=finals(base, "accuracy"),
                           note="should not drop", **common),
         report.paired_row(metric="recall of the other digits", role="trade-off", expected="cost",
-                          values=values(ours, "other recall"), baseline_values=values(base, "other recall"),
+                          values=finals(ours, "other recall"), baseline_values=finals(base, "other recall"),
                           note="common classes weigh less", **common),
     ]
     curves = runner.plot_curves(

@@ -26,7 +26,7 @@ from caffe_losses.prototxt import read_solver_param, working_directory
 from caffe_losses.templates import TEMPLATE_ROOT
 
 __all__ = ["SEEDS", "SMALL_SEEDS", "seed_list", "Job", "Variant", "plan", "copy_template", "write_net",
-           "write_solver", "eval_points", "run_job", "run_jobs", "by_variant",
+           "write_solver", "eval_points", "run_job", "run_jobs", "by_variant", "finals",
            "default_workers", "plot_curves", "save_figure"]
 
 
@@ -310,6 +310,11 @@ def by_variant(results):
     for result in sorted(results, key=lambda r: r["job"].seed):
         out.setdefault(result["job"].variant, []).append(result)
     return out
+
+
+def finals(results, metric):
+    """``metric`` at the end of each run of ``results`` (one variant's runs, in seed order)."""
+    return [r["final"][metric] for r in results]
 
 
 def plot_curves(panels, path, *, title, n_seeds):

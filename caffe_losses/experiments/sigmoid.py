@@ -29,6 +29,7 @@ import numpy as np
 
 from caffe_losses.data import sigmoid as data
 from caffe_losses.experiments import report, runner
+from caffe_losses.experiments.runner import finals
 from caffe_losses.features import forward_rows
 from caffe_losses.prototxt import read_net_param
 
@@ -228,21 +229,18 @@ def summarize(results, out_dir, *, small=False):
         seeds = [r["job"].seed for r in ours]
         common = dict(family=FAMILY, recipe=f"{recipe} ({template})", loss=OURS, baseline=BASELINE,
                       seeds=seeds, higher_is_better=True)
-
-        def values(results, metric):
-            return [r["final"][metric] for r in results]
         rows += [
             report.paired_row(metric=f"average precision ({averaged})", role="purpose",
-                              values=values(ours, "AP"), baseline_values=values(base, "AP"),
+                              values=finals(ours, "AP"), baseline_values=finals(base, "AP"),
                               note="threshold-free: does the net rank positives higher", **common),
             report.paired_row(metric=f"F1 at sigmoid > 0.5 ({averaged})", role="check",
-                              values=values(ours, "F1"), baseline_values=values(base, "F1"),
+                              values=finals(ours, "F1"), baseline_values=finals(base, "F1"),
                               note="the decision without a tuned threshold", **common),
             report.paired_row(metric=f"recall at sigmoid > 0.5 ({averaged})", role="trade-off", expected="gain",
-                              values=values(ours, "recall"), baseline_values=values(base, "recall"),
+                              values=finals(ours, "recall"), baseline_values=finals(base, "recall"),
                               note="more positives found", **common),
             report.paired_row(metric=f"precision at sigmoid > 0.5 ({averaged})", role="trade-off", expected="cost",
-                              values=values(ours, "precision"), baseline_values=values(base, "precision"),
+                              values=finals(ours, "precision"), baseline_values=finals(base, "precision"),
                               note="more false positives", **common),
         ]
         series = [(OURS, ours), (f"{BASELINE}, baseline", base)]
