@@ -77,11 +77,7 @@ def _plot_recalls(ours, base, path):
     fig, ax = plt.subplots(figsize=(7.5, 3.8))
     classes = np.arange(10)
     for k, (name, results) in enumerate(((OURS, ours), (f"{BASELINE}, baseline", base))):
-        r = np.array([res["arrays"]["recalls"] for res in results])
-        mean = r.mean(axis=0)
-        ax.bar(classes + (k - 0.5) * 0.4, mean, width=0.4, label=name,
-               yerr=np.maximum([mean - r.min(axis=0), r.max(axis=0) - mean], 0),
-               error_kw={"lw": 0.8, "capsize": 2})
+        runner.range_bars(ax, classes, [res["arrays"]["recalls"] for res in results], k=k, label=name)
     for c in MINORITY:
         ax.axvspan(c - 0.5, c + 0.5, color="0.9", zorder=0)
     ax.set_xticks(classes)

@@ -27,7 +27,7 @@ from caffe_losses.templates import TEMPLATE_ROOT
 
 __all__ = ["SEEDS", "SMALL_SEEDS", "seed_list", "Job", "Variant", "plan", "copy_template", "write_net",
            "write_solver", "eval_points", "run_job", "run_jobs", "by_variant", "finals",
-           "default_workers", "plot_curves", "save_figure"]
+           "default_workers", "plot_curves", "range_bars", "save_figure"]
 
 
 def seed_list(n):
@@ -365,6 +365,16 @@ def plot_curves(panels, path, *, title, n_seeds):
     fig.suptitle(f"{title}\non the test split: mean of {n_seeds} solver seed(s), shaded: range over the seeds",
                  fontsize=11)
     return save_figure(fig, path)
+
+
+def range_bars(ax, x, values, *, k, label):
+    """The ``k``-th (0 or 1) bar of a pair at each ``x``: the mean of ``values`` (one row per run,
+    i.e. per seed), with whiskers over the range of the runs."""
+    values = np.asarray(values)
+    mean = values.mean(axis=0)
+    ax.bar(np.asarray(x) + (k - 0.5) * 0.4, mean, width=0.4, label=label,
+           yerr=np.maximum([mean - values.min(axis=0), values.max(axis=0) - mean], 0),
+           error_kw={"lw": 0.8, "capsize": 2})
 
 
 def log(progress, text):

@@ -203,12 +203,9 @@ def _plot_pr(edges_pair, tags_pair, path):
     ax.legend(fontsize=7.5, loc="lower left")
     tags = np.arange(data.NUM_TAGS)
     for k, (label, results) in enumerate(tags_pair):
-        ap = np.array([[metrics(r["arrays"]["scores"][:, t], r["arrays"]["targets"][:, t])["AP"]
-                        for t in tags] for r in results])
-        mean = ap.mean(axis=0)
-        bx.bar(tags + (k - 0.5) * 0.4, mean, width=0.4, label=label,
-               yerr=np.maximum([mean - ap.min(axis=0), ap.max(axis=0) - mean], 0),
-               error_kw={"lw": 0.8, "capsize": 2})
+        ap = [[metrics(r["arrays"]["scores"][:, t], r["arrays"]["targets"][:, t])["AP"] for t in tags]
+              for r in results]
+        runner.range_bars(bx, tags, ap, k=k, label=label)
     bx.set_xticks(tags)
     bx.set_xticklabels([f"{t}\n{p:.0%}" for t, p in zip(tags, data.TAG_PREVALENCE)])
     bx.set_xlabel("tag (and its share of positive samples)")
