@@ -59,6 +59,7 @@ import caffe  # noqa: E402
 from caffe.proto import caffe_pb2  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
 
+from caffe_losses.hmatrix import save_h  # noqa: E402
 from caffe_losses.prototxt import read_net_param, read_solver_param, working_directory  # noqa: E402
 from caffe_losses.templates import TEMPLATE_ROOT, prepare_template  # noqa: E402
 from caffe_losses.testing import net_from_text  # noqa: E402
@@ -133,9 +134,8 @@ def native_loss(ltype, bottoms, extra="", name="loss", top="loss"):
 
 
 def write_h(path, h):
-    blob = caffe.io.array_to_blobproto(h.reshape(1, 1, *h.shape).astype(np.float32))
-    with open(path, "wb") as f:
-        f.write(blob.SerializeToString())
+    """Writes H as Caffe reads it (the package's :func:`caffe_losses.hmatrix.save_h`); returns ``path``."""
+    save_h(path, h)
     return path
 
 
