@@ -223,9 +223,11 @@ def make_solver(folder, tag, net_text):
     return caffe.SGDSolver(solver_path)
 
 
-def fill_inputs(solver, data):
+def fill(net, data):
+    """Sets the net's input blobs named in ``data`` (names the net lacks are skipped)."""
     for name, value in data.items():
-        solver.net.blobs[name].data[...] = value
+        if name in net.blobs:
+            net.blobs[name].data[...] = value
 
 
 def e2e_cases(tmp, tiny=False):
@@ -244,7 +246,7 @@ def e2e_cases(tmp, tiny=False):
         def build(loss, side):
             def make():
                 solver = make_solver(tmp, f"{tag}_{side}", "\n".join(head + body + [loss]) + "\n")
-                fill_inputs(solver, data)
+                fill(solver.net, data)
                 return solver
             return make
         return build(ours, "ours"), build(native, "native")
@@ -449,12 +451,6 @@ def run_e2e(tmp, args):
 def build(shapes, layer_text):
     text = "force_backward: true\n" + "\n".join([_input(n, s) for n, s in shapes.items()] + [layer_text]) + "\n"
     return net_from_text(text)
-
-
-def fill(net, data):
-    for name, value in data.items():
-        if name in net.blobs:
-            net.blobs[name].data[...] = value
 
 
 def fwd_bwd(net):
