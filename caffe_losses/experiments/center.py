@@ -20,7 +20,6 @@ and draws both feature clouds side by side (``features.png``, first seed).
 import os
 
 from caffe_losses import features
-from caffe_losses.data.center import prepare_center_loss
 from caffe_losses.experiments import report, runner
 from caffe_losses.experiments.runner import finals
 from caffe_losses.prototxt import read_net_param
@@ -66,7 +65,7 @@ def evaluate(net, n_test):
 
 def plan(out_dir, *, small=False, seeds=None):
     """Prepares both nets under ``out_dir`` (a new folder); returns the jobs."""
-    common = dict(template=TEMPLATE, prepare=prepare_center_loss, evaluate=f"{__name__}:evaluate", cost=5.0)
+    common = dict(template=TEMPLATE, evaluate=f"{__name__}:evaluate", cost=5.0)
     return runner.plan(FAMILY, out_dir, [runner.Variant("ours", "ours", **common),
                                          runner.Variant("baseline", "baseline", edit_net=baseline_net, **common)],
                        small=small, seeds=seeds, small_iters=SMALL_ITERS)

@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-from caffe_losses.data.infogain import MINORITY, MINORITY_KEEP, prepare_source
+from caffe_losses.data.infogain import MINORITY, MINORITY_KEEP
 from caffe_losses.experiments import report, runner
 from caffe_losses.experiments.runner import finals
 from caffe_losses.features import forward_rows
@@ -64,7 +64,7 @@ def evaluate(net, n_test):
 
 def plan(out_dir, *, small=False, seeds=None):
     """Prepares both nets under ``out_dir`` (a new folder); returns the jobs."""
-    common = dict(template=TEMPLATE, prepare=prepare_source, evaluate=f"{__name__}:evaluate", cost=0.3)
+    common = dict(template=TEMPLATE, evaluate=f"{__name__}:evaluate", cost=0.3)
     return runner.plan(FAMILY, out_dir, [runner.Variant("ours", "ours", **common),
                                          runner.Variant("baseline", "baseline", edit_net=baseline_net, **common)],
                        small=small, seeds=seeds, small_iters=SMALL_ITERS)

@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from caffe_losses.prototxt import read_solver_param, working_directory
-from caffe_losses.templates import TEMPLATE_ROOT
+from caffe_losses.templates import TEMPLATE_ROOT, prepare_data
 
 __all__ = ["SEEDS", "SMALL_SEEDS", "seed_list", "Job", "Variant", "plan", "copy_template", "write_net",
            "write_solver", "eval_points", "run_job", "run_jobs", "by_variant", "finals",
@@ -85,8 +85,8 @@ class Variant:
     Attributes:
       key: the variant's name in the results (``ours``, ``baseline``, ...).
       folder: its folder, relative to the experiment's.
-      template: the template copied there.
-      prepare: ``prepare(folder, small=...) -> info`` writes the data;
+      template: the template copied there; its own ``prepare`` step
+        (``template.yaml``) writes the data and returns ``info``:
         ``info["n_test"]`` is the number of test rows (and ``info["weights"]``
         the file ``fixed_layers`` come from).
       evaluate: ``"module:function"`` (see :class:`Job`).
@@ -98,7 +98,6 @@ class Variant:
     key: str
     folder: str
     template: str
-    prepare: object
     evaluate: str
     edit_net: object = None
     fixed_layers: tuple = ()
@@ -108,8 +107,8 @@ class Variant:
 def plan(family, out_dir, variants, *, small=False, seeds=None, small_iters=None):
     """Prepares every variant under the new folder ``out_dir``; returns one job per variant and seed.
 
-    Each variant gets a copy of its template with its data, its net edit,
-    and one solver per seed (the template's, or ``small_iters`` iterations
+    Each variant gets a copy of its template with its data (the template's
+    ``prepare`` step), its net edit, and one solver per seed (the template's, or ``small_iters`` iterations
     with ``small=True``).
     """
     seeds = tuple(seeds or (SMALL_SEEDS if small else SEEDS))
@@ -117,7 +116,7 @@ def plan(family, out_dir, variants, *, small=False, seeds=None, small_iters=None
     jobs = []
     for v in variants:
         folder = copy_template(v.template, os.path.join(out_dir, v.folder))
-        info = v.prepare(folder, small=small)
+        info = prepare_data(folder, small=small)
         if v.edit_net is not None:
             v.edit_net(os.path.join(folder, "train_val.prototxt"))
         fixed = {"fixed_from": info["weights"], "fixed_layers": tuple(v.fixed_layers)} if v.fixed_layers else {}

@@ -40,14 +40,11 @@ FAMILY = "sigmoid"
 OURS = "WeightedSigmoidCrossEntropyLoss"
 BASELINE = "SigmoidCrossEntropyLoss (native)"
 SMALL_ITERS = 10
-# template -> (prepare function, recipe text, short name, cost,
-#              evaluation function, how the metrics are averaged)
+# template -> (recipe text, short name, cost, evaluation function, how the metrics are averaged)
 TASKS = {
-    "sigmoid_edges": (data.prepare_edges,
-                      "toy edges N x 1 x 32 x 32 (9.6% positive), pos_weight 9.47", "edges", 3.0,
+    "sigmoid_edges": ("toy edges N x 1 x 32 x 32 (9.6% positive), pos_weight 9.47", "edges", 3.0,
                       "evaluate", "pooled over pixels"),
-    "sigmoid_multilabel": (data.prepare_multilabel,
-                           "toy 8-tag multi-label (2-16% positive), per-tag pos_weight 5.4-44", "tags", 1.0,
+    "sigmoid_multilabel": ("toy 8-tag multi-label (2-16% positive), per-tag pos_weight 5.4-44", "tags", 1.0,
                            "evaluate_per_tag", "mean over the 8 tags"),
 }
 
@@ -141,8 +138,8 @@ def evaluate_per_tag(net, n_test):
 def plan(out_dir, *, small=False, seeds=None):
     """Prepares both nets of both templates under ``out_dir`` (a new folder); returns the jobs."""
     variants = []
-    for template, (prepare, _, short, cost, evaluate_fn, _) in TASKS.items():
-        common = dict(template=template, prepare=prepare, evaluate=f"{__name__}:{evaluate_fn}", cost=cost)
+    for template, (_, short, cost, evaluate_fn, _) in TASKS.items():
+        common = dict(template=template, evaluate=f"{__name__}:{evaluate_fn}", cost=cost)
         variants += [runner.Variant(f"{short} ours", os.path.join(template, "ours"), **common),
                      runner.Variant(f"{short} baseline", os.path.join(template, "baseline"),
                                     edit_net=baseline_net, **common)]
@@ -221,7 +218,7 @@ def summarize(results, out_dir, *, small=False):
     """Result rows and figures from the jobs' results."""
     runs = runner.by_variant(results)
     rows, panels = [], []
-    for template, (_, recipe, short, _, _, averaged) in TASKS.items():
+    for template, (recipe, short, _, _, averaged) in TASKS.items():
         ours, base = runs[f"{short} ours"], runs[f"{short} baseline"]
         seeds = [r["job"].seed for r in ours]
         common = dict(family=FAMILY, recipe=f"{recipe} ({template})", loss=OURS, baseline=BASELINE,
