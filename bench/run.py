@@ -59,6 +59,7 @@ import caffe  # noqa: E402
 from caffe.proto import caffe_pb2  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
 
+from caffe_losses.hmatrix import save_h  # noqa: E402
 from caffe_losses.prototxt import read_net_param, read_solver_param, working_directory  # noqa: E402
 from caffe_losses.templates import TEMPLATE_ROOT, prepare_template  # noqa: E402
 from caffe_losses.testing import net_from_text  # noqa: E402
@@ -133,9 +134,8 @@ def native_loss(ltype, bottoms, extra="", name="loss", top="loss"):
 
 
 def write_h(path, h):
-    blob = caffe.io.array_to_blobproto(h.reshape(1, 1, *h.shape).astype(np.float32))
-    with open(path, "wb") as f:
-        f.write(blob.SerializeToString())
+    """Writes H as Caffe reads it (the package's :func:`caffe_losses.hmatrix.save_h`); returns ``path``."""
+    save_h(path, h)
     return path
 
 
@@ -223,9 +223,11 @@ def make_solver(folder, tag, net_text):
     return caffe.SGDSolver(solver_path)
 
 
-def fill_inputs(solver, data):
+def fill(net, data):
+    """Sets the net's input blobs named in ``data`` (names the net lacks are skipped)."""
     for name, value in data.items():
-        solver.net.blobs[name].data[...] = value
+        if name in net.blobs:
+            net.blobs[name].data[...] = value
 
 
 def e2e_cases(tmp, tiny=False):
@@ -244,7 +246,7 @@ def e2e_cases(tmp, tiny=False):
         def build(loss, side):
             def make():
                 solver = make_solver(tmp, f"{tag}_{side}", "\n".join(head + body + [loss]) + "\n")
-                fill_inputs(solver, data)
+                fill(solver.net, data)
                 return solver
             return make
         return build(ours, "ours"), build(native, "native")
@@ -449,12 +451,6 @@ def run_e2e(tmp, args):
 def build(shapes, layer_text):
     text = "force_backward: true\n" + "\n".join([_input(n, s) for n, s in shapes.items()] + [layer_text]) + "\n"
     return net_from_text(text)
-
-
-def fill(net, data):
-    for name, value in data.items():
-        if name in net.blobs:
-            net.blobs[name].data[...] = value
 
 
 def fwd_bwd(net):

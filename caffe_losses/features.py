@@ -1,13 +1,14 @@
 """Features of a trained net: collect them, measure class compactness, draw them.
 
 The library side of ``caffe-losses plot-features``
-(:mod:`caffe_losses.tools.plot_features`), also used by the center-loss
-experiment: run a net in the TEST phase over its own test data, collect a
-2-D feature blob with the labels (:func:`evaluate`), compute the intra/inter
-ratio (:func:`intra_inter_ratio`: the mean distance of a feature to its class
-mean over the mean distance between class means; lower = more compact
-classes, independent of the features' scale), and draw one scatter panel per
-net (:func:`draw_features`), as in Wen et al. (ECCV 2016).
+(:mod:`caffe_losses.tools.plot_features`), also used by the experiments (each
+evaluates its test net with :func:`forward_rows`): run a net in the TEST
+phase over its own test data, collect a 2-D feature blob with the labels
+(:func:`evaluate`), compute the intra/inter ratio (:func:`intra_inter_ratio`:
+the mean distance of a feature to its class mean over the mean distance
+between class means; lower = more compact classes, independent of the
+features' scale), and draw one scatter panel per net (:func:`draw_features`),
+as in Wen et al. (ECCV 2016).
 """
 
 import os
@@ -17,8 +18,8 @@ import numpy as np
 from caffe_losses.preflight import in_phase
 from caffe_losses.prototxt import read_net_param, working_directory
 
-__all__ = ["load_net", "collect_features", "evaluate", "intra_inter_ratio", "draw_features",
-           "default_samples"]
+__all__ = ["load_net", "forward_rows", "collect_features", "evaluate", "intra_inter_ratio",
+           "draw_features", "default_samples"]
 
 
 # ---------------------------------------------------------------------------
@@ -80,11 +81,14 @@ def load_net(prototxt, weights, *, root=None):
         return caffe.Net(prototxt, caffe.TEST, weights=weights)
 
 
-def _forward_rows(net, names, samples):
-    """Forward passes until ``samples`` rows (None: one batch); the rows of each named blob."""
-    for name in names:
-        if name not in net.blobs:
-            raise ValueError(f"plot-features: the net has no blob {name!r}; blobs: {', '.join(net.blobs)}")
+def forward_rows(net, names, samples=None):
+    """Forward passes until ``samples`` rows (None: one batch); ``{blob: (rows, ...) array}``.
+
+    Each named blob is flattened to one row per sample and keeps its dtype.
+    The blobs of one forward belong together (prediction and label of the
+    same rows), so the pairing holds even when ``samples`` is not a multiple
+    of the batch size.
+    """
     rows = {name: [] for name in names}
     seen = 0
     while True:
@@ -93,7 +97,7 @@ def _forward_rows(net, names, samples):
         take = n if samples is None else min(n, samples - seen)
         for name in names:
             data = net.blobs[name].data
-            rows[name].append(data.reshape(data.shape[0], -1)[:take].astype(np.float64))
+            rows[name].append(data.reshape(data.shape[0], -1)[:take].copy())
         seen += take
         if samples is None or seen >= samples:
             return {name: np.concatenate(parts) for name, parts in rows.items()}
@@ -121,8 +125,11 @@ def evaluate(net, feature="feature", label="label", scores="ip2", samples=None):
       (features (samples, 2), labels (samples,), accuracy or None).
     """
     names = [feature, label] + ([scores] if scores else [])
-    rows = _forward_rows(net, names, samples)
-    feats, labels = rows[feature], rows[label]
+    for name in names:
+        if name not in net.blobs:
+            raise ValueError(f"plot-features: the net has no blob {name!r}; blobs: {', '.join(net.blobs)}")
+    rows = forward_rows(net, names, samples)
+    feats, labels = rows[feature].astype(np.float64), rows[label]
     if feats.shape[1] != 2:
         raise ValueError(f"plot-features: blob {feature!r} has {feats.shape[1]} values per sample; "
                          f"expected a 2-D feature (N x 2)")

@@ -26,7 +26,8 @@ from importlib import resources
 
 import yaml
 
-__all__ = ["TEMPLATE_ROOT", "template_root", "list_templates", "load_template", "prepare_template"]
+__all__ = ["TEMPLATE_ROOT", "template_root", "list_templates", "load_template", "prepare_template",
+           "prepare_data"]
 
 
 def template_root():
@@ -72,13 +73,22 @@ def load_template(folder):
     return meta
 
 
+def _prepare(meta, folder, kwargs):
+    module, _, func = meta["prepare"].partition(":")
+    return getattr(importlib.import_module(module), func)(os.path.abspath(folder), **kwargs)
+
+
 def prepare_template(folder, **kwargs):
-    """Runs the template's ``prepare`` function on ``folder`` (writes data/).
+    """Runs the template's ``prepare`` function on ``folder`` (writes data/); returns template.yaml's settings.
 
     Keyword arguments go to the function (e.g. ``small=True`` in tests).
     """
     meta = load_template(folder)
-    module, _, func = meta["prepare"].partition(":")
-    fn = getattr(importlib.import_module(module), func)
-    fn(os.path.abspath(folder), **kwargs)
+    _prepare(meta, folder, kwargs)
     return meta
+
+
+def prepare_data(folder, **kwargs):
+    """As :func:`prepare_template`, but returns what ``prepare`` returned: the data's
+    description (list files, row counts ``n_train`` and ``n_test``, ...)."""
+    return _prepare(load_template(folder), folder, kwargs)

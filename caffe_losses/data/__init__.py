@@ -4,14 +4,15 @@ No downloads: the digits are embedded (``digits.csv.gz``), the rest is
 generated from fixed seeds.  Each dataset module (``digits``, ``age``, ...)
 has functions that write ``<name>.h5`` plus the list file ``<name>.txt`` that
 an ``HDF5Data`` layer's ``source`` points at, and a ``prepare_*`` function per
-template (see :mod:`caffe_losses.templates`).
+template (see :mod:`caffe_losses.templates`), which writes the template
+folder's ``data/`` with :func:`write_splits`.
 """
 
 import os
 
 import numpy as np
 
-__all__ = ["write_hdf5"]
+__all__ = ["write_hdf5", "write_splits"]
 
 
 def write_hdf5(folder, name, *, root=None, **arrays):
@@ -52,3 +53,25 @@ def write_hdf5(folder, name, *, root=None, **arrays):
     with open(list_path, "w") as f:
         f.write((h5_path if root is None else os.path.relpath(h5_path, os.path.abspath(root))) + "\n")
     return list_path
+
+
+def write_splits(folder, train, test):
+    """Writes a template folder's ``data/{train,test}.{h5,txt}`` (:func:`write_hdf5`).
+
+    The list files name ``data/train.h5`` and ``data/test.h5`` relative to
+    ``folder``, the folder Caffe runs in, so the prepared folder trains
+    wherever it is moved or mounted.
+
+    Args:
+      folder: the template folder.
+      train, test: ``{dataset name: array}`` of each split (e.g. ``data`` and
+        ``label``), rows on the first axis.
+
+    Returns:
+      dict with the list files ``train`` and ``test`` (the HDF5Data layers'
+      ``source``) and the row counts ``n_train`` and ``n_test``.
+    """
+    data_dir = os.path.join(os.path.abspath(folder), "data")
+    return {"train": write_hdf5(data_dir, "train", root=folder, **train),
+            "test": write_hdf5(data_dir, "test", root=folder, **test),
+            "n_train": len(next(iter(train.values()))), "n_test": len(next(iter(test.values())))}

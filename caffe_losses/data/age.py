@@ -28,7 +28,7 @@ import os
 import numpy as np
 
 from caffe_losses.prototxt import working_directory
-from caffe_losses.data import write_hdf5
+from caffe_losses.data import write_splits
 
 __all__ = ["make_ages", "render_faces", "load_age", "write_age", "trivial_mae",
            "prepare_smooth_l1", "prepare_surgery", "prepare_expectation", "prepare_mean_variance",
@@ -112,14 +112,12 @@ def write_age(folder, *, small=False, seed=0):
       dict with the list files ``train`` and ``test``, the row counts, and the
       trivial predictors' test MAE (``trivial``).
     """
-    data_dir = os.path.join(os.path.abspath(folder), "data")
     n_train, n_test = (SMALL_TRAIN, SMALL_TEST) if small else (N_TRAIN, N_TEST)
     x_train, y_train = load_age("train", seed=seed, n=n_train)
     x_test, y_test = load_age("test", seed=seed, n=n_test)
-    train = write_hdf5(data_dir, "train", root=folder, data=x_train, true_age=y_train)
-    test = write_hdf5(data_dir, "test", root=folder, data=x_test, true_age=y_test)
-    return {"train": train, "test": test, "n_train": n_train, "n_test": n_test,
-            "trivial": trivial_mae(y_train, y_test)}
+    info = write_splits(folder, {"data": x_train, "true_age": y_train},
+                        {"data": x_test, "true_age": y_test})
+    return {**info, "trivial": trivial_mae(y_train, y_test)}
 
 
 

@@ -12,11 +12,9 @@ template can read them with ``shuffle: false``: Caffe's HDF5 shuffle uses
 the order would depend on whatever ran before in the same process.
 """
 
-import os
-
 import numpy as np
 
-from caffe_losses.data import write_hdf5
+from caffe_losses.data import write_splits
 from caffe_losses.data.digits import load_digits
 
 __all__ = ["prepare_center_loss", "SMALL_TRAIN", "SMALL_TEST"]
@@ -37,7 +35,6 @@ def prepare_center_loss(folder, *, small=False, seed=0):
       dict with the list-file paths ``train`` and ``test`` and the row counts
       ``n_train`` and ``n_test``.
     """
-    data_dir = os.path.join(os.path.abspath(folder), "data")
     x_train, y_train = load_digits("train", seed=seed)
     x_test, y_test = load_digits("test", seed=seed)
     order = np.random.RandomState(seed + 1).permutation(len(y_train))
@@ -45,6 +42,4 @@ def prepare_center_loss(folder, *, small=False, seed=0):
     if small:
         x_train, y_train = x_train[:SMALL_TRAIN], y_train[:SMALL_TRAIN]
         x_test, y_test = x_test[:SMALL_TEST], y_test[:SMALL_TEST]
-    train = write_hdf5(data_dir, "train", root=folder, data=x_train, label=y_train)
-    test = write_hdf5(data_dir, "test", root=folder, data=x_test, label=y_test)
-    return {"train": train, "test": test, "n_train": len(y_train), "n_test": len(y_test)}
+    return write_splits(folder, {"data": x_train, "label": y_train}, {"data": x_test, "label": y_test})

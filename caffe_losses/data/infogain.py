@@ -17,7 +17,7 @@ import os
 import numpy as np
 
 from caffe_losses import hmatrix
-from caffe_losses.data import write_hdf5
+from caffe_losses.data import write_splits
 from caffe_losses.data.digits import load_digits
 
 __all__ = ["MINORITY", "MINORITY_KEEP", "imbalanced_digits", "digit_distances",
@@ -74,13 +74,10 @@ def digit_distances(x, y, num_classes=10):
 
 
 def _write_digits(folder, data, small):
-    data_dir = os.path.join(os.path.abspath(folder), "data")
     x, y, xt, yt = data["x_train"], data["y_train"], data["x_test"], data["y_test"]
     if small:   # a few batches' worth, every class present
         x, y, xt, yt = x[:200], y[:200], xt[:100], yt[:100]
-    return {"train": write_hdf5(data_dir, "train", root=folder, data=x, label=y),
-            "test": write_hdf5(data_dir, "test", root=folder, data=xt, label=yt),
-            "n_train": len(y), "n_test": len(yt)}
+    return write_splits(folder, {"data": x, "label": y}, {"data": xt, "label": yt})
 
 
 def prepare_source(folder, *, small=False, seed=0, weighting="inverse"):
@@ -158,10 +155,7 @@ def prepare_segmentation(folder, *, small=False, seed=0):
     n_train, n_test = (32, 16) if small else (512, 128)
     x, y = segmentation_data(n_train, seed=seed)
     xt, yt = segmentation_data(n_test, seed=seed + 1)
-    data_dir = os.path.join(os.path.abspath(folder), "data")
-    out = {"train": write_hdf5(data_dir, "train", root=folder, data=x, label=y),
-           "test": write_hdf5(data_dir, "test", root=folder, data=xt, label=yt),
-           "n_train": n_train, "n_test": n_test}
+    out = write_splits(folder, {"data": x, "label": y}, {"data": xt, "label": yt})
     counts = hmatrix.class_counts(y, 3, ignore_label=IGNORE_LABEL)
     H = hmatrix.weights_h(hmatrix.class_weights(counts, weighting="inverse"))
     hmatrix.save_h(os.path.join(folder, "H.binaryproto"), H)

@@ -15,11 +15,9 @@ Generated from fixed seeds (no download), written for Caffe's ``HDF5Data``.
 ``sigmoid_edges`` and ``sigmoid_multilabel`` (see :mod:`caffe_losses.templates`).
 """
 
-import os
-
 import numpy as np
 
-from caffe_losses.data import write_hdf5
+from caffe_losses.data import write_splits
 
 __all__ = ["make_edges", "make_multilabel", "prepare_edges", "prepare_multilabel",
            "EDGE_SIZE", "NUM_TAGS", "TAG_PREVALENCE", "FEATURE_DIM", "SIZES"]
@@ -98,13 +96,13 @@ def make_multilabel(n, *, seed=0, noise=1.0, amplitude=1.6):
 
 
 def _write(folder, make, sizes):
-    data = os.path.join(os.path.abspath(folder), "data")
-    info = {}
+    splits = {}
     for split, n in zip(("train", "test"), sizes):
         x, y = make(n, seed=SPLIT_SEEDS[split])
-        write_hdf5(data, split, root=folder, data=x, label=y)
-        info[f"n_{split}"] = n
-        info[f"positive_fraction_{split}"] = float(y.mean())
+        splits[split] = {"data": x, "label": y}
+    info = write_splits(folder, splits["train"], splits["test"])
+    for split, arrays in splits.items():
+        info[f"positive_fraction_{split}"] = float(arrays["label"].mean())
     return info
 
 
@@ -112,7 +110,7 @@ def prepare_edges(folder, small=False):
     """Writes ``data/train.h5``, ``data/test.h5`` (+ list files) of ``sigmoid_edges``.
 
     Datasets ``data`` (N x 1 x 32 x 32 images) and ``label`` (N x 1 x 32 x 32
-    edge maps in {0, 1}).  Returns sample counts and positive fractions.
+    edge maps in {0, 1}).  Returns the list files, sample counts and positive fractions.
     """
     return _write(folder, make_edges, SIZES["edges"][bool(small)])
 
@@ -121,6 +119,6 @@ def prepare_multilabel(folder, small=False):
     """Writes ``data/train.h5``, ``data/test.h5`` (+ list files) of ``sigmoid_multilabel``.
 
     Datasets ``data`` (N x 24 features) and ``label`` (N x 8 tags in {0, 1}).
-    Returns sample counts and positive fractions.
+    Returns the list files, sample counts and positive fractions.
     """
     return _write(folder, make_multilabel, SIZES["multilabel"][bool(small)])

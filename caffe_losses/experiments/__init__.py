@@ -8,10 +8,10 @@ Each module (``infogain``, ``sigmoid``, ``age``, ``center``) has
   solver seed;
 * ``summarize(results, out_dir, *, small=False) -> (rows, figures)``: the
   result rows (:mod:`caffe_losses.experiments.report`: each with its role,
-  per-seed values and verdict) and the pictures;
-* ``run(out_dir, ...)``: both, with the jobs run by :mod:`.runner`.
+  per-seed values and verdict) and the pictures.
 
-``caffe-losses demo`` runs them all and prints one table.
+``caffe-losses demo`` plans them all, runs the jobs of every family together
+(:func:`.runner.run_jobs`), summarizes each and prints one table.
 """
 
 MODULES = ("infogain", "sigmoid", "age", "center")

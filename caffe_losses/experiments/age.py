@@ -24,22 +24,25 @@ import numpy as np
 
 from caffe_losses.data import age as age_data
 from caffe_losses.experiments import report, runner
+from caffe_losses.experiments.runner import finals
+from caffe_losses.features import forward_rows
 from caffe_losses.prototxt import read_net_param
 
-__all__ = ["RECIPES", "BASELINE", "plan", "summarize", "run", "evaluate", "baseline_net"]
+__all__ = ["RECIPES", "BASELINE", "plan", "summarize", "evaluate", "baseline_net"]
 
 FAMILY = "age"
-# (template, prepare function, the loss the net trains with, recipe description, short name)
+# (template, the loss the net trains with, recipe description, short name)
 RECIPES = (
-    ("age_sigmoid_smoothl1", age_data.prepare_smooth_l1, "SmoothL1Loss",
+    ("age_sigmoid_smoothl1", "SmoothL1Loss",
      "(1) 1 output, Sigmoid, fixed Scale 99", "(1) Sigmoid x 99"),
-    ("age_softmax_surgery", age_data.prepare_surgery, "EuclideanLoss (native)",
+    ("age_softmax_surgery", "EuclideanLoss (native)",
      "(2) Softmax 100 bins, fixed Conv 0..99 by net-surgery (verbatim)", "(2) Softmax . 0..99 (surgery)"),
-    ("age_expectation", age_data.prepare_expectation, "SmoothL1Loss (on Expectation)",
+    ("age_expectation", "SmoothL1Loss (on Expectation)",
      "(3) Expectation over 100 bins, no surgery", "(3) Expectation layer"),
-    ("age_mean_variance", age_data.prepare_mean_variance, "MeanVarianceLoss",
+    ("age_mean_variance", "MeanVarianceLoss",
      "(4) label distribution over 100 bins (Pan et al.)", "(4) mean-variance"),
 )
+SURGERY_TEMPLATE = "age_softmax_surgery"   # its prepare step writes the fixed kernel of 'pred_age'
 BASELINE = "EuclideanLoss (native), 1-output linear head"
 BASELINE_TEMPLATE = "age_sigmoid_smoothl1"
 SMALL_ITERS = 20
@@ -76,7 +79,7 @@ def baseline_net(path, mean_age):
 
 def evaluate(net, n_test):
     """Test MAE (years) of a TEST net, and its predictions."""
-    rows = runner.forward_rows(net, ["pred_age", "true_age"], n_test)
+    rows = forward_rows(net, ["pred_age", "true_age"], n_test)
     pred, truth = rows["pred_age"][:, 0], rows["true_age"][:, 0]
     return {"MAE": float(np.mean(np.abs(pred - truth)))}, {"pred": pred, "truth": truth}
 
@@ -84,13 +87,13 @@ def evaluate(net, n_test):
 def plan(out_dir, *, small=False, seeds=None):
     """Prepares the four recipes and the baseline under ``out_dir`` (a new folder); returns the jobs."""
     evaluate = f"{__name__}:evaluate"
-    variants = [runner.Variant(template, template, template, prepare, evaluate, cost=2.0,
+    variants = [runner.Variant(template, template, template, evaluate, cost=2.0,
                                # the net-surgery output's fixed kernel, on each seed's own fillers
-                               fixed_layers=("pred_age",) if prepare is age_data.prepare_surgery else ())
-                for template, prepare, *_ in RECIPES]
+                               fixed_layers=("pred_age",) if template == SURGERY_TEMPLATE else ())
+                for template, *_ in RECIPES]
     mean_age = float(_train_ages(small).mean())
-    variants.append(runner.Variant("baseline", "baseline", BASELINE_TEMPLATE, age_data.prepare_smooth_l1,
-                                   evaluate, cost=2.0, edit_net=lambda path: baseline_net(path, mean_age)))
+    variants.append(runner.Variant("baseline", "baseline", BASELINE_TEMPLATE, evaluate, cost=2.0,
+                                   edit_net=lambda path: baseline_net(path, mean_age)))
     return runner.plan(FAMILY, out_dir, variants, small=small, seeds=seeds, small_iters=SMALL_ITERS)
 
 
@@ -128,14 +131,14 @@ def summarize(results, out_dir, *, small=False):
     runs = runner.by_variant(results)
     base = runs["baseline"]
     seeds = [r["job"].seed for r in base]
-    baseline_mae = [r["final"]["MAE"] for r in base]
+    baseline_mae = finals(base, "MAE")
     rows, series = [], []
-    for template, _, loss, recipe, short in RECIPES:
+    for template, loss, recipe, short in RECIPES:
         ours = runs[template]
         rows.append(report.paired_row(
             family=FAMILY, recipe=recipe, loss=loss, baseline=BASELINE, metric="MAE in years",
             role="purpose", higher_is_better=False, seeds=seeds,
-            values=[r["final"]["MAE"] for r in ours], baseline_values=baseline_mae,
+            values=finals(ours, "MAE"), baseline_values=baseline_mae,
             note=f"template {template}"))
         series.append((f"{short}: {loss}", ours))
     trivial = _trivial(small)
@@ -151,13 +154,6 @@ def summarize(results, out_dir, *, small=False):
         os.path.join(out_dir, "curves.png"), n_seeds=len(seeds),
         title="Age regression on synthetic faces: four recipes vs a plain EuclideanLoss head")
     panels = [("baseline: 1-output linear head\nEuclideanLoss (native)", base[0])] + \
-             [(f"{short}\n{loss}", runs[template][0]) for template, _, loss, _, short in RECIPES]
+             [(f"{short}\n{loss}", runs[template][0]) for template, loss, _, short in RECIPES]
     scatter = _plot_predictions(panels, trivial, os.path.join(out_dir, "predictions.png"))
     return rows, [curves, scatter]
-
-
-def run(out_dir, *, small=False, seeds=None, workers=1, progress=None):
-    """Plans, trains and summarizes; returns ``(rows, figures)``."""
-    results = runner.run_jobs(plan(out_dir, small=small, seeds=seeds), workers=workers,
-                              progress=runner.stream(progress))
-    return summarize(results, out_dir, small=small)

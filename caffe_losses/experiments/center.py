@@ -19,14 +19,12 @@ and draws both feature clouds side by side (``features.png``, first seed).
 
 import os
 
-import numpy as np
-
-from caffe_losses.data.center import prepare_center_loss
+from caffe_losses import features
 from caffe_losses.experiments import report, runner
-from caffe_losses.features import draw_features, intra_inter_ratio
+from caffe_losses.experiments.runner import finals
 from caffe_losses.prototxt import read_net_param
 
-__all__ = ["TEMPLATE", "plan", "summarize", "run", "evaluate", "baseline_net"]
+__all__ = ["TEMPLATE", "plan", "summarize", "evaluate", "baseline_net"]
 
 FAMILY = "center"
 TEMPLATE = "center_loss_lenetpp"
@@ -60,16 +58,14 @@ def baseline_net(path):
 
 def evaluate(net, n_test):
     """Intra/inter ratio of the 2-D test features and test accuracy; the features."""
-    rows = runner.forward_rows(net, ["feature", "label", "ip2"], n_test)
-    feats, labels = rows["feature"], rows["label"][:, 0].astype(np.int64)
-    return ({"intra/inter ratio": intra_inter_ratio(feats, labels),
-             "accuracy": float(np.mean(rows["ip2"].argmax(axis=1) == labels))},
+    feats, labels, accuracy = features.evaluate(net, "feature", "label", "ip2", samples=n_test)
+    return ({"intra/inter ratio": features.intra_inter_ratio(feats, labels), "accuracy": accuracy},
             {"features": feats, "labels": labels})
 
 
 def plan(out_dir, *, small=False, seeds=None):
     """Prepares both nets under ``out_dir`` (a new folder); returns the jobs."""
-    common = dict(template=TEMPLATE, prepare=prepare_center_loss, evaluate=f"{__name__}:evaluate", cost=5.0)
+    common = dict(template=TEMPLATE, evaluate=f"{__name__}:evaluate", cost=5.0)
     return runner.plan(FAMILY, out_dir, [runner.Variant("ours", "ours", **common),
                                          runner.Variant("baseline", "baseline", edit_net=baseline_net, **common)],
                        small=small, seeds=seeds, small_iters=SMALL_ITERS)
@@ -87,12 +83,12 @@ def summarize(results, out_dir, *, small=False):
     rows = [
         report.paired_row(metric="intra/inter distance ratio of the 2-D features", role="purpose",
                           higher_is_better=False,
-                          values=[r["final"]["intra/inter ratio"] for r in ours],
-                          baseline_values=[r["final"]["intra/inter ratio"] for r in base],
+                          values=finals(ours, "intra/inter ratio"),
+                          baseline_values=finals(base, "intra/inter ratio"),
                           note="compact classes", **common),
         report.paired_row(metric="accuracy", role="check", higher_is_better=True,
-                          values=[r["final"]["accuracy"] for r in ours],
-                          baseline_values=[r["final"]["accuracy"] for r in base],
+                          values=finals(ours, "accuracy"),
+                          baseline_values=finals(base, "accuracy"),
                           note="should not drop", **common),
     ]
     series = [(name, ours), (f"{BASELINE}, baseline", base)]
@@ -105,7 +101,7 @@ def summarize(results, out_dir, *, small=False):
         os.path.join(out_dir, "curves.png"), n_seeds=len(seeds),
         title=f"Center loss ({TEMPLATE}): {name} vs softmax alone")
     first_c, first_b = ours[0], base[0]
-    figure = draw_features(
+    figure = features.draw_features(
         [(first_c["arrays"]["features"], first_c["arrays"]["labels"],
           f"{name} (test accuracy {first_c['final']['accuracy']:.3f})"),
          (first_b["arrays"]["features"], first_b["arrays"]["labels"],
@@ -114,10 +110,3 @@ def summarize(results, out_dir, *, small=False):
         suptitle=f"LeNet++ 2-D features of the {len(first_c['arrays']['labels'])} digits test images "
                  f"after {first_c['job'].max_iter} iterations (seed {first_c['job'].seed})")
     return rows, [curves, figure]
-
-
-def run(out_dir, *, small=False, seeds=None, workers=1, progress=None):
-    """Plans, trains and summarizes; returns ``(rows, figures)``."""
-    results = runner.run_jobs(plan(out_dir, small=small, seeds=seeds), workers=workers,
-                              progress=runner.stream(progress))
-    return summarize(results, out_dir, small=small)

@@ -19,11 +19,13 @@ import os
 
 import numpy as np
 
-from caffe_losses.data.infogain import MINORITY, MINORITY_KEEP, prepare_source
+from caffe_losses.data.infogain import MINORITY, MINORITY_KEEP
 from caffe_losses.experiments import report, runner
+from caffe_losses.experiments.runner import finals
+from caffe_losses.features import forward_rows
 from caffe_losses.prototxt import read_net_param
 
-__all__ = ["TEMPLATE", "plan", "summarize", "run", "evaluate", "baseline_net"]
+__all__ = ["TEMPLATE", "plan", "summarize", "evaluate", "baseline_net"]
 
 FAMILY = "infogain"
 TEMPLATE = "infogain_digits_source"
@@ -49,7 +51,7 @@ def _recalls(pred, label, num_classes=10):
 
 def evaluate(net, n_test):
     """Metrics of a TEST net over the test split: minority / other recall, accuracy."""
-    rows = runner.forward_rows(net, ["score", "label"], n_test)
+    rows = forward_rows(net, ["score", "label"], n_test)
     pred = rows["score"].argmax(axis=1)
     label = rows["label"][:, 0].astype(np.int64)
     recalls = _recalls(pred, label)
@@ -62,7 +64,7 @@ def evaluate(net, n_test):
 
 def plan(out_dir, *, small=False, seeds=None):
     """Prepares both nets under ``out_dir`` (a new folder); returns the jobs."""
-    common = dict(template=TEMPLATE, prepare=prepare_source, evaluate=f"{__name__}:evaluate", cost=0.3)
+    common = dict(template=TEMPLATE, evaluate=f"{__name__}:evaluate", cost=0.3)
     return runner.plan(FAMILY, out_dir, [runner.Variant("ours", "ours", **common),
                                          runner.Variant("baseline", "baseline", edit_net=baseline_net, **common)],
                        small=small, seeds=seeds, small_iters=SMALL_ITERS)
@@ -75,11 +77,7 @@ def _plot_recalls(ours, base, path):
     fig, ax = plt.subplots(figsize=(7.5, 3.8))
     classes = np.arange(10)
     for k, (name, results) in enumerate(((OURS, ours), (f"{BASELINE}, baseline", base))):
-        r = np.array([res["arrays"]["recalls"] for res in results])
-        mean = r.mean(axis=0)
-        ax.bar(classes + (k - 0.5) * 0.4, mean, width=0.4, label=name,
-               yerr=np.maximum([mean - r.min(axis=0), r.max(axis=0) - mean], 0),
-               error_kw={"lw": 0.8, "capsize": 2})
+        runner.range_bars(ax, classes, [res["arrays"]["recalls"] for res in results], k=k, label=name)
     for c in MINORITY:
         ax.axvspan(c - 0.5, c + 0.5, color="0.9", zorder=0)
     ax.set_xticks(classes)
@@ -102,19 +100,16 @@ def summarize(results, out_dir, *, small=False):
               f"inverse-frequency H ({TEMPLATE})")
     common = dict(family=FAMILY, recipe=recipe, loss=OURS, baseline=BASELINE, seeds=seeds,
                   higher_is_better=True)
-
-    def values(results, metric):
-        return [r["final"][metric] for r in results]
     rows = [
         report.paired_row(metric="recall of the minority digits", role="purpose",
-                          values=values(ours, "minority recall"),
-                          baseline_values=values(base, "minority recall"),
+                          values=finals(ours, "minority recall"),
+                          baseline_values=finals(base, "minority recall"),
                           note="what the reweighting is for", **common),
         report.paired_row(metric="accuracy (balanced test split)", role="check",
-                          values=values(ours, "accuracy"), baseline_values=values(base, "accuracy"),
+                          values=finals(ours, "accuracy"), baseline_values=finals(base, "accuracy"),
                           note="should not drop", **common),
         report.paired_row(metric="recall of the other digits", role="trade-off", expected="cost",
-                          values=values(ours, "other recall"), baseline_values=values(base, "other recall"),
+                          values=finals(ours, "other recall"), baseline_values=finals(base, "other recall"),
                           note="common classes weigh less", **common),
     ]
     curves = runner.plot_curves(
@@ -128,10 +123,3 @@ def summarize(results, out_dir, *, small=False):
         title=f"Imbalanced digits ({TEMPLATE}): inverse-frequency H vs plain softmax")
     bars = _plot_recalls(ours, base, os.path.join(out_dir, "recall_per_class.png"))
     return rows, [curves, bars]
-
-
-def run(out_dir, *, small=False, seeds=None, workers=1, progress=None):
-    """Plans, trains and summarizes; returns ``(rows, figures)``."""
-    results = runner.run_jobs(plan(out_dir, small=small, seeds=seeds), workers=workers,
-                              progress=runner.stream(progress))
-    return summarize(results, out_dir)

@@ -18,17 +18,16 @@ import dataclasses
 import importlib
 import os
 import shutil
-import sys
 import time
 
 import numpy as np
 
 from caffe_losses.prototxt import read_solver_param, working_directory
-from caffe_losses.templates import TEMPLATE_ROOT
+from caffe_losses.templates import TEMPLATE_ROOT, prepare_data
 
 __all__ = ["SEEDS", "SMALL_SEEDS", "seed_list", "Job", "Variant", "plan", "copy_template", "write_net",
-           "write_solver", "forward_rows", "eval_points", "run_job", "run_jobs", "by_variant",
-           "default_workers", "plot_curves", "save_figure"]
+           "write_solver", "eval_points", "run_job", "run_jobs", "by_variant", "finals",
+           "default_workers", "plot_curves", "range_bars", "save_figure"]
 
 
 def seed_list(n):
@@ -86,8 +85,8 @@ class Variant:
     Attributes:
       key: the variant's name in the results (``ours``, ``baseline``, ...).
       folder: its folder, relative to the experiment's.
-      template: the template copied there.
-      prepare: ``prepare(folder, small=...) -> info`` writes the data;
+      template: the template copied there; its own ``prepare`` step
+        (``template.yaml``) writes the data and returns ``info``:
         ``info["n_test"]`` is the number of test rows (and ``info["weights"]``
         the file ``fixed_layers`` come from).
       evaluate: ``"module:function"`` (see :class:`Job`).
@@ -99,7 +98,6 @@ class Variant:
     key: str
     folder: str
     template: str
-    prepare: object
     evaluate: str
     edit_net: object = None
     fixed_layers: tuple = ()
@@ -109,8 +107,8 @@ class Variant:
 def plan(family, out_dir, variants, *, small=False, seeds=None, small_iters=None):
     """Prepares every variant under the new folder ``out_dir``; returns one job per variant and seed.
 
-    Each variant gets a copy of its template with its data, its net edit,
-    and one solver per seed (the template's, or ``small_iters`` iterations
+    Each variant gets a copy of its template with its data (the template's
+    ``prepare`` step), its net edit, and one solver per seed (the template's, or ``small_iters`` iterations
     with ``small=True``).
     """
     seeds = tuple(seeds or (SMALL_SEEDS if small else SEEDS))
@@ -118,7 +116,7 @@ def plan(family, out_dir, variants, *, small=False, seeds=None, small_iters=None
     jobs = []
     for v in variants:
         folder = copy_template(v.template, os.path.join(out_dir, v.folder))
-        info = v.prepare(folder, small=small)
+        info = prepare_data(folder, small=small)
         if v.edit_net is not None:
             v.edit_net(os.path.join(folder, "train_val.prototxt"))
         fixed = {"fixed_from": info["weights"], "fixed_layers": tuple(v.fixed_layers)} if v.fixed_layers else {}
@@ -148,7 +146,7 @@ def copy_template(name, folder):
 
 
 def write_net(path, net, note):
-    """Writes a ``NetParameter`` as prototxt text, with a ``# note`` header."""
+    """Writes a ``NetParameter`` (or any message: a solver) as prototxt text, with a ``# note`` header."""
     from google.protobuf import text_format
     with open(path, "w") as f:
         f.write(f"# {note}\n" + text_format.MessageToString(net))
@@ -179,28 +177,9 @@ def write_solver(folder, seed, *, source="solver.prototxt", max_iter=None):
     param.snapshot = 0
     param.snapshot_after_train = False
     name = f"solver_seed{seed}.prototxt"
-    from google.protobuf import text_format
-    with open(os.path.join(folder, name), "w") as f:
-        f.write(f"# {source} with random_seed {seed}; testing and snapshots are done by the demo\n")
-        f.write(text_format.MessageToString(param))
+    write_net(os.path.join(folder, name), param,
+              f"{source} with random_seed {seed}; testing and snapshots are done by the demo")
     return name, int(param.max_iter)
-
-
-def forward_rows(net, names, n_rows):
-    """Forward passes over ``n_rows`` test rows; returns ``{blob: (n_rows, ...) array}``.
-
-    The blobs of one forward belong together (prediction and label of the
-    same rows), so the pairing holds even when ``n_rows`` is not a multiple
-    of the batch size.
-    """
-    batch = net.blobs[names[0]].data.shape[0]
-    parts = {name: [] for name in names}
-    for _ in range(-(-n_rows // batch)):
-        net.forward()
-        for name in names:
-            data = net.blobs[name].data
-            parts[name].append(data.reshape(data.shape[0], -1).copy())
-    return {name: np.concatenate(p)[:n_rows] for name, p in parts.items()}
 
 
 def eval_points(max_iter, n=N_POINTS):
@@ -268,13 +247,10 @@ def default_workers():
 
 
 def _report(progress, done, total, result):
-    if progress is None:
-        return
     job = result["job"]
     final = ", ".join(f"{k} {v:.3f}" for k, v in list(result["final"].items())[:2])
-    progress.write(f"[{done}/{total}] {job.label()}: {job.max_iter} iterations, {final} "
-                   f"({result['seconds']:.1f} s)\n")
-    progress.flush()
+    log(progress, f"[{done}/{total}] {job.label()}: {job.max_iter} iterations, {final} "
+                  f"({result['seconds']:.1f} s)")
 
 
 def run_jobs(jobs, *, workers=1, progress=None):
@@ -335,6 +311,11 @@ def by_variant(results):
     return out
 
 
+def finals(results, metric):
+    """``metric`` at the end of each run of ``results`` (one variant's runs, in seed order)."""
+    return [r["final"][metric] for r in results]
+
+
 def plot_curves(panels, path, *, title, n_seeds):
     """Writes a PNG of test-set metrics against iterations, one panel per metric.
 
@@ -385,15 +366,18 @@ def plot_curves(panels, path, *, title, n_seeds):
     return save_figure(fig, path)
 
 
+def range_bars(ax, x, values, *, k, label):
+    """The ``k``-th (0 or 1) bar of a pair at each ``x``: the mean of ``values`` (one row per run,
+    i.e. per seed), with whiskers over the range of the runs."""
+    values = np.asarray(values)
+    mean = values.mean(axis=0)
+    ax.bar(np.asarray(x) + (k - 0.5) * 0.4, mean, width=0.4, label=label,
+           yerr=np.maximum([mean - values.min(axis=0), values.max(axis=0) - mean], 0),
+           error_kw={"lw": 0.8, "capsize": 2})
+
+
 def log(progress, text):
     """One line on the progress stream, if any."""
     if progress is not None:
         progress.write(text + "\n")
         progress.flush()
-
-
-def stream(progress):
-    """``progress`` as given (a stream), ``sys.stderr`` for True, None for False/None."""
-    if progress is True:
-        return sys.stderr
-    return progress or None

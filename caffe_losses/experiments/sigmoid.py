@@ -29,23 +29,22 @@ import numpy as np
 
 from caffe_losses.data import sigmoid as data
 from caffe_losses.experiments import report, runner
+from caffe_losses.experiments.runner import finals
+from caffe_losses.features import forward_rows
 from caffe_losses.prototxt import read_net_param
 
-__all__ = ["TASKS", "plan", "summarize", "run", "evaluate", "evaluate_per_tag", "metrics",
+__all__ = ["TASKS", "plan", "summarize", "evaluate", "evaluate_per_tag", "metrics",
            "precision_recall", "average_precision", "baseline_net"]
 
 FAMILY = "sigmoid"
 OURS = "WeightedSigmoidCrossEntropyLoss"
 BASELINE = "SigmoidCrossEntropyLoss (native)"
 SMALL_ITERS = 10
-# template -> (prepare function, recipe text, short name, cost,
-#              evaluation function, how the metrics are averaged)
+# template -> (recipe text, short name, cost, evaluation function, how the metrics are averaged)
 TASKS = {
-    "sigmoid_edges": (data.prepare_edges,
-                      "toy edges N x 1 x 32 x 32 (9.6% positive), pos_weight 9.47", "edges", 3.0,
+    "sigmoid_edges": ("toy edges N x 1 x 32 x 32 (9.6% positive), pos_weight 9.47", "edges", 3.0,
                       "evaluate", "pooled over pixels"),
-    "sigmoid_multilabel": (data.prepare_multilabel,
-                           "toy 8-tag multi-label (2-16% positive), per-tag pos_weight 5.4-44", "tags", 1.0,
+    "sigmoid_multilabel": ("toy 8-tag multi-label (2-16% positive), per-tag pos_weight 5.4-44", "tags", 1.0,
                            "evaluate_per_tag", "mean over the 8 tags"),
 }
 
@@ -125,13 +124,13 @@ def metrics(scores, targets, *, per_column=False):
 
 def evaluate(net, n_test):
     """Metrics of a TEST net over the test split, pooled over pixels (see :func:`metrics`)."""
-    rows = runner.forward_rows(net, ["score", "label"], n_test)
+    rows = forward_rows(net, ["score", "label"], n_test)
     return metrics(rows["score"], rows["label"]), {"scores": rows["score"], "targets": rows["label"]}
 
 
 def evaluate_per_tag(net, n_test):
     """As :func:`evaluate`, each tag alone, then the mean over the tags."""
-    rows = runner.forward_rows(net, ["score", "label"], n_test)
+    rows = forward_rows(net, ["score", "label"], n_test)
     return (metrics(rows["score"], rows["label"], per_column=True),
             {"scores": rows["score"], "targets": rows["label"]})
 
@@ -139,8 +138,8 @@ def evaluate_per_tag(net, n_test):
 def plan(out_dir, *, small=False, seeds=None):
     """Prepares both nets of both templates under ``out_dir`` (a new folder); returns the jobs."""
     variants = []
-    for template, (prepare, _, short, cost, evaluate_fn, _) in TASKS.items():
-        common = dict(template=template, prepare=prepare, evaluate=f"{__name__}:{evaluate_fn}", cost=cost)
+    for template, (_, short, cost, evaluate_fn, _) in TASKS.items():
+        common = dict(template=template, evaluate=f"{__name__}:{evaluate_fn}", cost=cost)
         variants += [runner.Variant(f"{short} ours", os.path.join(template, "ours"), **common),
                      runner.Variant(f"{short} baseline", os.path.join(template, "baseline"),
                                     edit_net=baseline_net, **common)]
@@ -201,12 +200,9 @@ def _plot_pr(edges_pair, tags_pair, path):
     ax.legend(fontsize=7.5, loc="lower left")
     tags = np.arange(data.NUM_TAGS)
     for k, (label, results) in enumerate(tags_pair):
-        ap = np.array([[metrics(r["arrays"]["scores"][:, t], r["arrays"]["targets"][:, t])["AP"]
-                        for t in tags] for r in results])
-        mean = ap.mean(axis=0)
-        bx.bar(tags + (k - 0.5) * 0.4, mean, width=0.4, label=label,
-               yerr=np.maximum([mean - ap.min(axis=0), ap.max(axis=0) - mean], 0),
-               error_kw={"lw": 0.8, "capsize": 2})
+        ap = [[metrics(r["arrays"]["scores"][:, t], r["arrays"]["targets"][:, t])["AP"] for t in tags]
+              for r in results]
+        runner.range_bars(bx, tags, ap, k=k, label=label)
     bx.set_xticks(tags)
     bx.set_xticklabels([f"{t}\n{p:.0%}" for t, p in zip(tags, data.TAG_PREVALENCE)])
     bx.set_xlabel("tag (and its share of positive samples)")
@@ -222,26 +218,23 @@ def summarize(results, out_dir, *, small=False):
     """Result rows and figures from the jobs' results."""
     runs = runner.by_variant(results)
     rows, panels = [], []
-    for template, (_, recipe, short, _, _, averaged) in TASKS.items():
+    for template, (recipe, short, _, _, averaged) in TASKS.items():
         ours, base = runs[f"{short} ours"], runs[f"{short} baseline"]
         seeds = [r["job"].seed for r in ours]
         common = dict(family=FAMILY, recipe=f"{recipe} ({template})", loss=OURS, baseline=BASELINE,
                       seeds=seeds, higher_is_better=True)
-
-        def values(results, metric):
-            return [r["final"][metric] for r in results]
         rows += [
             report.paired_row(metric=f"average precision ({averaged})", role="purpose",
-                              values=values(ours, "AP"), baseline_values=values(base, "AP"),
+                              values=finals(ours, "AP"), baseline_values=finals(base, "AP"),
                               note="threshold-free: does the net rank positives higher", **common),
             report.paired_row(metric=f"F1 at sigmoid > 0.5 ({averaged})", role="check",
-                              values=values(ours, "F1"), baseline_values=values(base, "F1"),
+                              values=finals(ours, "F1"), baseline_values=finals(base, "F1"),
                               note="the decision without a tuned threshold", **common),
             report.paired_row(metric=f"recall at sigmoid > 0.5 ({averaged})", role="trade-off", expected="gain",
-                              values=values(ours, "recall"), baseline_values=values(base, "recall"),
+                              values=finals(ours, "recall"), baseline_values=finals(base, "recall"),
                               note="more positives found", **common),
             report.paired_row(metric=f"precision at sigmoid > 0.5 ({averaged})", role="trade-off", expected="cost",
-                              values=values(ours, "precision"), baseline_values=values(base, "precision"),
+                              values=finals(ours, "precision"), baseline_values=finals(base, "precision"),
                               note="more false positives", **common),
         ]
         series = [(OURS, ours), (f"{BASELINE}, baseline", base)]
@@ -259,10 +252,3 @@ def summarize(results, out_dir, *, small=False):
     tags_pair = [(OURS, runs["tags ours"]), (f"{BASELINE}, baseline", runs["tags baseline"])]
     pr = _plot_pr(edges_pair, tags_pair, os.path.join(out_dir, "precision_recall.png"))
     return rows, [curves, pr, edges]
-
-
-def run(out_dir, *, small=False, seeds=None, workers=1, progress=None):
-    """Plans, trains and summarizes; returns ``(rows, figures)``."""
-    results = runner.run_jobs(plan(out_dir, small=small, seeds=seeds), workers=workers,
-                              progress=runner.stream(progress))
-    return summarize(results, out_dir)
