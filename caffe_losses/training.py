@@ -565,7 +565,8 @@ def train(solver_path, *, weights=None, snapshot=None, max_iter=None, progress=T
     if snapshot and not os.path.isfile(snapshot):
         raise FileNotFoundError(f"--snapshot: solver state file not found: {snapshot}")
 
-    bar = _Progress(int(param.max_iter if max_iter is None else max_iter), 0, stream, enabled=progress,
+    total = int(param.max_iter if max_iter is None else max_iter)
+    bar = _Progress(total, 0, stream, enabled=progress,
                     report=report, label=label, every=progress_every)
     names = _LayerNames(nets)
     with _Signals() as signals, _warnings_to(bar, names):
@@ -589,7 +590,7 @@ def train(solver_path, *, weights=None, snapshot=None, max_iter=None, progress=T
             check_solverstate(snapshot, solver.net, _solver_type(param))
             solver.restore(snapshot)
         bar.start_iter, bar.t0 = solver.iter, bar.clock()
-        history = _Run(solver, param, prefix, bar, signals, max_iter).run(names)
+        history = _Run(solver, param, prefix, bar, signals, total).run(names)
     history["solver"] = solver
     solver_dir = os.path.basename(os.path.dirname(os.path.abspath(solver_path)))
     for runs in _COLLECTORS:
@@ -610,10 +611,10 @@ def train(solver_path, *, weights=None, snapshot=None, max_iter=None, progress=T
 class _Run:
     """One training run: Caffe's ``Solve``/``Step`` one iteration at a time (see the module doc)."""
 
-    def __init__(self, solver, param, prefix, bar, signals, max_iter):
+    def __init__(self, solver, param, prefix, bar, signals, total):
         self.solver, self.param, self.prefix, self.bar, self.signals = solver, param, prefix, bar, signals
         self.start = solver.iter
-        self.total = int(param.max_iter if max_iter is None else max_iter)
+        self.total = total             # the iteration to stop at
         self.history = {"iters": [], "loss": [], "tests": [], "snapshots": [], "interrupted": None}
         self.recent = deque(maxlen=max(int(param.average_loss), 1))   # Caffe's smoothed (shown) loss
         self.last_snapshot = None      # the iteration of the last snapshot written in this run
