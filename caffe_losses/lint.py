@@ -328,13 +328,6 @@ def lint_net(net, solver=None):
 
 def lint_file(path):
     """Findings for a net or solver prototxt: list of (net path, Finding)."""
-    from caffe_losses.prototxt import read_net_param, read_solver_param
-    solver = None
-    try:
-        read_net_param(path)
-    except ValueError:
-        try:
-            solver = read_solver_param(path)
-        except ValueError:
-            pass
-    return [(p, f) for p, net in read_net(path) for f in lint_net(net, solver)]
+    from caffe_losses.prototxt import read_prototxt
+    solver, nets = read_prototxt(path)
+    return [(p, f) for p, net in nets for f in lint_net(net, solver)]

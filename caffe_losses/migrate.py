@@ -524,6 +524,20 @@ def _rewrite_python(ctx, edits, layer, weighted_later):
     ctx.result.migrated[layer.name] = (cls_name, params)
 
 
+def _unknown_field(path, field, top):
+    """How messages name a field of :func:`textproto.unknown_fields`: ``(owner, dotted name)``.
+
+    The owner is its layer with the layer's type (``layer 'loss' (CenterLoss)``),
+    or ``top`` for a field outside the layers.
+    """
+    name = ".".join([p.name for p in path[1:]] + [field.name])
+    if path and path[0].name in ("layer", "layers"):
+        layer = path[0]
+        kind = f" ({layer.get('type')})" if layer.get("type") else ""
+        return layer_label(layer.get("name"), [t.value for t in layer.all("top")]) + kind, name
+    return top, name
+
+
 def _validate(ctx, keep_unknown):
     """Checks the migrated text: protobuf reads it, every param_str validates."""
     from google.protobuf import text_format
@@ -534,13 +548,10 @@ def _validate(ctx, keep_unknown):
     root = textproto.parse(result.text)
     unknown = textproto.unknown_fields(root, caffe_pb2.NetParameter.DESCRIPTOR)
     for path, f in unknown:
-        where = layer_label(path[0].get("name"), [t.value for t in path[0].all("top")]) \
-            if path and path[0].name in ("layer", "layers") else "the net"
-        kind = f" ({path[0].get('type')})" if path and path[0].get("type") else ""
+        owner, name = _unknown_field(path, f, "the net")
         origin = FORK_FIELDS.get(f.name, "a fork of Caffe")
-        message = (f"{where}{kind}: '{'.'.join([p.name for p in path[1:]] + [f.name])}' is not in BVLC "
-                   f"Caffe's caffe.proto (it comes from {origin}) and migrate does not translate "
-                   f"this layer")
+        message = (f"{owner}: '{name}' is not in BVLC Caffe's caffe.proto (it comes from {origin}) and "
+                   f"migrate does not translate this layer")
         if keep_unknown:
             result.notes.append(message + "; kept (--keep-unknown): the net needs that fork's Caffe")
         else:
@@ -631,13 +642,7 @@ def fork_fields_hint(text, descriptor, path):
         return None
     parts = []
     for where, f in unknown:
-        name = ".".join([p.name for p in where[1:]] + [f.name])
-        if where and where[0].name in ("layer", "layers"):
-            layer = where[0]
-            kind = f" ({layer.get('type')})" if layer.get("type") else ""
-            owner = layer_label(layer.get("name"), [t.value for t in layer.all("top")]) + kind
-        else:
-            owner = "the top level"
+        owner, name = _unknown_field(where, f, "the top level")
         origin = FORK_FIELDS.get(f.name)
         parts.append(f"{owner}: '{name}' is not in BVLC Caffe's caffe.proto"
                      + (f" (it comes from {origin})" if origin else " (a fork's field?)"))

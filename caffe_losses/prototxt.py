@@ -8,7 +8,8 @@ template change into its folder with :func:`working_directory`.
 import contextlib
 import os
 
-__all__ = ["read_net_param", "read_solver_param", "read_nets", "python_modules", "working_directory"]
+__all__ = ["read_net_param", "read_solver_param", "read_prototxt", "read_nets", "solver_nets", "python_modules",
+           "working_directory"]
 
 
 def _read(path, message, what):
@@ -49,44 +50,88 @@ def read_solver_param(path):
     return _read(path, caffe_pb2.SolverParameter(), "solver")
 
 
-def read_nets(path):
-    """The nets of a net prototxt, or of the solver prototxt ``path``: list of (path, NetParameter).
+def solver_nets(solver, path):
+    """The nets of the solver ``solver`` (read from ``path``), as Caffe's ``Solver::Init`` builds them.
 
     A solver's ``net``, ``train_net`` and ``test_net`` must be net prototxts
     (Caffe reads them as ``NetParameter``): one that is a solver prototxt
     (e.g. the solver itself, or a solver naming another solver) is an error,
     not a loop.
 
+    Returns:
+      list of ``(where, NetParameter, phase)``: the train net (``net``,
+      ``net_param``, ``train_net`` or ``train_net_param``) in TRAIN, then the
+      test nets in TEST: each ``test_net_param``, each ``test_net``, and the
+      generic net (``net``/``net_param``, the same object) once for each
+      ``test_iter`` beyond those.  ``where`` is the net's file, or
+      ``"PATH (FIELD)"`` for a net written inside the solver.
+
     Raises:
       FileNotFoundError, ValueError naming the file.
     """
-    try:
-        return [(path, read_net_param(path))]
-    except ValueError as net_err:
+    from caffe.proto import caffe_pb2
+
+    def read(name):
         try:
-            solver = read_solver_param(path)
-        except ValueError:
-            raise net_err from None
-    names = [n for n in (solver.net, solver.train_net) if n] + list(solver.test_net)
-    inline = [(f"{path} ({field})", getattr(solver, field)) for field in ("net_param", "train_net_param")
-              if solver.HasField(field)]
-    inline += [(f"{path} (test_net_param)", p) for p in solver.test_net_param]
-    if not names and not inline:
-        raise ValueError(f"{path}: a solver prototxt with no 'net' or 'train_net'")
-    out = list(inline)
-    for name in names:
-        try:
-            out.append((name, read_net_param(name)))
+            return read_net_param(name)
         except ValueError as err:
             try:
                 read_solver_param(name)
             except (ValueError, OSError):
                 raise err from None
-            what = "itself" if os.path.realpath(name) == os.path.realpath(path) else \
-                f"'{name}', a solver prototxt"
-            raise ValueError(f"{path}: the solver's net is {what}; 'net' (or 'train_net', "
-                             f"'test_net') must name a net prototxt such as train_val.prototxt") from None
-    return out
+        what = "itself" if os.path.realpath(name) == os.path.realpath(path) else f"'{name}', a solver prototxt"
+        raise ValueError(f"{path}: the solver's net is {what}; 'net' (or 'train_net', "
+                         f"'test_net') must name a net prototxt such as train_val.prototxt") from None
+
+    train = []
+    for field, inline in (("net", "net_param"), ("train_net", "train_net_param")):
+        if solver.HasField(field):
+            train.append((getattr(solver, field), read(getattr(solver, field))))
+        elif solver.HasField(inline):
+            train.append((f"{path} ({inline})", getattr(solver, inline)))
+    tests = [(f"{path} (test_net_param)", n) for n in solver.test_net_param]
+    tests += [(name, read(name)) for name in solver.test_net]
+    if train and (solver.HasField("net") or solver.HasField("net_param")):
+        tests += [train[0]] * max(len(solver.test_iter) - len(tests), 0)
+    return [(where, net, caffe_pb2.TRAIN) for where, net in train] + \
+        [(where, net, caffe_pb2.TEST) for where, net in tests]
+
+
+def read_prototxt(path):
+    """A net prototxt, or a solver prototxt and its nets: ``(SolverParameter or None, nets)``.
+
+    ``nets`` is a list of ``(where, NetParameter)``: ``[(path, net)]`` for a
+    net prototxt; for a solver, each of :func:`solver_nets` once.
+
+    Raises:
+      FileNotFoundError, ValueError naming the file.
+    """
+    try:
+        return None, [(path, read_net_param(path))]
+    except ValueError as net_err:
+        try:
+            solver = read_solver_param(path)
+        except ValueError:
+            raise net_err from None
+    nets, seen = [], set()
+    for where, net, _ in solver_nets(solver, path):
+        if id(net) not in seen:         # the generic net, once
+            seen.add(id(net))
+            nets.append((where, net))
+    if not nets:
+        raise ValueError(f"{path}: a solver prototxt with no 'net' or 'train_net'")
+    return solver, nets
+
+
+def read_nets(path):
+    """The nets of a net prototxt, or of the solver prototxt ``path``: list of (path, NetParameter).
+
+    See :func:`read_prototxt` (which also returns the solver).
+
+    Raises:
+      FileNotFoundError, ValueError naming the file.
+    """
+    return read_prototxt(path)[1]
 
 
 def python_modules(path):

@@ -53,7 +53,7 @@ import numpy as np
 
 from caffe_losses.preflight import (PreflightError, check_data_sources, check_net_structure,
                                     check_snapshot_prefix, check_solver, check_solverstate, check_weights)
-from caffe_losses.prototxt import read_net_param, read_solver_param
+from caffe_losses.prototxt import read_solver_param, solver_nets
 
 __all__ = ["read_solver", "train", "plot_curve", "net_loss", "collect_histories", "snapshot_prefix",
            "snapshot_files", "format_test", "TrainingError", "CURVE_EXTRA_NOTE"]
@@ -133,23 +133,6 @@ def _solver_type(param):
         return {"SGD": "SGD", "NESTEROV": "Nesterov", "ADAGRAD": "AdaGrad", "RMSPROP": "RMSProp",
                 "ADADELTA": "AdaDelta", "ADAM": "Adam"}[name]
     return param.type
-
-
-def _solver_nets(param, solver_path):
-    """The solver's nets as ``(where, NetParameter, phase)``: train net, then the test nets."""
-    from caffe.proto import caffe_pb2
-    inline = f"{solver_path} (inline net)"
-    out = []
-    for field, text_field in (("net", "net_param"), ("train_net", "train_net_param")):
-        if param.HasField(field):
-            out.append((getattr(param, field), read_net_param(getattr(param, field)), caffe_pb2.TRAIN))
-        elif param.HasField(text_field):
-            out.append((inline, getattr(param, text_field), caffe_pb2.TRAIN))
-    tests = [(inline, n) for n in param.test_net_param] + [(p, read_net_param(p)) for p in param.test_net]
-    if out and (param.HasField("net") or param.HasField("net_param")):
-        # the generic net is also each test net that test_iter counts beyond the explicit ones
-        tests += [out[0][:2]] * max(len(param.test_iter) - len(tests), 0)
-    return out + [(where, net, caffe_pb2.TEST) for where, net in tests]
 
 
 def net_loss(net):
@@ -571,7 +554,7 @@ def train(solver_path, *, weights=None, snapshot=None, max_iter=None, progress=T
         raise PreflightError(f"snapshot_prefix '{prefix}' (from {solver_path}) names a folder: set "
                              f"snapshot_prefix in the solver to the snapshots' path and name prefix")
     check_snapshot_prefix(prefix)
-    nets = _solver_nets(param, solver_path)
+    nets = solver_nets(param, solver_path)
     for where, net_param, phase in nets:
         check_net_structure(net_param, phase, where)
         check_data_sources(net_param, phase)
@@ -582,7 +565,8 @@ def train(solver_path, *, weights=None, snapshot=None, max_iter=None, progress=T
     if snapshot and not os.path.isfile(snapshot):
         raise FileNotFoundError(f"--snapshot: solver state file not found: {snapshot}")
 
-    bar = _Progress(int(param.max_iter if max_iter is None else max_iter), 0, stream, enabled=progress,
+    total = int(param.max_iter if max_iter is None else max_iter)
+    bar = _Progress(total, 0, stream, enabled=progress,
                     report=report, label=label, every=progress_every)
     names = _LayerNames(nets)
     with _Signals() as signals, _warnings_to(bar, names):
@@ -606,7 +590,7 @@ def train(solver_path, *, weights=None, snapshot=None, max_iter=None, progress=T
             check_solverstate(snapshot, solver.net, _solver_type(param))
             solver.restore(snapshot)
         bar.start_iter, bar.t0 = solver.iter, bar.clock()
-        history = _Run(solver, param, prefix, bar, signals, max_iter).run(names)
+        history = _Run(solver, param, prefix, bar, signals, total).run(names)
     history["solver"] = solver
     solver_dir = os.path.basename(os.path.dirname(os.path.abspath(solver_path)))
     for runs in _COLLECTORS:
@@ -627,10 +611,10 @@ def train(solver_path, *, weights=None, snapshot=None, max_iter=None, progress=T
 class _Run:
     """One training run: Caffe's ``Solve``/``Step`` one iteration at a time (see the module doc)."""
 
-    def __init__(self, solver, param, prefix, bar, signals, max_iter):
+    def __init__(self, solver, param, prefix, bar, signals, total):
         self.solver, self.param, self.prefix, self.bar, self.signals = solver, param, prefix, bar, signals
         self.start = solver.iter
-        self.total = int(param.max_iter if max_iter is None else max_iter)
+        self.total = total             # the iteration to stop at
         self.history = {"iters": [], "loss": [], "tests": [], "snapshots": [], "interrupted": None}
         self.recent = deque(maxlen=max(int(param.average_loss), 1))   # Caffe's smoothed (shown) loss
         self.last_snapshot = None      # the iteration of the last snapshot written in this run

@@ -127,6 +127,33 @@ def test_cli_exit_status_and_solver_following(tmp_path):
     assert proc.returncode == 2 and "not a valid net prototxt" in proc.stderr
 
 
+def test_solver_nets_as_caffe_builds_them(tmp_path, monkeypatch):
+    # one walk of a solver's nets for check (each net once) and train (with
+    # phases, the generic net once per test_iter beyond the explicit test nets)
+    import caffe
+    from caffe_losses.prototxt import read_prototxt, solver_nets
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.prototxt").write_text(HEAD + pyloss("SmoothL1Loss", ["fc", "fc"], extra=""))
+    (tmp_path / "test.prototxt").write_text(HEAD)
+    (tmp_path / "solver.prototxt").write_text(
+        'net: "net.prototxt"\ntest_net: "test.prototxt"\ntest_net_param { name: "inline" }\n'
+        'test_iter: 1 test_iter: 1 test_iter: 1\ntest_interval: 10\nbase_lr: 0.1 weight_decay: 0.5\n')
+    solver, nets = read_prototxt("solver.prototxt")
+    assert solver.weight_decay == 0.5
+    assert [where for where, _ in nets] == ["net.prototxt", "solver.prototxt (test_net_param)", "test.prototxt"]
+    assert [(where, phase) for where, _, phase in solver_nets(solver, "solver.prototxt")] == [
+        ("net.prototxt", caffe.TRAIN), ("solver.prototxt (test_net_param)", caffe.TEST),
+        ("test.prototxt", caffe.TEST), ("net.prototxt", caffe.TEST)]
+    assert [(p, f.rule) for p, f in lint_file("solver.prototxt")] == [("net.prototxt", "python-loss-weight")]
+    assert read_prototxt("net.prototxt")[0] is None
+    (tmp_path / "loop.prototxt").write_text('net: "loop.prototxt"\nbase_lr: 0.1\n')
+    with pytest.raises(ValueError, match="the solver's net is itself"):
+        read_prototxt("loop.prototxt")
+    (tmp_path / "empty_solver.prototxt").write_text("base_lr: 0.1\n")
+    with pytest.raises(ValueError, match="a solver prototxt with no 'net' or 'train_net'"):
+        read_prototxt("empty_solver.prototxt")
+
+
 def test_include_exclude_rules_follow_caffe(tmp_path):
     # StateMeetsRule for {phase, level 0, no stages}: a stage-only exclude rule is
     # not met (the layer stays), an empty exclude rule is met (the layer goes),

@@ -42,12 +42,16 @@ def test_reports_a_layer_that_cannot_be_built():
 @pytest.mark.parametrize("text, expected", [
     ("x=4x3", ("x", (4, 3), None)),
     ("label=4:int:0:10", ("label", (4,), (0, 10))),
+    ("label=4:int:-16777216:16777216", ("label", (4,), (-16777216, 16777216))),
+    ("zero=4x3:const:0", ("zero", (4, 3), None)),
+    ("big=2:const:3.4028235e38", ("big", (2,), None)),     # float32's largest, as safety judges it
 ])
 def test_parse_bottom(text, expected):
     assert parse_bottom(text) == expected
 
 
-@pytest.mark.parametrize("text", ["x", "x=4xa", "x=0x3", "x=4:float:0:1", "x=4:int:5:5"])
+@pytest.mark.parametrize("text", ["x", "x=4xa", "x=0x3", "x=4:float:0:1", "x=4:int:5:5",
+                                  "x=4:int:0:16777217", "x=4:const:1e39", "x=4:const:-3.5e38"])
 def test_parse_bottom_rejects(text):
     with pytest.raises(ValueError, match="--bottom"):
         parse_bottom(text)

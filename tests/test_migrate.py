@@ -596,6 +596,23 @@ def test_cli_never_writes_over_its_input(tmp_path):
     assert (tmp_path / "again.prototxt").read_bytes() == (tmp_path / "new.prototxt").read_bytes()
 
 
+def test_cli_outputs_are_guarded_as_every_tool_s(tmp_path):
+    # safety.check_output / output_file: a folder is refused before anything
+    # is written (even with --force), a missing folder is created
+    (tmp_path / "face.prototxt").write_text(inputs(ip1=(4, 2), label=(4,)) + CAFFE_FACE)
+    (tmp_path / "out").mkdir()
+    for extra in ([], ["--force"]):
+        proc = subprocess.run([CLI, "migrate", "face.prototxt", "-o", "out"] + extra, cwd=tmp_path,
+                              capture_output=True, text=True)
+        assert proc.returncode == 2 and "-o out is a folder" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert not os.listdir(tmp_path / "out")
+    proc = subprocess.run([CLI, "migrate", "face.prototxt", "-o", "new/face.prototxt"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert os.listdir(tmp_path / "new") == ["face.prototxt"]
+
+
 def test_check_names_the_fork_field_and_points_to_migrate(tmp_path):
     (tmp_path / "face.prototxt").write_text(inputs(ip1=(4, 2), label=(4,)) + CAFFE_FACE)
     proc = subprocess.run([CLI, "check", "face.prototxt"], cwd=tmp_path, capture_output=True, text=True)

@@ -44,7 +44,8 @@ import sys
 
 import numpy as np
 
-from caffe_losses.safety import check_allocation
+from caffe_losses.params import FLOAT32_EXACT_INT
+from caffe_losses.safety import check_allocation, float32_overflow, overflows_float32
 
 KINDS = ("normal", "int", "const", "file")
 BLOB_MAX_COUNT = 2 ** 31 - 1     # what a Caffe blob holds at most
@@ -115,7 +116,7 @@ def parse_bottom(text):
         high = _number(parts[3], f"--bottom {name}: HIGH", int)
         if high <= low:
             raise ValueError(f"--bottom {name}: need LOW < HIGH. Received: {low}, {high}")
-        if max(abs(low), abs(high)) > 2 ** 24:
+        if max(abs(low), abs(high)) > FLOAT32_EXACT_INT:
             raise ValueError(f"--bottom {name}: integers beyond 2**24 are not exact in float32")
         return Spec(name, dims, "int", (low, high))
     if parts[1] == "normal" and len(parts) == 4:
@@ -127,7 +128,7 @@ def parse_bottom(text):
         return Spec(name, dims, "normal", (mean, std))
     if parts[1] == "const" and len(parts) == 3:
         value = _number(parts[2], f"--bottom {name}: V", float)
-        if abs(value) > float(np.finfo(np.float32).max):
+        if overflows_float32(value):
             raise ValueError(f"--bottom {name}: V must fit float32. Received: {parts[2]!r}")
         return Spec(name, dims, "const", (value,))
     raise ValueError(f"--bottom {name}: after the dims comes :normal:MEAN:STD, :int:LOW:HIGH or "
@@ -136,7 +137,6 @@ def parse_bottom(text):
 
 def _file_bottom(name, path):
     from caffe_losses.hmatrix import read_npy
-    from caffe_losses.safety import float32_overflow
     if not os.path.isfile(path):
         raise ValueError(f"--bottom {name}: file '{path}' not found")
     try:

@@ -30,6 +30,7 @@ import os
 import sys
 
 from caffe_losses.migrate import MigrationError, inspect_weights, migrate_text
+from caffe_losses.safety import OutputError, check_output, output_file
 
 
 def add_arguments(parser):
@@ -57,11 +58,15 @@ def _same_file(a, b):
     return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
 
 
-def _writable(path, inputs, force, what):
+def _writable(path, inputs, force, what, option):
     """None when ``path`` may be written, else the reason."""
     for other in inputs:
         if other and (_same_file(path, other) or os.path.abspath(path) == os.path.abspath(other)):
             return f"refusing to write the {what} over an input ({path})"
+    try:
+        check_output(path, option=option)     # a folder, a file in the way, a read-only folder
+    except OutputError as err:
+        return str(err)
     if os.path.exists(path) and not force:
         return f"{path} exists (use --force to overwrite it)"
     return None
@@ -71,8 +76,8 @@ def run(args):
     if args.weights_out and not args.weights:
         return _fail("--weights-out needs --weights (the model to carry over)")
     inputs = (args.net, args.weights)
-    for path, what in ((args.output, "net"), (args.weights_out, "weights")):
-        reason = path and _writable(path, inputs, args.force, what)
+    for path, what, option in ((args.output, "net", "-o"), (args.weights_out, "weights", "--weights-out")):
+        reason = path and _writable(path, inputs, args.force, what, option)
         if reason:
             return _fail(reason)
     if args.weights_out and os.path.abspath(args.weights_out) == os.path.abspath(args.output):
@@ -119,8 +124,11 @@ def run(args):
                 print(f"cannot load: {problem}", file=sys.stderr)
             return _fail(f"{args.weights} does not fit the migrated net; nothing written", 1)
 
-    with open(args.output, "w") as f:
-        f.write(result.text)
+    try:
+        with output_file(args.output, option="-o") as tmp, open(tmp, "w") as f:
+            f.write(result.text)
+    except OSError as err:
+        return _fail(err)
     if result.changes:
         print(f"wrote {args.output}: {len(result.changes)} change(s) in "
               f"{len({c.layer for c in result.changes})} layer(s); check it with: "
@@ -132,8 +140,11 @@ def run(args):
             print(f"weights: {args.weights} loads into {args.output} as it is"
                   + (" (--weights-out not written: nothing to change)" if args.weights_out else ""))
         elif args.weights_out:
-            with open(args.weights_out, "wb") as f:
-                f.write(new_model.SerializeToString())
+            try:
+                with output_file(args.weights_out, option="--weights-out") as tmp, open(tmp, "wb") as f:
+                    f.write(new_model.SerializeToString())
+            except OSError as err:
+                return _fail(err)
             print(f"wrote {args.weights_out}: the model of {args.weights} for {args.output}")
         else:
             print(f"weights: {args.weights} loads into {args.output}, but its stored copy of the "
