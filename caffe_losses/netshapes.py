@@ -1,0 +1,87 @@
+"""The learnable blob shapes of a net prototxt, as Caffe builds it (in a child process).
+
+``migrate --weights`` compares every blob a ``.caffemodel`` stores with the
+migrated net's, which only Caffe knows (an InnerProduct's weights take their
+width from the blob below it).  Caffe aborts the process on a net it cannot
+build (a missing data source, a layer whose module does not import), so the
+net is built in a child Python process, once per phase, from the current
+folder (relative paths as Caffe reads them); a phase that cannot be built is
+reported, not fatal.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+__all__ = ["NetBuildError", "build_shapes"]
+
+_SCRIPT = """\
+import json, os, sys
+os.environ.setdefault("GLOG_minloglevel", "2")
+import caffe
+from caffe_losses.preflight import net_shapes
+caffe.set_mode_cpu()
+net = caffe.Net(sys.argv[1], getattr(caffe, sys.argv[2]))
+print("SHAPES " + json.dumps({name: [[list(shape), owned] for shape, owned in blobs]
+                              for name, blobs in net_shapes(net).items()}))
+"""
+
+
+class NetBuildError(RuntimeError):
+    """The net could not be built in any phase (the reasons, one per phase)."""
+
+
+def _phase_reason(net_param, phase):
+    from caffe.proto import caffe_pb2
+
+    from caffe_losses.preflight import PreflightError, check_data_sources
+    try:
+        check_data_sources(net_param, getattr(caffe_pb2, phase))
+    except PreflightError as err:
+        return str(err)
+    return None
+
+
+def build_shapes(text, net_param, *, timeout=300):
+    """``{layer name: [(shape, owned), ...]}`` of the net ``text`` over its TRAIN and TEST phases.
+
+    Args:
+      text: the net prototxt (BVLC fields only).
+      net_param: the same, parsed (a ``caffe_pb2.NetParameter``).
+
+    Raises:
+      NetBuildError when no phase builds; its message gives each phase's reason.
+    """
+    shapes, reasons = {}, []
+    fd, path = tempfile.mkstemp(suffix=".prototxt", prefix="caffe_losses_shapes_", text=True)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        for phase in ("TRAIN", "TEST"):
+            reason = _phase_reason(net_param, phase)
+            if reason is None:
+                env = dict(os.environ)
+                env.setdefault("GLOG_minloglevel", "2")
+                try:
+                    proc = subprocess.run([sys.executable, "-P", "-c", _SCRIPT, path, phase],
+                                          capture_output=True, text=True, timeout=timeout, env=env)
+                except subprocess.TimeoutExpired:
+                    reason = f"building it took more than {timeout} s"
+                else:
+                    lines = [line for line in proc.stdout.splitlines() if line.startswith("SHAPES ")]
+                    if proc.returncode == 0 and lines:
+                        for name, blobs in json.loads(lines[-1][len("SHAPES "):]).items():
+                            shapes.setdefault(name, [(tuple(s), bool(owned)) for s, owned in blobs])
+                        continue
+                    last = [line for line in proc.stderr.splitlines() if line.strip()][-1:]
+                    how = (f"Caffe aborted (signal {-proc.returncode})" if proc.returncode < 0
+                           else "Caffe could not build it")
+                    reason = how + (f": {last[0].strip()}" if last else "")
+            reasons.append(f"{phase}: {reason}")
+    finally:
+        os.unlink(path)
+    if len(reasons) == 2:
+        raise NetBuildError("; ".join(reasons))
+    return shapes
