@@ -376,21 +376,6 @@ def check_solver(param, path):
 _HISTORY_PER_PARAM = {"SGD": 1, "Nesterov": 1, "AdaGrad": 1, "RMSProp": 1, "AdaDelta": 2, "Adam": 2}
 
 
-def learnable_shapes(net):
-    """Shapes of ``net``'s learnable parameters in Caffe's order (shared ones once)."""
-    shapes, seen = [], set()
-    for i in range(len(net.layers)):
-        blobs = net.layers[i].blobs
-        for j in range(len(blobs)):
-            data = blobs[j].data
-            key = data.__array_interface__["data"][0]
-            if key in seen:
-                continue   # a parameter shared by name: one learnable blob
-            seen.add(key)
-            shapes.append(tuple(data.shape))
-    return shapes
-
-
 def _h5_state(path, option):
     """``(iter, learned_net, [history shapes])`` of a ``.solverstate.h5`` (Caffe's SnapshotSolverStateToHDF5)."""
     import h5py
@@ -458,7 +443,8 @@ def check_solverstate(path, net, solver_type="SGD", option="--snapshot"):
                                  f"(renamed since the snapshot?). Caffe would resume at iteration "
                                  f"{iteration} with them untrained. Give them their old names, or "
                                  f"start from the weights with --weights instead")
-    ours_all = [shape for blobs in shapes.values() for shape, owned in blobs if owned]   # learnable_shapes
+    # the learnable parameters in Caffe's order, a shared one once (its owner's)
+    ours_all = [shape for blobs in shapes.values() for shape, owned in blobs if owned]
     per = _HISTORY_PER_PARAM.get(solver_type, 1)
     if len(history) != per * len(ours_all):
         raise PreflightError(f"{option} {path}: holds {len(history)} history blob(s) but this net's "
