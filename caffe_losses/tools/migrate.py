@@ -89,13 +89,18 @@ def _check_weights(path, result, net_param):
     from caffe_losses import preflight
     from caffe_losses.netshapes import NetBuildError, build_shapes
     option = "--weights"
+    with open(path, "rb") as f:
+        raw = f.read()
+    h5 = path.endswith(".h5")
+    try:     # a file that is no model at all (empty, a solver state, a single blob, garbage): first
+        names = preflight.model_layer_names(path, option) if h5 else preflight.weights_layers(path, option)
+    except preflight.PreflightError as err:
+        return None, str(err), None, None
     try:
         shapes, unchecked = build_shapes(result.text, net_param), None
     except NetBuildError as err:
         shapes, unchecked = None, str(err)
-    with open(path, "rb") as f:
-        raw = f.read()
-    if path.endswith(".h5") or raw.startswith(preflight.HDF5_SIGNATURE):
+    if h5:
         # Caffe's HDF5 weights: shapes per axis, no layer definitions to rewrite
         if shapes is None:
             return None, (f"{option} {path}: an HDF5 model, and the migrated net does not build here to "
@@ -104,12 +109,7 @@ def _check_weights(path, result, net_param):
             preflight.check_weights(path, shapes, option=option, require_match=True)
         except preflight.PreflightError as err:
             return [], [str(err)], None, None
-        names = preflight.model_layer_names(path, option)
         return [f"layer '{n}': copied" for n in names if n in shapes], [], None, None
-    try:
-        preflight.weights_layers(path, option)        # empty, a solver state, a single blob, garbage
-    except preflight.PreflightError as err:
-        return None, str(err), None, None
     try:
         lines, problems, new_model = inspect_weights(raw, net_param, result)
     except MigrationError as err:
@@ -123,8 +123,8 @@ def _check_weights(path, result, net_param):
         model.ParseFromString(raw)
     layers = list(model.layer) or list(model.layers)
     if shapes is None:     # the names at least: a model none of whose layers is in the net
-        shapes_by_name = {layer.name: [((), True)] for layer in net_param.layer}
-        if not any(len(layer.blobs) and layer.name in shapes_by_name for layer in layers):
+        net_names = {layer.name for layer in net_param.layer}
+        if not any(len(layer.blobs) and layer.name in net_names for layer in layers):
             return lines, [f"{option} {path}: none of its layers with weights is a layer of the "
                            f"migrated net, so Caffe would copy nothing: another net's model?"], None, unchecked
         return lines, [], new_model, unchecked
