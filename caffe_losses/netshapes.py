@@ -11,6 +11,7 @@ reported, not fatal.
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,16 @@ print("SHAPES " + json.dumps({name: [[list(shape), owned] for shape, owned in bl
 
 class NetBuildError(RuntimeError):
     """The net could not be built in any phase (the reasons, one per phase)."""
+
+
+def _last_message(stderr):
+    """The last glog error (``F20261206 12:00:00.0 123 net.cpp:1] message``), else the last line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    glog = [line.split("] ", 1)[1] for line in lines
+            if re.match(r"^[EF]\d{4,8} ", line) and "] " in line]
+    if glog:
+        return glog[-1]
+    return lines[-1] if lines else ""
 
 
 def _phase_reason(net_param, phase):
@@ -75,10 +86,10 @@ def build_shapes(text, net_param, *, timeout=300):
                         for name, blobs in json.loads(lines[-1][len("SHAPES "):]).items():
                             shapes.setdefault(name, [(tuple(s), bool(owned)) for s, owned in blobs])
                         continue
-                    last = [line for line in proc.stderr.splitlines() if line.strip()][-1:]
                     how = (f"Caffe aborted (signal {-proc.returncode})" if proc.returncode < 0
                            else "Caffe could not build it")
-                    reason = how + (f": {last[0].strip()}" if last else "")
+                    why = _last_message(proc.stderr)
+                    reason = how + (f": {why}" if why else "")
             reasons.append(f"{phase}: {reason}")
     finally:
         os.unlink(path)

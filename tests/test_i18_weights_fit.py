@@ -111,17 +111,21 @@ def test_migrate_accepts_a_fitting_model_binary_and_hdf5(tmp_path):
     assert "weights: layer 'center_loss': copied" in proc.stdout
 
 
-def test_migrate_says_when_the_net_cannot_be_built_to_compare(tmp_path):
-    # a data source that is not there: the migrated layers are compared, and the command says so
-    text = FACE.replace(
-        inputs(data=(16, 5), label=(16,)),
-        'layer { name: "d" type: "HDF5Data" top: "data" top: "label" '
-        'hdf5_data_param { source: "missing.txt" batch_size: 16 } }\n')
-    (tmp_path / "face.prototxt").write_text(text)
+@pytest.mark.parametrize("change, reason", [
+    # a data source that is not there (checked first, as train does)
+    ((inputs(data=(16, 5), label=(16,)), 'layer { name: "d" type: "HDF5Data" top: "data" top: "label" '
+      'hdf5_data_param { source: "missing.txt" batch_size: 16 } }\n'), "missing.txt"),
+    # a net Caffe aborts on while building it: its own message, from the child process
+    (('layer { name: "ip1" type: "InnerProduct" bottom: "data"', 'layer { name: "extra" type: "InnerProduct" '
+      'bottom: "nope" top: "extra" inner_product_param { num_output: 1 } }\n'
+      'layer { name: "ip1" type: "InnerProduct" bottom: "data"'), "Unknown bottom blob 'nope'"),
+])
+def test_migrate_says_when_the_net_cannot_be_built_to_compare(change, reason, tmp_path):
+    (tmp_path / "face.prototxt").write_text(FACE.replace(*change))
     (tmp_path / "m.caffemodel").write_bytes(face_model())
     proc = cli(tmp_path, "migrate", "face.prototxt", "-o", "new.prototxt", "--weights", "m.caffemodel")
     assert proc.returncode == 0, proc.stderr
-    assert "compared with the migrated layers only" in proc.stdout and "missing.txt" in proc.stdout
+    assert "compared with the migrated layers only" in proc.stdout and reason in proc.stdout, proc.stdout
 
 
 # ---------------------------------------------------------------------------
