@@ -260,15 +260,18 @@ def _check_layers(layers, shapes, path, option):
     return matched
 
 
+def _nothing_copied(names, path, option):
+    shown = ", ".join(f"'{n}'" for n in names[:5]) + (", ..." if len(names) > 5 else "")
+    return PreflightError(f"{option} {path}: none of its layers with weights ({shown}) is a layer "
+                          f"of this net with weights, so Caffe would copy nothing: another net's "
+                          f"weights?")
+
+
 def check_model(layers, shapes, path, option):
     """Refuses stored ``layers`` (``NetParameter`` layers) that do not fit ``shapes`` (:func:`net_shapes`)
     or of which nothing would be copied."""
     if not _check_layers(layers, shapes, path, option):
-        names = [layer.name for layer in layers if len(layer.blobs)]
-        shown = ", ".join(f"'{n}'" for n in names[:5]) + (", ..." if len(names) > 5 else "")
-        raise PreflightError(f"{option} {path}: none of its layers with weights ({shown}) is a layer "
-                             f"of this net with weights, so Caffe would copy nothing: another net's "
-                             f"weights?")
+        raise _nothing_copied([layer.name for layer in layers if len(layer.blobs)], path, option)
 
 
 def check_weights(path, net, option="weights", *, require_match=False):
@@ -312,10 +315,7 @@ def check_weights(path, net, option="weights", *, require_match=False):
         matched = _check_layers(layers, shapes, path, option)
         names = [layer.name for layer in layers if len(layer.blobs)]
     if require_match and not matched:
-        shown = ", ".join(f"'{n}'" for n in names[:5]) + (", ..." if len(names) > 5 else "")
-        raise PreflightError(f"{option} {path}: none of its layers with weights ({shown}) is a layer "
-                             f"of this net with weights, so Caffe would copy nothing: another net's "
-                             f"weights?")
+        raise _nothing_copied(names, path, option)
 
 
 def unmatched_layers(path, net, option):
