@@ -18,17 +18,26 @@ type                   values
 =====================  ==================================================
 
 ``n`` is ``fan_in`` (``variance_norm: FAN_IN``, the default), ``fan_out``
-(``FAN_OUT``) or their mean (``AVERAGE``).  The random numbers come from
-NumPy's global generator (``numpy.random.seed`` makes them repeatable), not
-from Caffe's, so the values differ from a C++ layer's while their
-distribution is the same.
+(``FAN_OUT``) or their mean (``AVERAGE``).
+
+:func:`fill` does not draw the numbers itself: it runs Caffe's own filler
+(a ``DummyData`` layer with that ``data_filler``, in a throwaway net built in
+the same process and thread), so the values come from Caffe's generator,
+seeded by the solver's ``random_seed`` or ``caffe.set_random_seed``.  A seed
+then gives the same values on every run, and the very numbers a C++ layer
+filling a blob of that shape at the same point would get (caffe-face's
+``CenterLoss`` fills its ``(num_output, K)`` centers with Caffe's filler
+during set-up, as the Python layer does).
 """
+
+import os
+import tempfile
 
 import numpy as np
 
 from caffe_losses.params import as_float
 
-__all__ = ["FILLER_TYPES", "as_filler", "fill"]
+__all__ = ["FILLER_TYPES", "as_filler", "fill", "caffe_filler_net"]
 
 FILLER_TYPES = ("constant", "uniform", "gaussian", "xavier", "msra", "positive_unitball")
 _KEYS = ("type", "value", "min", "max", "mean", "std", "variance_norm")
@@ -73,30 +82,42 @@ def as_filler(value):
     return spec
 
 
-def _fan(shape, norm):
-    count = int(np.prod(shape))
-    fan_in = count / shape[0]
-    fan_out = count / shape[1] if len(shape) > 1 else count
-    return {"FAN_IN": fan_in, "FAN_OUT": fan_out, "AVERAGE": (fan_in + fan_out) / 2}[norm]
+def caffe_filler_net(shape, spec):
+    """The ``NetParameter`` of one ``DummyData`` layer whose ``data_filler`` is ``spec``, top ``shape``."""
+    from caffe.proto import caffe_pb2
+    net = caffe_pb2.NetParameter(name="caffe_losses_filler")
+    layer = net.layer.add(name="fill", type="DummyData", top=["fill"])
+    param = layer.dummy_data_param
+    filler = param.data_filler.add(type=spec["type"])
+    for key in ("value", "min", "max", "mean", "std"):
+        if key in spec:
+            setattr(filler, key, spec[key])
+    if "variance_norm" in spec:
+        filler.variance_norm = caffe_pb2.FillerParameter.VarianceNorm.Value(spec["variance_norm"])
+    param.shape.add(dim=[int(d) for d in shape])
+    return net
 
 
 def fill(shape, spec, dtype=np.float32):
-    """An array of ``shape`` filled as Caffe's filler ``spec`` (from :func:`as_filler`) fills a blob."""
-    kind = spec["type"]
-    norm = spec.get("variance_norm", "FAN_IN")
-    if kind == "constant":
-        out = np.full(shape, spec.get("value", 0.0))
-    elif kind == "uniform":
-        out = np.random.uniform(spec.get("min", 0.0), spec.get("max", 1.0), shape)
-    elif kind == "gaussian":
-        out = np.random.normal(spec.get("mean", 0.0), spec.get("std", 1.0), shape)
-    elif kind == "xavier":
-        scale = np.sqrt(3.0 / _fan(shape, norm))
-        out = np.random.uniform(-scale, scale, shape)
-    elif kind == "msra":
-        out = np.random.normal(0.0, np.sqrt(2.0 / _fan(shape, norm)), shape)
-    else:   # positive_unitball: rows (the first axis) sum to 1
-        out = np.random.uniform(0.0, 1.0, shape)
-        rows = out.reshape(shape[0], -1)
-        rows /= rows.sum(axis=1, keepdims=True)
-    return out.astype(dtype)
+    """An array of ``shape`` filled by Caffe's own filler ``spec`` (from :func:`as_filler`).
+
+    Runs the filler in a throwaway net (a ``DummyData`` layer, filled by its
+    one forward), so the numbers come from Caffe's generator: the solver's
+    ``random_seed`` (or ``caffe.set_random_seed``) makes them repeatable, and
+    they are the values Caffe's ``Filler::Fill`` gives a blob of ``shape`` at
+    that point of the generator's stream.
+    """
+    import caffe
+    from google.protobuf import text_format
+    shape = tuple(int(d) for d in shape)
+    if spec["type"] == "constant":       # no random draw: no net needed
+        return np.full(shape, spec.get("value", 0.0), dtype=dtype)
+    fd, path = tempfile.mkstemp(suffix=".prototxt", prefix="caffe_losses_filler_", text=True)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text_format.MessageToString(caffe_filler_net(shape, spec)))
+        net = caffe.Net(path, caffe.TEST)
+    finally:
+        os.unlink(path)
+    net.forward()
+    return net.blobs["fill"].data.astype(dtype, copy=True).reshape(shape)

@@ -39,7 +39,7 @@ from caffe_losses.safety import FLOAT32_MAX, check_allocation, float32_overflow
 
 __all__ = ["load_blob", "load_h", "check_h", "save_h", "describe_h", "identity_h",
            "read_labels", "class_counts", "class_weights", "weights_h", "read_matrix",
-           "similarity_from_distances", "require_float32", "require_no_zero_row", "read_npy", "WEIGHTINGS",
+           "similarity_from_distances", "require_float32", "require_no_underflow_row", "zero_rows", "zero_row_note", "read_npy", "WEIGHTINGS",
            "MAX_CLASSES"]
 
 # The largest L of an L x L H: labels reach the layers as float32, exact up
@@ -178,34 +178,69 @@ def require_float32(H, *, owner, name):
                          f"the type Caffe computes in")
 
 
-def require_no_zero_row(rowsum, *, owner, name):
-    """Raises ``ValueError`` when H (given by its row sums) has a row without a positive value.
+def zero_rows(H):
+    """The all-zero rows of H as Caffe uses it (float32): ``(exact, underflow)`` class indexes.
 
-    A sample of such a class would add no loss and no gradient: its class
-    silently drops out of training.
+    ``exact``: rows that hold only zeros (a class weighted 0, e.g. a void or
+    background class: valid, Caffe's InfogainLoss takes it out of the loss).
+    ``underflow``: rows with a positive value that is 0 in float32 (e.g.
+    1e-50): the zero is float32's doing, not what the matrix says.
     """
-    zero = np.flatnonzero(np.asarray(rowsum) == 0)
-    if zero.size:
-        shown = zero[:10].tolist()
-        more = f" and {zero.size - 10} more" if zero.size > 10 else ""
-        raise ValueError(f"{owner}: {name} has all-zero rows for class(es) {shown}{more} (in "
-                         f"float32, as Caffe uses it): samples of those classes would add no loss")
+    M = np.asarray(H, dtype=np.float64)
+    M = M.reshape(M.shape[-2], M.shape[-1]) if M.ndim > 2 else M
+    any_value = M.any(axis=1)
+    zero32 = ~M.astype(np.float32).any(axis=1)
+    return np.flatnonzero(~any_value), np.flatnonzero(zero32 & any_value)
 
 
-def check_h(H, num_classes=None, *, owner="check_h", name="H", allow_zero_rows=True):
+def _classes(rows):
+    shown = rows[:10].tolist()
+    return f"{shown}" + (f" and {rows.size - 10} more" if rows.size > 10 else "")
+
+
+def require_no_underflow_row(H, *, owner, name):
+    """Raises ``ValueError`` when a row of H is all zero in float32 but not in H itself.
+
+    A row of zeros is valid (its class adds no loss and no gradient, as in
+    Caffe's InfogainLoss); a row whose positive values all round to 0 in
+    float32 (e.g. 1e-50) would drop its class from the loss without anyone
+    having asked for it.
+    """
+    _, underflow = zero_rows(H)
+    if underflow.size:
+        raise ValueError(f"{owner}: {name} has rows for class(es) {_classes(underflow)} whose "
+                         f"values are all 0 in float32 (the type Caffe computes in), though not "
+                         f"in the matrix given (e.g. 1e-50): those classes would add no loss. "
+                         f"Scale H up, or write 0 where a class is meant to add no loss")
+
+
+def zero_row_note(H, *, name):
+    """A one-line note naming H's all-zero rows (float32), or None when there are none."""
+    exact, underflow = zero_rows(H)
+    rows = np.union1d(exact, underflow)
+    if not rows.size:
+        return None
+    how = "" if not underflow.size else (
+        f" (class(es) {_classes(underflow)} only in float32: their values underflow to 0)")
+    return (f"{name} has all-zero rows for class(es) {_classes(rows)}{how}: samples of those "
+            f"classes add no loss and no gradient, as in Caffe's InfogainLoss (a class weighted 0)")
+
+
+def check_h(H, num_classes=None, *, owner="check_h", name="H", refuse_underflow=False):
     """Validates H and returns it as an (L, L) float64 array.
 
     H must be L x L (or 1 x 1 x L x L), finite, non-negative and within
-    float32's range; with ``allow_zero_rows=False`` every row must also hold
-    a value that stays positive in float32 (a zero row silently drops that
-    class from the loss).
+    float32's range.  All-zero rows are valid (a class weighted 0, as
+    Caffe's InfogainLoss accepts); with ``refuse_underflow=True`` a row that
+    is zero only in float32 (its positive values underflow) is refused: a
+    tool that writes H must not make such a row itself.
     """
     H = np.asarray(H)
     require_float32(H, owner=owner, name=name)
     M = infogain_matrix(H, num_classes, owner=owner, name=name,
                         dtype=np.float64).matrix
-    if not allow_zero_rows:
-        require_no_zero_row(M.astype(np.float32).sum(axis=1), owner=owner, name=name)
+    if refuse_underflow:
+        require_no_underflow_row(M, owner=owner, name=name)
     return M
 
 
@@ -219,7 +254,8 @@ def save_h(path, H, *, inputs=(), owner="save_h"):
     """Writes H as a (1, 1, L, L) BlobProto ``.binaryproto`` (what Caffe reads).
 
     Validates H first, as the float32 that is written (L x L, finite,
-    non-negative, within float32, no row all zero in float32), then writes
+    non-negative, within float32, no row that float32 alone turns into
+    zeros), then writes
     through :func:`caffe_losses.safety.output_file` (never over one of
     ``inputs``, never a folder, atomically).
 
@@ -227,7 +263,7 @@ def save_h(path, H, *, inputs=(), owner="save_h"):
       the (L, L) float32 matrix written (Caffe's ``data``), as float64.
     """
     from caffe_losses.safety import output_file
-    M = check_h(H, owner=owner, allow_zero_rows=False).astype(np.float32)
+    M = check_h(H, owner=owner, refuse_underflow=True).astype(np.float32)
     import caffe.io
     L = M.shape[0]
     blob = caffe.io.array_to_blobproto(M.reshape(1, 1, L, L))

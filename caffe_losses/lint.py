@@ -50,7 +50,7 @@ from caffe_losses.preflight import PreflightError, check_data_sources, in_phase
 
 __all__ = ["Finding", "lint_net", "lint_file", "read_net", "weighted_downstream", "layer_label"]
 
-ERROR, WARNING = "error", "warning"
+ERROR, WARNING, NOTE = "error", "warning", "note"
 CLASSIFIER_TYPES = ("InnerProduct", "Convolution", "Deconvolution")
 SOFTMAX_INSIDE_NATIVE = ("InfogainLoss", "SoftmaxWithLoss")
 
@@ -134,12 +134,15 @@ def _parse(cls, param_str):
 
 
 def _check_h_file(findings, layer, source, classes, owner):
-    from caffe_losses.hmatrix import load_h
+    from caffe_losses.hmatrix import load_h, zero_row_note
     try:
         H = load_h(source, owner=owner, key="source")
     except (OSError, ValueError, TypeError) as err:
         findings.append(Finding(ERROR, "h-file", layer, str(err)))
         return
+    note = zero_row_note(H, name=f"H in {_where(source)}")
+    if note:   # valid (a class weighted 0): Caffe's InfogainLoss runs it
+        findings.append(Finding(NOTE, "h-zero-row", layer, note))
     if classes is not None and H.shape[0] != classes:
         findings.append(Finding(ERROR, "h-file", layer,
                                 f"H in {_where(source)} is {H.shape[0]} x {H.shape[1]} but the classifier "

@@ -12,8 +12,11 @@ lost).  These functions look first and raise :class:`PreflightError` (a
 import os
 import tempfile
 
+import numpy as np
+
 __all__ = ["PreflightError", "in_phase", "check_data_sources", "check_net_structure", "check_weights",
-           "check_solver", "check_snapshot_prefix", "check_solverstate"]
+           "check_solver", "check_snapshot_prefix", "check_solverstate", "net_shapes", "model_layer_names",
+           "unmatched_layers", "weights_layers", "check_model"]
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -179,41 +182,148 @@ def _weights_file(path, option):
     return layers
 
 
+def net_shapes(net):
+    """``{layer name: [(blob shape, owned), ...]}`` of a built pycaffe net.
+
+    ``owned`` is False for a blob shared with an earlier layer (``param {
+    name }``): Caffe copies such a blob through its owner.
+    """
+    shapes, seen = {}, set()
+    for name, layer in zip(net._layer_names, net.layers):
+        blobs = []
+        for i in range(len(layer.blobs)):
+            data = layer.blobs[i].data
+            key = data.__array_interface__["data"][0]
+            blobs.append((tuple(int(d) for d in data.shape), key not in seen))
+            seen.add(key)
+        shapes[name] = blobs
+    return shapes
+
+
+def _h5_file(path, option):
+    import h5py
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise PreflightError(f"{option} {path}: named .h5 but not a readable HDF5 file ({err}); "
+                             f"Caffe would abort on it") from None
+
+
+def _h5_model(path, option):
+    """The layers of a ``.caffemodel.h5`` (Caffe's ``Net::ToHDF5``): ``[(name, {"0": shape, ...})]``."""
+    import h5py
+    with _h5_file(path, option) as f:
+        data = f.get("data")
+        if not isinstance(data, h5py.Group):
+            what = ("a solver state (.solverstate.h5), not weights: resume from it with --snapshot"
+                    if "history" in f else "an HDF5 file without Caffe's 'data' group, not a "
+                    ".caffemodel.h5 (Caffe would abort on it)")
+            raise PreflightError(f"{option} {path}: is {what}")
+        layers = []
+        for name, group in data.items():
+            if not isinstance(group, h5py.Group):
+                raise PreflightError(f"{option} {path}: 'data/{name}' is not a group of blobs: not a "
+                                     f".caffemodel.h5 (Caffe would abort on it)")
+            layers.append((name, {k: tuple(int(d) for d in v.shape) for k, v in group.items()
+                                  if isinstance(v, h5py.Dataset)}))
+    return layers
+
+
+def model_layer_names(path, option):
+    """Names of the layers with stored blobs in a weights file (.caffemodel or .caffemodel.h5)."""
+    if path.endswith(".h5"):
+        return [name for name, blobs in _h5_model(path, option) if blobs]
+    return [layer.name for layer in _weights_file(path, option) if len(layer.blobs)]
+
+
+def weights_layers(path, option):
+    """The stored layers of a binary ``.caffemodel`` (refusing what holds no weights; see :func:`check_weights`)."""
+    return _weights_file(path, option)
+
+
+def _check_layers(layers, shapes, path, option):
+    """Caffe's ``CopyTrainedLayersFrom`` checks of stored ``layers`` against ``shapes``; returns how many match."""
+    matched = 0
+    for layer in layers:
+        if layer.name not in shapes:
+            continue   # Caffe skips layers the net does not have
+        ours = [shape for shape, _ in shapes[layer.name]]
+        if len(layer.blobs) != len(ours):
+            raise PreflightError(f"{option}: layer '{layer.name}' has {len(layer.blobs)} blob(s) in "
+                                 f"{path} but {len(ours)} in the model (bias_term differs?)")
+        for i, blob in enumerate(layer.blobs):
+            theirs, legacy = _blob_shape(blob)
+            if (_legacy(ours[i]) != theirs) if legacy else (ours[i] != theirs):
+                raise PreflightError(f"{option}: layer '{layer.name}' blob {i} has shape {theirs} in "
+                                     f"{path} but {ours[i]} in the model")
+        matched += bool(ours)
+    return matched
+
+
+def _nothing_copied(names, path, option):
+    shown = ", ".join(f"'{n}'" for n in names[:5]) + (", ..." if len(names) > 5 else "")
+    return PreflightError(f"{option} {path}: none of its layers with weights ({shown}) is a layer "
+                          f"of this net with weights, so Caffe would copy nothing: another net's "
+                          f"weights?")
+
+
+def check_model(layers, shapes, path, option):
+    """Refuses stored ``layers`` (``NetParameter`` layers) that do not fit ``shapes`` (:func:`net_shapes`)
+    or of which nothing would be copied."""
+    if not _check_layers(layers, shapes, path, option):
+        raise _nothing_copied([layer.name for layer in layers if len(layer.blobs)], path, option)
+
+
 def check_weights(path, net, option="weights", *, require_match=False):
     """Caffe aborts when a .caffemodel does not fit the net: compare blob shapes first.
 
     Also refuses a file that is not a ``.caffemodel`` (a solver state, a
     single blob, an empty or unparsable file).  With ``require_match``, a
     file none of whose weighted layers is in ``net`` (another net's weights,
-    which Caffe would silently skip) is refused too.
+    which Caffe would silently skip) is refused too.  ``net`` is a built
+    pycaffe net, or its :func:`net_shapes`.  A name ending in ``.h5`` is
+    read as Caffe's HDF5 weights (``.caffemodel.h5``), with Caffe's rules
+    for them (shapes equal axis by axis; fewer stored blobs only where the
+    net shares them).
     """
+    shapes = net if isinstance(net, dict) else net_shapes(net)
+    matched = 0
     if path.endswith(".h5"):
         if not _read_bytes(path, option).startswith(HDF5_SIGNATURE):
             raise PreflightError(f"{option} {path}: named .h5 but not an HDF5 file")
-        return  # Caffe's HDF5 weights: copied as is
-    layers = _weights_file(path, option)
-    index = {name: i for i, name in enumerate(net._layer_names)}
-    matched = 0
-    for layer in layers:
-        if layer.name not in index:
-            continue   # Caffe skips layers the net does not have
-        blobs = net.layers[index[layer.name]].blobs
-        ours = [tuple(blobs[i].data.shape) for i in range(len(blobs))]
-        if len(layer.blobs) != len(ours):
-            raise PreflightError(f"{option}: layer '{layer.name}' has {len(layer.blobs)} blob(s) in "
-                               f"{path} but {len(ours)} in the model (bias_term differs?)")
-        for i, blob in enumerate(layer.blobs):
-            theirs, legacy = _blob_shape(blob)
-            if (_legacy(ours[i]) != theirs) if legacy else (ours[i] != theirs):
-                raise PreflightError(f"{option}: layer '{layer.name}' blob {i} has shape {theirs} in "
-                                   f"{path} but {ours[i]} in the model")
-        matched += bool(ours)
-    if require_match and not matched:
+        stored = _h5_model(path, option)
+        for name, blobs in stored:
+            if name not in shapes:
+                continue   # Caffe skips layers the net does not have
+            ours = shapes[name]
+            if len(blobs) > len(ours):
+                raise PreflightError(f"{option}: layer '{name}' has {len(blobs)} blob(s) in {path} but "
+                                     f"{len(ours)} in the model (bias_term differs?)")
+            for j, (shape, owned) in enumerate(ours):
+                if str(j) not in blobs:
+                    if owned:
+                        raise PreflightError(f"{option}: layer '{name}' has no blob {j} in {path}; the "
+                                             f"model's is {shape} (bias_term differs?)")
+                    continue
+                if blobs[str(j)] != shape:
+                    raise PreflightError(f"{option}: layer '{name}' blob {j} has shape {blobs[str(j)]} "
+                                         f"in {path} but {shape} in the model")
+            matched += bool(ours and blobs)
+        names = [name for name, blobs in stored if blobs]
+    else:
+        layers = _weights_file(path, option)
+        matched = _check_layers(layers, shapes, path, option)
         names = [layer.name for layer in layers if len(layer.blobs)]
-        shown = ", ".join(f"'{n}'" for n in names[:5]) + (", ..." if len(names) > 5 else "")
-        raise PreflightError(f"{option} {path}: none of its layers with weights ({shown}) is a layer "
-                             f"of this net with weights, so Caffe would copy nothing: another net's "
-                             f"weights?")
+    if require_match and not matched:
+        raise _nothing_copied(names, path, option)
+
+
+def unmatched_layers(path, net, option):
+    """The net's layers that own learnable blobs and get none from the weights file ``path``."""
+    stored = set(model_layer_names(path, option))
+    shapes = net if isinstance(net, dict) else net_shapes(net)
+    return [name for name, blobs in shapes.items()
+            if any(owned for _, owned in blobs) and name not in stored]
 
 
 def check_snapshot_prefix(prefix):
@@ -266,54 +376,82 @@ def check_solver(param, path):
 _HISTORY_PER_PARAM = {"SGD": 1, "Nesterov": 1, "AdaGrad": 1, "RMSProp": 1, "AdaDelta": 2, "Adam": 2}
 
 
-def learnable_shapes(net):
-    """Shapes of ``net``'s learnable parameters in Caffe's order (shared ones once)."""
-    shapes, seen = [], set()
-    for i in range(len(net.layers)):
-        blobs = net.layers[i].blobs
-        for j in range(len(blobs)):
-            data = blobs[j].data
-            key = data.__array_interface__["data"][0]
-            if key in seen:
-                continue   # a parameter shared by name: one learnable blob
-            seen.add(key)
-            shapes.append(tuple(data.shape))
-    return shapes
+def _h5_state(path, option):
+    """``(iter, learned_net, [history shapes])`` of a ``.solverstate.h5`` (Caffe's SnapshotSolverStateToHDF5)."""
+    import h5py
+    with _h5_file(path, option) as f:
+        history = f.get("history")
+        if not isinstance(history, h5py.Group) or "iter" not in f:
+            if "data" in f:
+                raise PreflightError(f"{option} {path}: is a .caffemodel.h5 (weights), not a solver "
+                                     f"state: fine-tune from it with --weights")
+            raise PreflightError(f"{option} {path}: not a .solverstate.h5 (no 'iter' and 'history' in "
+                                 f"it; Caffe would abort on it)")
+        shapes = []
+        for i in range(len(history)):
+            blob = history.get(str(i))
+            if not isinstance(blob, h5py.Dataset):
+                raise PreflightError(f"{option} {path}: history blob {i} is missing: not a "
+                                     f".solverstate.h5 Caffe can read")
+            shapes.append(tuple(int(d) for d in blob.shape))
+        learned = f["learned_net"][()] if "learned_net" in f else b""
+        learned = learned.decode("utf-8", "replace") if isinstance(learned, bytes) else str(learned)
+        iteration = int(np.asarray(f["iter"]).ravel()[0]) if np.asarray(f["iter"]).size else 0
+    return iteration, learned, shapes
 
 
 def check_solverstate(path, net, solver_type="SGD", option="--snapshot"):
-    """Caffe aborts on a state that is not a ``.solverstate`` of this net and solver type."""
+    """Caffe aborts on a state that is not a ``.solverstate`` of this net and solver type.
+
+    Also refused: a state whose weights file leaves a learnable layer of the
+    net with nothing (layers renamed since the snapshot): Caffe would resume
+    at the state's iteration with those layers as initialised.  A name
+    ending in ``.h5`` is read as Caffe's HDF5 state (``.solverstate.h5``).
+    """
     from caffe.proto import caffe_pb2
     data = _read_bytes(path, option)
     if path.endswith(".h5"):
         if not data.startswith(HDF5_SIGNATURE):
             raise PreflightError(f"{option} {path}: named .h5 but not an HDF5 file")
-        return   # Caffe's HDF5 state (snapshot_format: HDF5): read by Caffe as is
-    state = _parse(caffe_pb2.SolverState(), data)
-    if state is None or not (state.HasField("iter") or state.learned_net or len(state.history)):
-        net_param = _parse(caffe_pb2.NetParameter(), data)
-        if net_param is not None and any(len(layer.blobs) for layer in list(net_param.layer) + list(net_param.layers)):
-            raise PreflightError(f"{option} {path}: is a .caffemodel (weights), not a solver state: "
-                                 f"fine-tune from it with --weights")
-        raise PreflightError(f"{option} {path}: not a .solverstate (" +
-                             ("the file is empty)" if not data else
-                              "Caffe could not parse it and would abort)" if state is None else
-                              "no iteration, weights or history in it)"))
-    if state.learned_net:
-        if not os.path.isfile(state.learned_net):
-            raise PreflightError(f"{option} {path}: its weights file '{state.learned_net}' does not exist "
+        iteration, learned_net, history = _h5_state(path, option)
+        history = [(shape, False) for shape in history]         # HDF5: shapes compared exactly
+    else:
+        state = _parse(caffe_pb2.SolverState(), data)
+        if state is None or not (state.HasField("iter") or state.learned_net or len(state.history)):
+            net_param = _parse(caffe_pb2.NetParameter(), data)
+            if net_param is not None and any(len(layer.blobs) for layer in list(net_param.layer) + list(net_param.layers)):
+                raise PreflightError(f"{option} {path}: is a .caffemodel (weights), not a solver state: "
+                                     f"fine-tune from it with --weights")
+            raise PreflightError(f"{option} {path}: not a .solverstate (" +
+                                 ("the file is empty)" if not data else
+                                  "Caffe could not parse it and would abort)" if state is None else
+                                  "no iteration, weights or history in it)"))
+        iteration, learned_net = state.iter, state.learned_net
+        history = [_blob_shape(blob) for blob in state.history]
+    shapes = net if isinstance(net, dict) else net_shapes(net)
+    if learned_net:
+        if not os.path.isfile(learned_net):
+            raise PreflightError(f"{option} {path}: its weights file '{learned_net}' does not exist "
                                  f"(relative to {os.getcwd()}; Caffe reads it from the folder training "
                                  f"ran in): keep the .caffemodel beside the .solverstate and run from there")
-        check_weights(state.learned_net, net, option=f"{option} {path}: its weights")
-    shapes = learnable_shapes(net)
+        check_weights(learned_net, shapes, option=f"{option} {path}: its weights")
+        missing = unmatched_layers(learned_net, shapes, f"{option} {path}: its weights")
+        if missing:
+            shown = ", ".join(f"'{n}'" for n in missing[:8]) + (", ..." if len(missing) > 8 else "")
+            raise PreflightError(f"{option} {path}: the net's learnable layer(s) {shown} get nothing from "
+                                 f"it: its weights file '{learned_net}' has no layer of that name "
+                                 f"(renamed since the snapshot?). Caffe would resume at iteration "
+                                 f"{iteration} with them untrained. Give them their old names, or "
+                                 f"start from the weights with --weights instead")
+    # the learnable parameters in Caffe's order, a shared one once (its owner's)
+    ours_all = [shape for blobs in shapes.values() for shape, owned in blobs if owned]
     per = _HISTORY_PER_PARAM.get(solver_type, 1)
-    if len(state.history) != per * len(shapes):
-        raise PreflightError(f"{option} {path}: holds {len(state.history)} history blob(s) but this net's "
-                             f"solver (type {solver_type}) keeps {per * len(shapes)} "
-                             f"({len(shapes)} learnable blob(s)): a state of another net or solver type")
-    for i, blob in enumerate(state.history):
-        theirs, legacy = _blob_shape(blob)
-        ours = shapes[i % len(shapes)]
+    if len(history) != per * len(ours_all):
+        raise PreflightError(f"{option} {path}: holds {len(history)} history blob(s) but this net's "
+                             f"solver (type {solver_type}) keeps {per * len(ours_all)} "
+                             f"({len(ours_all)} learnable blob(s)): a state of another net or solver type")
+    for i, (theirs, legacy) in enumerate(history):
+        ours = ours_all[i % len(ours_all)]
         if (_legacy(ours) != theirs) if legacy else (ours != theirs):
             raise PreflightError(f"{option} {path}: history blob {i} has shape {theirs} but the "
-                                 f"net's learnable blob {i % len(shapes)} has {ours}: a state of another net")
+                                 f"net's learnable blob {i % len(ours_all)} has {ours}: a state of another net")

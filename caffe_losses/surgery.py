@@ -50,10 +50,24 @@ def check_data_sources(param, phase):
 
 
 def check_weights(path, net):
+    """Refuses weights that do not fit ``net``, or of which nothing would be copied (another net's).
+
+    Returns:
+      (copied, missing): the net's layers with parameters that the file
+      holds, and those it does not (left as the prototxt initialises them).
+    """
     try:
-        preflight.check_weights(path, net, option="--weights")
+        preflight.check_weights(path, net, option="--weights", require_match=True)
+        missing = preflight.unmatched_layers(path, net, "--weights")
     except preflight.PreflightError as err:
         raise SurgeryError(str(err)) from None
+    copied = [name for name, blobs in preflight.net_shapes(net).items()
+              if any(owned for _, owned in blobs) and name not in missing]
+    return copied, missing
+
+
+def _names(names, most=6):
+    return ", ".join(f"'{n}'" for n in names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def find_layer(param, name, phase):
@@ -116,8 +130,9 @@ def surgery(model, layer_name, values, output, *, weights=None, phase="TRAIN", o
                         f"kernel would drift from the values during training. Add "
                         f"'param {{ lr_mult: 0 }}' to the layer.")
     net = caffe.Net(model, getattr(caffe, phase))
+    copied = missing = ()
     if weights:
-        check_weights(weights, net)
+        copied, missing = check_weights(weights, net)
         net.copy_from(weights)
     if layer_name not in net.params:
         raise SurgeryError(f"--layer: layer '{layer_name}' has no parameters in the built net")
@@ -164,7 +179,12 @@ def surgery(model, layer_name, values, output, *, weights=None, phase="TRAIN", o
     print(f"{layer_name} ({layer.type}): kernel {shape} set to {_describe(values)} "
           f"({values.size} values; was {was})", file=out)
     if weights:
-        print(f"other layers: copied from {weights}", file=out)
+        others = [name for name in copied if name != layer_name]
+        line = (f"other layers: {len(others)} copied from {weights} ({_names(others)})" if others else
+                f"other layers: none copied from {weights} (it holds only '{layer_name}')")
+        if missing:
+            line += f"; not in {weights}, left as the prototxt initialises them: {_names(missing)}"
+        print(line, file=out)
     n_layers = len(saved)
     print(f"wrote {output}: {n_layers} layer(s) with parameters, verified by reloading", file=out)
     return {"layer": layer_name, "type": layer.type, "shape": shape, "values": values,

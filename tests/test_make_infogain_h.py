@@ -184,7 +184,11 @@ def test_show(tmp_path, capsys):
     assert make_h("--show", path) == 0
     out = capsys.readouterr().out
     assert "blob of shape (1, 1, 2, 2)" in out and "diagonal (class weights)" in out and "valid" in out
-    np.save(tmp_path / "bad.npy", np.array([[1.0, 0.0], [0.0, 0.0]]))
+    # a zero row is valid (a class weighted 0, issue 18): shown with a note
+    np.save(tmp_path / "zero.npy", np.array([[1.0, 0.0], [0.0, 0.0]]))
+    assert make_h("--show", tmp_path / "zero.npy") == 0
+    assert "note: H has all-zero rows for class(es) [1]" in capsys.readouterr().out
+    np.save(tmp_path / "bad.npy", np.array([[1.0, 0.0], [0.0, -1.0]]))
     assert make_h("--show", tmp_path / "bad.npy") == 1
     assert "NOT a valid H" in capsys.readouterr().out
 
@@ -212,8 +216,9 @@ def test_refuses_bad_matrices(tmp_path, capsys):
     np.savetxt(tmp_path / "D.csv", [[1, 2], [2, 0]], delimiter=",")
     assert make_h("--matrix", tmp_path / "neg.csv", "-o", tmp_path / "a.binaryproto") == 2
     assert "negative value -1.0 at H[0, 1]" in capsys.readouterr().err
-    assert make_h("--matrix", tmp_path / "zero_row.csv", "-o", tmp_path / "b.binaryproto") == 2
-    assert "all-zero rows for class(es) [1]" in capsys.readouterr().err
+    # a zero row is the user's (a class weighted 0): written, with a note (issue 18)
+    assert make_h("--matrix", tmp_path / "zero_row.csv", "-o", tmp_path / "b.binaryproto") == 0
+    assert "note: H has all-zero rows for class(es) [1]" in capsys.readouterr().out
     assert make_h("--distances", tmp_path / "D.csv", "-o", tmp_path / "c.binaryproto") == 2
     assert "zero diagonal" in capsys.readouterr().err
     with open(tmp_path / "p.npy", "wb") as f:

@@ -101,29 +101,31 @@ def test_smooth_l1_normalizations():
 
 
 @pytest.mark.parametrize("which", ["inside_weights", "outside_weights"])
-@pytest.mark.parametrize("bad, shown", [(-0.5, r"-0\.5"), (-1e-30, r"-1e-30"), (np.nan, "nan"), (np.inf, "inf")])
-def test_smooth_l1_refuses_negative_and_non_finite_weights(which, bad, shown):
-    # a negative outside weight would make the loss negative: refused, naming bottom, index and value
+@pytest.mark.parametrize("bad, shown", [(np.nan, "nan"), (np.inf, "inf"), (-np.inf, "-inf")])
+def test_smooth_l1_refuses_non_finite_weights(which, bad, shown):
+    # NaN/inf weights: refused, naming bottom, index and value; any finite weight is valid
+    # (issue 18: fast-rcnn accepts negative weights; tests/test_i18_smooth_l1_weights.py)
     w = np.ones((3, 2))
     w[2, 1] = bad
     kw = {which: w}
     with pytest.raises(ValueError, match=rf"^Own: bottom '{which}' holds {shown} at index \(2, 1\); "
-                                         r"expected finite weights >= 0"):
+                                         r"expected finite weights"):
         core.smooth_l1_forward(np.ones((3, 2)), np.zeros((3, 2)), owner="Own", **kw)
-    w[2, 1] = 0.0                                  # zero is a valid weight
-    loss, _ = core.smooth_l1_forward(np.ones((3, 2)), np.zeros((3, 2)), **kw)
-    assert loss >= 0
+    for valid in (0.0, -0.5, -1e-30):
+        w[2, 1] = valid
+        loss, _ = core.smooth_l1_forward(np.ones((3, 2)), np.zeros((3, 2)), **kw)
+        assert np.isfinite(loss)
 
 
-def test_smooth_l1_layer_refuses_a_negative_weight_on_any_pass():
+def test_smooth_l1_layer_refuses_a_non_finite_weight_on_any_pass():
     net = smooth_net([(4, 3), (4, 3), (4, 3), (4, 3)])
     net.blobs["pred"].data[...] = 1
     net.blobs["inside_weights"].data[...] = 1
     net.blobs["outside_weights"].data[...] = 1
     net.forward()
-    net.blobs["outside_weights"].data[3, 0] = -2
-    with pytest.raises(ValueError, match=r"^SmoothL1Loss: bottom 'outside_weights' holds -2\.0 at index "
-                                         r"\(3, 0\); expected finite weights >= 0"):
+    net.blobs["outside_weights"].data[3, 0] = np.nan
+    with pytest.raises(ValueError, match=r"^SmoothL1Loss: bottom 'outside_weights' holds nan at index "
+                                         r"\(3, 0\); expected finite weights"):
         net.forward()
 
 

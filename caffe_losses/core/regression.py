@@ -71,8 +71,12 @@ def smooth_l1_forward(pred, target, inside_weights=None, outside_weights=None, *
     never squares a ``|d|`` beyond ``1/sigma^2``, so huge inputs give finite
     values.
 
-    The weights must be finite and >= 0: a negative weight would make the
-    loss negative (rewarding errors) with no sign of it, so it is refused.
+    The weights may be any finite numbers, as in rbgirshick/caffe-fast-rcnn
+    (whose layer test fills both from a Gaussian): a negative inside weight
+    flips the sign of ``d`` and leaves ``f(d) >= 0``; a negative outside
+    weight gives that element a negative term (the fork sums ``w_out * f``
+    with a dot product, signed), so the net is pushed to make that error
+    larger.  NaN and inf are refused.
 
     Args:
       pred: predictions, any shape (N, ...).
@@ -91,7 +95,7 @@ def smooth_l1_forward(pred, target, inside_weights=None, outside_weights=None, *
 
     Raises:
       ValueError naming ``owner`` for ``sigma <= 0``, counts that differ, or a
-      negative or non-finite weight (with its bottom, index and value).
+      non-finite weight (with its bottom, index and value).
 
     Shape:
       pred: (N, *); target, inside_weights, outside_weights: same count;
@@ -156,17 +160,16 @@ def _same_count(owner, pred, name, values):
 
 
 def _weights(owner, pred, name, weights):
-    """Checked weights shaped like ``pred``, or None: finite and >= 0, as many as ``pred``."""
+    """Checked weights shaped like ``pred``, or None: finite (any sign), as many as ``pred``."""
     if weights is None:
         return None
     weights = np.asarray(weights)
     common.check_same_count(owner, "pred", pred.shape, name, weights.shape)
-    if weights.size and not (weights.min() >= 0 and np.isfinite(weights.max())):   # NaN fails >= 0
-        bad = ~(weights >= 0) | ~np.isfinite(weights)
+    if weights.size and not np.isfinite(weights.min() + weights.max()):   # NaN or inf somewhere
+        bad = ~np.isfinite(weights)
         idx = common.first_bad_index(bad)
         raise ValueError(f"{owner}: bottom '{name}' holds {float(weights[idx])} at index {idx}; "
-                         f"expected finite weights >= 0 (a negative weight makes the loss negative) "
-                         f"({int(bad.sum())} bad value(s))")
+                         f"expected finite weights ({int(bad.sum())} bad value(s))")
     return weights.reshape(pred.shape)
 
 

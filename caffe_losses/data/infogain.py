@@ -112,7 +112,7 @@ def prepare_constant(folder, *, small=False, seed=0, temperature=0.25):
     np.savetxt(os.path.join(folder, "D.csv"), D, delimiter=",", fmt="%.6f")
     S = hmatrix.similarity_from_distances(D, temperature=temperature)
     w = hmatrix.class_weights(data["counts"], weighting="inverse")
-    H = hmatrix.check_h(w[:, None] * S, allow_zero_rows=False)
+    H = hmatrix.check_h(w[:, None] * S, refuse_underflow=True)
     np.save(os.path.join(folder, "H.npy"), H.astype(np.float32))
     out.update(counts=data["counts"], H=H, D=D)
     return out

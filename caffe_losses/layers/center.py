@@ -124,6 +124,9 @@ class CenterLoss(LossLayer):
         type (``xavier``, ``gaussian``, ``uniform``, ``msra``, ``constant``,
         ``positive_unitball``) or a mapping with its FillerParameter fields,
         e.g. ``{type: gaussian, std: 0.01}`` (:mod:`caffe_losses.fillers`).
+        The values are drawn by Caffe's own filler from Caffe's generator, so
+        the solver's ``random_seed`` (or ``caffe.set_random_seed``) repeats
+        them, and they equal caffe-face's centers for the same seed.
 
     Prototxt::
 

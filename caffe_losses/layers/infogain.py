@@ -10,12 +10,14 @@ The maths lives in :mod:`caffe_losses.core.infogain`; H files are read by
 :mod:`caffe_losses.hmatrix`.
 """
 
+import warnings
+
 import numpy as np
 
 from caffe_losses.core import infogain as core
 from caffe_losses.core.common import Workspace, canonical_shape
 from caffe_losses.core.infogain import square_shape
-from caffe_losses.hmatrix import load_blob, require_float32, require_no_zero_row
+from caffe_losses.hmatrix import load_blob, require_float32, zero_rows
 from caffe_losses.layers.base import LossLayer, PythonLayer
 from caffe_losses.params import (Param, REQUIRED, as_float, as_int, as_str, ignore_label_param,
                                  normalization_param)
@@ -51,12 +53,18 @@ class _InfogainLayer(LossLayer):
             blob = load_blob(source, owner=self.owner, key="source")
             self._h_name = f"'source' file '{source}'"
             # validated now (shape, finite, non-negative, in float32 as the
-            # layer uses it: no value beyond float32, no row that float32
-            # turns into zeros); the class count in reshape
+            # layer uses it: no value beyond float32); the class count in
+            # reshape.  All-zero rows are valid (a class weighted 0), as in
+            # Caffe's InfogainLoss; one that only float32 makes is warned of.
             require_float32(blob, owner=self.owner, name=self._h_name)
             self._h_source = core.infogain_matrix(blob, owner=self.owner, name=self._h_name,
                                                   dtype=np.float32)
-            require_no_zero_row(self._h_source.rowsum, owner=self.owner, name=self._h_name)
+            _, underflow = zero_rows(blob)
+            if underflow.size:
+                warnings.warn(f"{self.owner}: {self._h_name} has rows for class(es) "
+                              f"{underflow[:10].tolist()} whose values are all 0 in float32 (the "
+                              f"type Caffe computes in), though not in the file: those classes add "
+                              f"no loss, as in Caffe", stacklevel=2)
         self._h_bottom_bytes = None    # last H seen on the bottom, and its InfogainMatrix
         self._h_bottom = None
         self._classes = None           # C of the current scores shape
@@ -96,7 +104,6 @@ class _InfogainLayer(LossLayer):
         if key != self._h_bottom_bytes:
             self._h_bottom = core.infogain_matrix(data, self._classes, owner=self.owner,
                                                   name="bottom 'H'", dtype=np.float32)
-            require_no_zero_row(self._h_bottom.rowsum, owner=self.owner, name="bottom 'H'")
             self._h_bottom_bytes = key
         return self._h_bottom
 
@@ -141,11 +148,12 @@ class SoftmaxWithInfogainLoss(_InfogainLayer):
       axis (default 1), ignore_label (default none),
       normalization (VALID (default), FULL, BATCH_SIZE, NONE).
 
-    H must be C x C, finite and non-negative, with a positive value in every
-    row (an all-zero row would silently drop its class from the loss), and
-    hold similarities or class weights (``tools/make_infogain_h.py`` makes
-    one).  A file is checked as the float32 the layer uses: a value beyond
-    3.4e38 or a row whose values all round to 0 is refused.
+    H must be C x C, finite and non-negative, and hold similarities or
+    class weights (``tools/make_infogain_h.py`` makes one).  An all-zero
+    row is valid, as in Caffe's InfogainLoss: samples of that class add no
+    loss and no gradient (a class weighted 0, e.g. a void class).  A file is
+    checked as the float32 the layer uses: a value beyond 3.4e38 is refused,
+    a row whose values all round to 0 is warned of.
 
     Prototxt::
 

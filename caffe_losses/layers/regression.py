@@ -98,15 +98,18 @@ class SmoothL1Loss(LossLayer):
     ``sigma^2`` times Caffe's ``EuclideanLoss``, ``sum (pred - target)^2 / (2N)``,
     with gradients to both bottoms like it.  The weights receive a zero diff.
 
-    The weights must be finite and >= 0 (a negative weight would make the loss
-    negative): anything else is refused, naming the bottom, index and value.
+    The weights may be any finite numbers, as in the fork: a negative inside
+    weight flips the sign of ``d`` (``f >= 0`` still); a negative outside
+    weight makes that element's term negative (the fork's signed sum), so
+    training pushes that error up.  NaN and inf are refused, naming the
+    bottom, index and value.
 
     Shape:
       bottom[0] ``pred``: (N, *).
       bottom[1] ``target``: as many values as ``pred`` and the same N, in any
       shape (e.g. (N, 1) against (N, 1, 1, 1)); its gradient lands in its shape.
-      bottom[2] ``inside_weights`` (optional): as many values as ``pred``, >= 0.
-      bottom[3] ``outside_weights`` (optional): as many values as ``pred``, >= 0
+      bottom[2] ``inside_weights`` (optional): as many values as ``pred``, finite.
+      bottom[3] ``outside_weights`` (optional): as many values as ``pred``, finite
       (give ``inside_weights`` of ones to use outside weights alone).
       top[0]: (1,), the loss.
 
@@ -132,8 +135,8 @@ class SmoothL1Loss(LossLayer):
 
     Reference:
       R. Girshick, "Fast R-CNN", ICCV 2015; ``rbgirshick/caffe-fast-rcnn``'s
-      ``SmoothL1LossLayer`` (GPU only there; the sum is ``asum`` there, equal for
-      non-negative outside weights).
+      ``SmoothL1LossLayer``, faster-rcnn branch (GPU only there; the loss is
+      ``dot(ones, w_out * f) / num``, a signed sum, as here).
     """
 
     PARAMS = (Param("sigma", as_float, 1.0, low=0, low_open=True, extra_check=_check_sigma,

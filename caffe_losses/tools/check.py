@@ -16,7 +16,7 @@ command to run.
   caffe-losses check train_val.prototxt
   caffe-losses check solver.prototxt          # checks the solver's net(s)
 
-Exit status: 0 clean (warnings allowed), 1 errors found (or warnings with
+Exit status: 0 clean (warnings and notes allowed), 1 errors found (or warnings with
 --strict), 2 the file could not be read.
 """
 
@@ -40,10 +40,11 @@ def run(args):
             status = max(status, 2)
             continue
         errors = sum(f.severity == "error" for _, f in findings)
-        warnings = len(findings) - errors
+        notes = sum(f.severity == "note" for _, f in findings)   # valid settings worth knowing
+        warnings = len(findings) - errors - notes
         for net_path, f in findings:
             print(f"{net_path}: {f}")
-        print(f"{path}: {errors} error(s), {warnings} warning(s)")
+        print(f"{path}: {errors} error(s), {warnings} warning(s)" + (f", {notes} note(s)" if notes else ""))
         if errors or (args.strict and warnings):
             status = max(status, 1)
     return status

@@ -84,12 +84,15 @@ def show(path):
     blob = hmatrix.load_blob(path, owner="make-h", key="--show")
     print(f"{path}: blob of shape {tuple(blob.shape)}")
     try:
-        M = hmatrix.check_h(blob, owner="make-h", name=f"'{path}'", allow_zero_rows=False)
+        M = hmatrix.check_h(blob, owner="make-h", name=f"'{path}'")
     except ValueError as err:
         print(f"NOT a valid H: {err}")
         return 1
     print(hmatrix.describe_h(M))
-    print("valid: L x L, finite, non-negative, no all-zero row")
+    print("valid: L x L, finite, non-negative")
+    note = hmatrix.zero_row_note(M, name="H")
+    if note:
+        print(f"note: {note}")
     return 0
 
 
@@ -150,7 +153,7 @@ def write(path, H, inputs=()):
     Returns the matrix written (float32 values, as float64) and a description.
     """
     if path.lower().endswith(".npy"):
-        M = hmatrix.check_h(H, owner="make-h", allow_zero_rows=False).astype(np.float32)
+        M = hmatrix.check_h(H, owner="make-h", refuse_underflow=True).astype(np.float32)
         with output_file(path, inputs, option="-o/--output", tool="make-h") as tmp:
             np.save(tmp, M)
         return M.astype(np.float64), f"{M.shape[0]} x {M.shape[0]} float32 .npy"
@@ -181,4 +184,7 @@ def run(args):
         return _fail("out of memory while making H: use fewer classes")
     print(f"wrote {args.output}: {kind}; H from {how}")
     print(hmatrix.describe_h(M))
+    note = hmatrix.zero_row_note(M, name="H")
+    if note:
+        print(f"note: {note}")
     return 0

@@ -72,6 +72,69 @@ def _writable(path, inputs, force, what, option):
     return None
 
 
+def _check_weights(path, result, net_param):
+    """Checks that the model at ``path`` loads into the migrated net, as Caffe would copy it.
+
+    Every stored blob's shape is compared with the migrated net's (built by
+    Caffe in a child process); a file that is not a model (empty, a solver
+    state, an H .binaryproto), another net's model, and a blob of another
+    shape are refused.
+
+    Returns:
+      (lines, problems, new_model, unchecked): the report lines; what does
+      not fit; the model to write (or None); why the layers that migrate left
+      alone could not be compared (or None).  ``lines`` is None when the file
+      is not a model at all (``problems`` is then its message).
+    """
+    from caffe_losses import preflight
+    from caffe_losses.netshapes import NetBuildError, build_shapes
+    option = "--weights"
+    with open(path, "rb") as f:
+        raw = f.read()
+    h5 = path.endswith(".h5")
+    try:     # a file that is no model at all (empty, a solver state, a single blob, garbage): first
+        names = preflight.model_layer_names(path, option) if h5 else preflight.weights_layers(path, option)
+    except preflight.PreflightError as err:
+        return None, str(err), None, None
+    try:
+        shapes, unchecked = build_shapes(result.text, net_param), None
+    except NetBuildError as err:
+        shapes, unchecked = None, str(err)
+    if h5:
+        # Caffe's HDF5 weights: shapes per axis, no layer definitions to rewrite
+        if shapes is None:
+            return None, (f"{option} {path}: an HDF5 model, and the migrated net does not build here to "
+                          f"compare its shapes ({unchecked})"), None, None
+        try:
+            preflight.check_weights(path, shapes, option=option, require_match=True)
+        except preflight.PreflightError as err:
+            return [], [str(err)], None, None
+        return [f"layer '{n}': copied" for n in names if n in shapes], [], None, None
+    try:
+        lines, problems, new_model = inspect_weights(raw, net_param, result)
+    except MigrationError as err:
+        return None, f"{option} {path}: {err}", None, None
+    if problems:
+        return lines, problems, None, unchecked
+    model = new_model
+    if model is None:
+        from caffe.proto import caffe_pb2
+        model = caffe_pb2.NetParameter()
+        model.ParseFromString(raw)
+    layers = list(model.layer) or list(model.layers)
+    if shapes is None:     # the names at least: a model none of whose layers is in the net
+        net_names = {layer.name for layer in net_param.layer}
+        if not any(len(layer.blobs) and layer.name in net_names for layer in layers):
+            return lines, [f"{option} {path}: none of its layers with weights is a layer of the "
+                           f"migrated net, so Caffe would copy nothing: another net's model?"], None, unchecked
+        return lines, [], new_model, unchecked
+    try:
+        preflight.check_model(layers, shapes, path, option)
+    except preflight.PreflightError as err:
+        return lines, [str(err)], None, None
+    return lines, [], new_model, None
+
+
 def run(args):
     if args.weights_out and not args.weights:
         return _fail("--weights-out needs --weights (the model to carry over)")
@@ -111,18 +174,15 @@ def run(args):
         except text_format.ParseError as err:     # --keep-unknown
             return _fail(f"--weights: the migrated net keeps fields BVLC Caffe lacks ({err}); "
                          f"check the model with that fork's Caffe")
-        with open(args.weights, "rb") as f:
-            raw = f.read()
-        try:
-            lines, problems, new_model = inspect_weights(raw, net_param, result)
-        except MigrationError as err:
-            return _fail(f"--weights {args.weights}: {err}")
-        for line in lines:
-            print(f"weights: {line}")
+        lines, problems, new_model, unchecked = _check_weights(args.weights, result, net_param)
+        if lines is None:
+            return _fail(problems, 2)
         if problems:
             for problem in problems:
                 print(f"cannot load: {problem}", file=sys.stderr)
             return _fail(f"{args.weights} does not fit the migrated net; nothing written", 1)
+        for line in lines:
+            print(f"weights: {line}")
 
     try:
         with output_file(args.output, option="-o") as tmp, open(tmp, "w") as f:
@@ -136,6 +196,9 @@ def run(args):
     else:
         print(f"wrote {args.output}: nothing to migrate, the net is unchanged")
     if args.weights:
+        if unchecked:
+            print(f"weights: the blob shapes of {args.weights} were compared with the migrated layers "
+                  f"only, not with the other layers: the migrated net does not build here ({unchecked})")
         if new_model is None:
             print(f"weights: {args.weights} loads into {args.output} as it is"
                   + (" (--weights-out not written: nothing to change)" if args.weights_out else ""))
