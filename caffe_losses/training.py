@@ -22,11 +22,17 @@ Caffe's ``Solver::Solve`` and ``Solver::Step`` (BVLC ``src/caffe/solver.cpp``):
   written. Each is written once. Without ``snapshot_prefix`` the prefix is
   the solver file's path without its extension, and a prefix naming a folder
   gets the solver file's stem appended, as Caffe's
-  ``UpgradeSnapshotPrefixProperty`` does.
+  ``UpgradeSnapshotPrefixProperty`` does. Caffe writes each snapshot under
+  a hidden temporary prefix in the same folder (on the CPU in a forked
+  child, so that a full disk, where Caffe's writers abort, ends only the
+  child); the files are renamed into place once complete
+  (:meth:`_Run.write_snapshot`).
 * Interrupts: Ctrl-C (SIGINT) and SIGTERM (``docker stop``) stop training
   after the current iteration (or test batch) and save a snapshot at that
   iteration; SIGHUP saves one and goes on (Caffe's ``-sighup_effect``
-  default). A second SIGINT/SIGTERM stops at once, without a snapshot.
+  default). A second SIGINT/SIGTERM stops at once (:class:`StoppedAgain`,
+  whose message says which snapshot of the run is complete); one being
+  written then is dropped, never left half-written under its final name.
   Every message about a snapshot names its files, after they exist.
 
 Before building the nets it checks what Caffe would abort on (solver

@@ -10,6 +10,7 @@ import os
 
 import pytest
 
+from corpus_train import NET as TRAIN_NET, _text
 from test_bad_input_corpus import run_case
 
 USER_DATA = {"userdata/train.h5": "open(path, 'wb').write(b'the user\\'s real HDF5 data')",
@@ -61,6 +62,16 @@ CORPUS = [
     ("pos-weight-soft-positive-1e-40", {"files": {"t.npy": "np.save(path, np.array([[1e-40], [0], [0], [0]]))"},
                                         "cli": ["make-pos-weight", "t.npy"]},
      ("exit", r"pos_weight would be 4 negatives / 1e-40 positives = 4e\+40, beyond float32.*--max-weight")),
+]
+POLY_SOLVER = ('net: "net.prototxt"\nbase_lr: 0.01\nlr_policy: "poly"\npower: 0.9\nmax_iter: 3\n'
+               'snapshot_prefix: "snap"\nrandom_seed: 1\nsolver_mode: CPU\n')
+CORPUS += [
+    ("train-max-iter-beyond-poly",
+     {"files": {**_text("net.prototxt", TRAIN_NET.replace("PARAMS", "{sigma: 1}")),
+                **_text("solver.prototxt", POLY_SOLVER)}, "keep": ["solver.prototxt"],
+      "cli": ["train", "solver.prototxt", "--no-progress", "--no-curve", "--max-iter", "6"]},
+     ("exit-kept", r"--max-iter 6 is beyond the solver's max_iter 3 \(in solver\.prototxt\), and "
+                   r'lr_policy "poly".*negative or NaN')),
 ]
 if os.getuid() == 0:      # only root makes device nodes (in the case's own folder)
     CORPUS += [

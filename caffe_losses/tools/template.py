@@ -26,7 +26,8 @@ def add_arguments(parser):
     parser.add_argument("--force", action="store_true",
                         help="write into an existing folder, replacing the template's own files "
                              "(its prototxts, template.yaml and what it prepares, e.g. data/); "
-                             "nothing else in the folder is touched")
+                             "nothing else in the folder is touched, and nothing at all when one of "
+                             "those would go through a symbolic link")
 
 
 def check_out(out, source, force):

@@ -6,8 +6,10 @@ and also: checks the nets with the `check` rules and the files Caffe would
 abort on before training; shows a progress line (iteration, loss, rate,
 ETA; when the output is not a terminal, a line at each 10% and every 20 s)
 and every test-net output at each test; draws the training curve with the
-test scores as a PNG; on Ctrl-C or SIGTERM (docker stop) saves a snapshot
-and prints its files. Paths inside the solver are relative to the current
+test scores as a PNG; on Ctrl-C or SIGTERM (docker stop) saves a snapshot,
+prints its files and the command that resumes from it. Snapshots are
+written under a temporary name and renamed: a full disk or a second
+Ctrl-C never leaves a half-written file. Paths inside the solver are relative to the current
 directory, as with `caffe train`. Caffe's single-dash spellings work too
 (-solver, -weights, -snapshot, -gpu).
 
