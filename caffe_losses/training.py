@@ -974,9 +974,10 @@ def _in_child(work):
     fatal = [ln.split("] ", 1)[-1] for ln in lines if ln.startswith("F") and "] " in ln]
     how = (f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
            else f"exit status {os.WEXITSTATUS(status)}")
-    detail = (fatal or [ln for ln in lines if not ln.startswith("*** ")] or [how])[-1 if not fatal else 0]
-    raise _ChildFailed(f"Caffe could not write it ({detail}; the disk may be full)" if fatal
-                       else f"writing it failed ({detail})")
+    if fatal:        # Caffe's CHECK on its writer: the first FATAL line says which
+        raise _ChildFailed(f"Caffe could not write it ({fatal[0]}; the disk may be full)")
+    others = [ln for ln in lines if not ln.startswith("*** ")]      # glog's stack dump lines
+    raise _ChildFailed(f"writing it failed ({others[-1] if others else how})")
 
 
 def _die_with_parent():

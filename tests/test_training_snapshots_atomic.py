@@ -248,3 +248,81 @@ def test_accuracy_panel_runs_from_0_to_1(tmp_path, monkeypatch):
     low, high = seen["limits"][1]
     assert low <= 1.25 and high >= 3.5 and high - low < 3
     assert seen["labels"][1] == "test net outputs" and seen["legend"] == ["test accuracy (1.25 to 3.5)"]
+
+
+def test_in_process_snapshots_are_atomic_too(tmp_path, monkeypatch):
+    """Where Caffe cannot fork (GPU mode), it writes in this process, still under a temporary
+    name renamed into place, after a check of the free space."""
+    write_tiny(tmp_path, 3)
+    add_to_solver(tmp_path, "snapshot: 2\n")
+    (tmp_path / "helper_layers.py").write_text(
+        open(os.path.join(os.path.dirname(__file__), "helper_layers.py")).read())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    forks = []
+    monkeypatch.setattr(training, "_in_child", lambda work: forks.append(work))
+    real_run = training._Run
+
+    def no_fork(*args, **kwargs):
+        kwargs["fork"] = False
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(training, "_Run", no_fork)
+    history = training.train("solver.prototxt", progress=False, report=False)
+    assert forks == [] and [s[0] for s in history["snapshots"]] == [2, 3]
+    assert sorted(os.listdir(tmp_path / "snap")) == ["tiny_iter_2.caffemodel", "tiny_iter_2.solverstate",
+                                                     "tiny_iter_3.caffemodel", "tiny_iter_3.solverstate"]
+    from caffe.proto import caffe_pb2
+    state = caffe_pb2.SolverState()
+    state.ParseFromString((tmp_path / "snap/tiny_iter_3.solverstate").read_bytes())
+    assert state.iter == 3 and state.learned_net == "snap/tiny_iter_3.caffemodel"
+    # no room on the disk: refused before Caffe writes (it would abort), the earlier files kept
+    monkeypatch.setattr(training.shutil, "disk_usage", lambda path: type("U", (), {"free": 10})())
+    before = digests(tmp_path / "snap")
+    with pytest.raises(training.TrainingError, match=r"cannot write the snapshot of iteration 4 .*the disk has "
+                                                     r"10 bytes free.*Nothing was written under those names"):
+        training.train("solver.prototxt", snapshot="snap/tiny_iter_3.solverstate", max_iter=4, progress=False,
+                       report=False)
+    assert digests(tmp_path / "snap") == before
+
+
+def test_a_second_stop_names_the_snapshot_that_is_complete(tmp_path):
+    write_tiny(tmp_path, 10_000_000)
+    big_net(tmp_path)
+    proc = subprocess.Popen([CLI, "train", "solver.prototxt", "--no-curve", "--progress-every", "0"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def read_until(text, seen=""):
+        while text not in seen:
+            line = proc.stderr.readline()
+            assert line, seen
+            seen += line
+        return seen
+
+    try:
+        seen = proc.stderr.readline()
+        proc.send_signal(signal.SIGHUP)                  # a snapshot, and training goes on
+        seen = read_until("snapshot at iteration", seen)
+        hup = int(SNAPSHOT_LINE.search(seen).group(1))
+        seen = read_until(f"] {hup + 1}/", seen)          # one more iteration trained: the stop writes anew
+        proc.send_signal(signal.SIGTERM)
+        seen = read_until("SIGTERM at iteration", seen)
+        time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = seen + err
+    assert proc.returncode == 143 and "Traceback" not in err, err[-3000:]
+    (it, model, state), = SNAPSHOT_LINE.findall(err)       # the SIGHUP one; the stop's was dropped
+    assert int(it) == hup and f"again while writing the snapshot of iteration " in err, err[-3000:]
+    assert (f"the last snapshot of this run, iteration {it}, is complete: {model}, {state} (resume with: "
+            f"caffe-losses train solver.prototxt --snapshot {state})") in err, err[-3000:]
+    assert "stopped without saving" not in err
+    names = sorted(os.listdir(tmp_path / "snap"))
+    assert names == [f"tiny_iter_{it}.caffemodel", f"tiny_iter_{it}.solverstate"], names
+    from caffe.proto import caffe_pb2
+    saved = caffe_pb2.SolverState()
+    saved.ParseFromString((tmp_path / state).read_bytes())
+    assert saved.iter == int(it) and saved.learned_net == model
