@@ -30,9 +30,10 @@ Caffe's ``Solver::Solve`` and ``Solver::Step`` (BVLC ``src/caffe/solver.cpp``):
 * Interrupts: Ctrl-C (SIGINT) and SIGTERM (``docker stop``) stop training
   after the current iteration (or test batch) and save a snapshot at that
   iteration; SIGHUP saves one and goes on (Caffe's ``-sighup_effect``
-  default). A second SIGINT/SIGTERM stops at once (:class:`StoppedAgain`,
-  whose message says which snapshot of the run is complete); one being
-  written then is dropped, never left half-written under its final name.
+  default). A second SIGINT stops at once (:class:`StoppedAgain`, whose
+  message says which snapshot of the run is complete), a second SIGTERM
+  ends the process; either while a snapshot is being written drops it
+  (never left half-written under its final name) and says so.
   Every message about a snapshot names its files, after they exist.
 
 Before building the nets it checks what Caffe would abort on (solver
