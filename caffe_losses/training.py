@@ -63,8 +63,8 @@ from caffe_losses.preflight import (PreflightError, check_data_sources, check_ne
                                     check_snapshot_prefix, check_solver, check_solverstate, check_weights)
 from caffe_losses.prototxt import read_solver_param, solver_nets
 
-__all__ = ["read_solver", "train", "plot_curve", "check_max_iter", "StoppedAgain", "net_loss", "collect_histories", "snapshot_prefix",
-           "snapshot_files", "format_test", "TrainingError", "CURVE_EXTRA_NOTE"]
+__all__ = ["read_solver", "train", "plot_curve", "check_max_iter", "StoppedAgain", "net_loss", "collect_histories",
+           "snapshot_prefix", "snapshot_files", "format_test", "TrainingError", "CURVE_EXTRA_NOTE"]
 
 _COLLECTORS = []
 # test_interval for the solver handed to Caffe: its own TestAll never runs

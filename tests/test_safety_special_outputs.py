@@ -13,7 +13,6 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
 
 from caffe_losses.safety import OutputError, check_output, not_a_file, output_file

@@ -218,7 +218,6 @@ def test_the_snapshot_of_a_failed_run_is_explained(tmp_path):
 
 
 def test_accuracy_panel_runs_from_0_to_1(tmp_path, monkeypatch):
-    pytest.importorskip  # matplotlib is a test dependency (setup.py extras "test")
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
