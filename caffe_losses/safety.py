@@ -1,8 +1,10 @@
 """Guards every tool and layer shares: user files, memory, float32.
 
 * :func:`output_file` is the one way a tool writes a file: it refuses a
-  folder, or a path that is one of the command's inputs (same file by
-  ``os.path.samefile``, or the same real path), before anything is written;
+  folder, a path that is one of the command's inputs (same file by
+  ``os.path.samefile``, or the same real path), and anything at the path
+  that is not a regular file (a symbolic link, a device node such as
+  ``/dev/null``, a FIFO, a socket), before anything is written;
   it writes to a temporary file beside the target and renames it into
   place, so a failure never leaves a half-written file or a clobbered
   original; and the caller prints "wrote X" only after the rename::
@@ -22,11 +24,12 @@ No caffe import.
 
 import contextlib
 import os
+import stat
 import tempfile
 
 import numpy as np
 
-__all__ = ["OutputError", "check_output", "output_file", "available_memory", "check_allocation",
+__all__ = ["OutputError", "check_output", "not_a_file", "output_file", "available_memory", "check_allocation",
            "float32_overflow", "overflows_float32", "format_bytes", "FLOAT32_MAX", "FLOAT32_OVERFLOW"]
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)          # 3.4028235e+38
@@ -36,7 +39,8 @@ FLOAT32_OVERFLOW = 2.0 ** 128 - 2.0 ** 103
 
 
 class OutputError(ValueError):
-    """An output path a tool must not write: an input of the command, or a folder."""
+    """An output path a tool must not write: an input of the command, a folder, a symbolic
+    link, a device node, FIFO or socket."""
 
 
 def _same(a, b):
@@ -62,7 +66,7 @@ def check_output(path, inputs=(), *, option="--output", tool=None):
     path = os.fspath(path)
     if not path:
         raise OutputError(f"{prefix}{option} is empty: give a file name")
-    if os.path.isdir(path):
+    if os.path.isdir(path) and not os.path.islink(path):
         raise OutputError(f"{prefix}{option} {path} is a folder: give a file name "
                           f"(e.g. {os.path.join(path, 'out' + _ext(path))})")
     named = inputs.items() if isinstance(inputs, dict) else ((None, p) for p in inputs)
@@ -73,6 +77,10 @@ def check_output(path, inputs=(), *, option="--output", tool=None):
             what = f"the {name} file" if name else "an input file"
             raise OutputError(f"{prefix}{option} {path} is {what} of this command; refusing to "
                               f"write over it: choose another output name")
+    problem = not_a_file(path)
+    if problem:
+        raise OutputError(f"{prefix}{option} {path} {problem}; refusing to write there: "
+                          f"give the path of a regular file (or a new one)")
     folder = os.path.dirname(os.path.abspath(path))
     existing = folder
     while not os.path.isdir(existing):
@@ -81,6 +89,29 @@ def check_output(path, inputs=(), *, option="--output", tool=None):
         existing = os.path.dirname(existing)
     if not os.access(existing, os.W_OK | os.X_OK):
         raise OutputError(f"{prefix}{option} {path}: the folder {existing} is not writable")
+
+
+def not_a_file(path):
+    """Why ``path`` must not be replaced by a written file (a few words), or None.
+
+    A tool's output is a regular file or a new path. A symbolic link is never
+    written through (nor replaced: the rename would break the user's link), and
+    a device node, FIFO, socket or folder is never replaced by a file.
+    """
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):     # a new path (a file in the way: said later)
+        return None
+    except OSError as err:
+        return f"cannot be examined ({err.strerror})"
+    if stat.S_ISLNK(st.st_mode):
+        return f"is a symbolic link (to {os.readlink(path)})"
+    if stat.S_ISREG(st.st_mode):
+        return None
+    kind = ("a folder" if stat.S_ISDIR(st.st_mode) else "a character device" if stat.S_ISCHR(st.st_mode)
+            else "a block device" if stat.S_ISBLK(st.st_mode) else "a FIFO (named pipe)"
+            if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+    return f"is {kind}, not a regular file"
 
 
 def _ext(path):
@@ -108,6 +139,10 @@ def output_file(path, inputs=(), *, option="--output", tool=None):
         yield tmp
         if not os.path.isfile(tmp) or (os.path.getsize(tmp) == 0):
             raise OSError(f"{tool + ': ' if tool else ''}writing {path} produced no data")
+        problem = not_a_file(path)    # something appeared there meanwhile
+        if problem:
+            raise OutputError(f"{tool + ': ' if tool else ''}{option} {path} {problem}; refusing to "
+                              f"write there")
         if os.path.exists(path):
             # keep the permissions the user gave the file being replaced
             os.chmod(tmp, os.stat(path).st_mode & 0o7777)

@@ -22,11 +22,18 @@ Caffe's ``Solver::Solve`` and ``Solver::Step`` (BVLC ``src/caffe/solver.cpp``):
   written. Each is written once. Without ``snapshot_prefix`` the prefix is
   the solver file's path without its extension, and a prefix naming a folder
   gets the solver file's stem appended, as Caffe's
-  ``UpgradeSnapshotPrefixProperty`` does.
+  ``UpgradeSnapshotPrefixProperty`` does. Caffe writes each snapshot under
+  a hidden temporary prefix in the same folder (on the CPU in a forked
+  child, so that a full disk, where Caffe's writers abort, ends only the
+  child); the files are renamed into place once complete
+  (:meth:`_Run.write_snapshot`).
 * Interrupts: Ctrl-C (SIGINT) and SIGTERM (``docker stop``) stop training
   after the current iteration (or test batch) and save a snapshot at that
   iteration; SIGHUP saves one and goes on (Caffe's ``-sighup_effect``
-  default). A second SIGINT/SIGTERM stops at once, without a snapshot.
+  default). A second SIGINT stops at once (:class:`StoppedAgain`, whose
+  message says which snapshot of the run is complete), a second SIGTERM
+  ends the process; either while a snapshot is being written drops it
+  (never left half-written under its final name) and says so.
   Every message about a snapshot names its files, after they exist.
 
 Before building the nets it checks what Caffe would abort on (solver
@@ -39,6 +46,7 @@ names the layer as written in the prototxt.
 import contextlib
 import math
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -55,8 +63,8 @@ from caffe_losses.preflight import (PreflightError, check_data_sources, check_ne
                                     check_snapshot_prefix, check_solver, check_solverstate, check_weights)
 from caffe_losses.prototxt import read_solver_param, solver_nets
 
-__all__ = ["read_solver", "train", "plot_curve", "net_loss", "collect_histories", "snapshot_prefix",
-           "snapshot_files", "format_test", "TrainingError", "CURVE_EXTRA_NOTE"]
+__all__ = ["read_solver", "train", "plot_curve", "check_max_iter", "StoppedAgain", "net_loss", "collect_histories",
+           "snapshot_prefix", "snapshot_files", "format_test", "TrainingError", "CURVE_EXTRA_NOTE"]
 
 _COLLECTORS = []
 # test_interval for the solver handed to Caffe: its own TestAll never runs
@@ -381,6 +389,24 @@ def _warnings_to(progress, names):
         yield
 
 
+def check_max_iter(param, max_iter, solver_path):
+    """``--max-iter`` beyond the solver's ``max_iter`` with ``lr_policy: "poly"``: refused.
+
+    ``poly`` is the one policy of Caffe's ``SGDSolver::GetLearningRate``
+    that reads ``max_iter``: ``base_lr * (1 - iter / max_iter) ^ power``,
+    which turns negative (NaN with a fractional power) past ``max_iter``,
+    a schedule Caffe never runs (``caffe train`` stops there). The other
+    policies are defined at every iteration and run as Caffe runs them.
+    """
+    if max_iter is None or param.lr_policy != "poly" or max_iter <= param.max_iter:
+        return
+    raise PreflightError(
+        f"--max-iter {max_iter} is beyond the solver's max_iter {param.max_iter} (in {solver_path}), and "
+        f'lr_policy "poly" computes the learning rate base_lr * (1 - iter/max_iter)^power from that '
+        f"max_iter: past it the rate is negative or NaN, a schedule Caffe never runs. Set max_iter: "
+        f"{max_iter} in the solver instead (the schedule then decays to 0 at {max_iter})")
+
+
 def _weights_list(weights, snapshot, param):
     """The .caffemodel files to start from: --weights, else the solver's ``weights`` (unless resuming).
 
@@ -432,24 +458,42 @@ def _set_mode(gpu, param, progress):
     else:
         caffe.set_device(int(gpu))
         caffe.set_mode_gpu()
+    return gpu
+
+
+def _partial_prefix(prefix):
+    """The prefix Caffe writes snapshots to: a hidden name in the snapshots' own folder (renamed
+    into place once complete, see :meth:`_Run.write_snapshot`)."""
+    folder, base = os.path.split(prefix)
+    return os.path.join(folder, f".{base}.{os.getpid()}.partial")
 
 
 def _build_solver(param, prefix, solver_path):
-    """``caffe.get_solver`` on a copy of the solver: explicit prefix, Caffe's own testing off, no weights."""
+    """``caffe.get_solver`` on a copy of the solver: Caffe's own testing and periodic snapshots
+    off (both are run here), snapshots to a temporary prefix, no weights."""
     import caffe
     from google.protobuf import text_format
     run = type(param)()
     run.CopyFrom(param)
-    run.snapshot_prefix = prefix
+    run.snapshot_prefix = _partial_prefix(prefix)
+    run.snapshot = 0
     del run.weights[:]
     if len(run.test_iter):
         run.test_interval = _NEVER
         run.test_initialization = False
-    folder = tempfile.mkdtemp(prefix="caffe-losses-train-")
+    try:
+        folder = tempfile.mkdtemp(prefix="caffe-losses-train-")
+    except OSError as err:
+        raise TrainingError(f"cannot make a temporary folder for the solver in {tempfile.gettempdir()}: "
+                            f"{err.strerror}") from None
     try:
         path = os.path.join(folder, os.path.basename(solver_path))
-        with open(path, "w") as f:
-            f.write(text_format.MessageToString(run))
+        try:
+            with open(path, "w") as f:
+                f.write(text_format.MessageToString(run))
+        except OSError as err:
+            raise TrainingError(f"cannot write a temporary copy of {solver_path} in {folder}: "
+                                f"{err.strerror}") from None
         return caffe.get_solver(path)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -516,7 +560,9 @@ def train(solver_path, *, weights=None, snapshot=None, max_iter=None, progress=T
       snapshot: ``.solverstate`` to resume from.
       max_iter: stop at this iteration instead of the solver's ``max_iter``
         (the learning-rate schedule still uses the solver's); training
-        finishes there as at ``max_iter`` (final snapshot and test).
+        finishes there as at ``max_iter`` (final snapshot and test). Beyond
+        the solver's ``max_iter`` with ``lr_policy: "poly"`` it is refused
+        (:func:`check_max_iter`).
       progress: show the progress bar on ``stream`` (stderr by default).
       report: print test scores, snapshots, warnings and notes on
         ``stream`` (default: as ``progress``).
@@ -565,12 +611,13 @@ def train(solver_path, *, weights=None, snapshot=None, max_iter=None, progress=T
     if snapshot and not os.path.isfile(snapshot):
         raise FileNotFoundError(f"--snapshot: solver state file not found: {snapshot}")
 
+    check_max_iter(param, max_iter, solver_path)
     total = int(param.max_iter if max_iter is None else max_iter)
     bar = _Progress(total, 0, stream, enabled=progress,
                     report=report, label=label, every=progress_every)
     names = _LayerNames(nets)
     with _Signals() as signals, _warnings_to(bar, names):
-        _set_mode(gpu, param, bar)
+        gpu = _set_mode(gpu, param, bar)
         try:
             solver = _build_solver(param, prefix, solver_path)
         except Exception as err:
@@ -590,7 +637,8 @@ def train(solver_path, *, weights=None, snapshot=None, max_iter=None, progress=T
             check_solverstate(snapshot, solver.net, _solver_type(param))
             solver.restore(snapshot)
         bar.start_iter, bar.t0 = solver.iter, bar.clock()
-        history = _Run(solver, param, prefix, bar, signals, total).run(names)
+        history = _Run(solver, param, prefix, bar, signals, total, solver_path=solver_path,
+                       fork=gpu is None).run(names)
     history["solver"] = solver
     solver_dir = os.path.basename(os.path.dirname(os.path.abspath(solver_path)))
     for runs in _COLLECTORS:
@@ -611,8 +659,12 @@ def train(solver_path, *, weights=None, snapshot=None, max_iter=None, progress=T
 class _Run:
     """One training run: Caffe's ``Solve``/``Step`` one iteration at a time (see the module doc)."""
 
-    def __init__(self, solver, param, prefix, bar, signals, total):
+    def __init__(self, solver, param, prefix, bar, signals, total, *, solver_path="solver.prototxt",
+                 fork=True):
         self.solver, self.param, self.prefix, self.bar, self.signals = solver, param, prefix, bar, signals
+        self.solver_path = solver_path
+        self.fork = fork and hasattr(os, "fork")     # write snapshots in a child process (CPU mode)
+        self.writing = None            # the iteration whose snapshot is being written
         self.start = solver.iter
         self.total = total             # the iteration to stop at
         self.history = {"iters": [], "loss": [], "tests": [], "snapshots": [], "interrupted": None}
@@ -626,8 +678,83 @@ class _Run:
     def files(self):
         return snapshot_files(self.prefix, self.solver.iter, self.param.snapshot_format)
 
+    def write_snapshot(self):
+        """Caffe's ``Solver::Snapshot`` of the current iteration, atomically.
+
+        Caffe writes the two files under a temporary prefix in the snapshot
+        folder (``_partial_prefix``); the solver state's ``learned_net`` is
+        set to the final weights file (the name Caffe would have written);
+        both are flushed to the disk and renamed into place, weights first.
+        On the CPU, Caffe writes in a forked child: a full disk makes Caffe
+        abort (``CHECK`` in its writers), which then ends only the child and
+        becomes one line here. Whatever fails or interrupts it, no file is
+        left under a final name half-written, and the temporary files go.
+        """
+        it = self.solver.iter
+        final = snapshot_files(self.prefix, it, self.param.snapshot_format)
+        partial = snapshot_files(_partial_prefix(self.prefix), it, self.param.snapshot_format)
+        self.writing = it
+        done = False
+        try:
+            with _stop_raises():
+                if self.fork:
+                    _in_child(lambda: self._caffe_snapshot(partial, final[0]))
+                else:
+                    _check_free_space(self.solver, os.path.dirname(os.path.abspath(final[0])))
+                    self._caffe_snapshot(partial, final[0])
+                for path in partial:
+                    _fsync(path)
+                with _signals_held():
+                    os.replace(partial[0], final[0])
+                    os.replace(partial[1], final[1])
+                    done = True
+        except (_ChildFailed, OSError) as err:
+            folder = os.path.dirname(os.path.abspath(final[0]))
+            free = shutil.disk_usage(folder).free if os.path.isdir(folder) else None
+            space = f"; {_format_bytes(free)} free in {folder}" if free is not None else ""
+            raise TrainingError(f"cannot write the snapshot of iteration {it} ({final[0]}, {final[1]}): "
+                                f"{err}{space}. Nothing was written under those names; "
+                                f"{self.existing()}") from None
+        except KeyboardInterrupt as err:
+            signum = getattr(err, "signum", signal.SIGINT)
+            if done:       # the stop came as the files were complete
+                self.last_snapshot = it
+                self.history["snapshots"].append((it, *final))
+                raise StoppedAgain(f"{_Signals.NAMES.get(signum, 'a signal')} again: stopped; "
+                                   f"{self.existing()}", signum) from None
+            raise self.not_saved(signum) from None
+        finally:
+            self.writing = None
+            for path in partial:
+                if os.path.lexists(path):
+                    os.unlink(path)
+
+    def not_saved(self, signum):
+        """The :class:`StoppedAgain` for a stop that came while the snapshot of this iteration was
+        being written (its files were not renamed into place)."""
+        final = self.files()
+        if self.last_snapshot == self.solver.iter:       # written already (a repeat)
+            return StoppedAgain(f"{_Signals.NAMES.get(signum, 'a signal')} again: stopped; {self.existing()}",
+                                signum)
+        return StoppedAgain(f"{_Signals.NAMES.get(signum, 'a signal')} again while writing the snapshot of "
+                            f"iteration {self.solver.iter}: stopped; that snapshot was not saved (no file "
+                            f"under {final[0]} or {final[1]}); {self.existing()}", signum)
+
+    def _caffe_snapshot(self, partial, model):
+        self.solver.snapshot()
+        _set_learned_net(partial[1], model, self.param.snapshot_format)
+
+    def existing(self):
+        """What this run saved and still exists, with the command that resumes from it (a sentence)."""
+        for it, model, state in reversed(self.history["snapshots"]):
+            if os.path.isfile(model) and os.path.isfile(state):
+                return (f"the last snapshot of this run, iteration {it}, is complete: {model}, {state} "
+                        f"(resume with: caffe-losses train {shlex.quote(self.solver_path)} --snapshot "
+                        f"{shlex.quote(state)})")
+        return "no snapshot of this run was saved (files of earlier runs are untouched)"
+
     def saved(self):
-        """Records (and reports) the snapshot Caffe just wrote, once its files exist."""
+        """Records (and reports) the snapshot just written, once its files exist."""
         model, state = self.files()
         for path in (model, state):
             if not os.path.isfile(path):
@@ -640,7 +767,7 @@ class _Run:
     def snapshot(self, repeat=False):
         """A snapshot of the current iteration, unless one was written at it; ``repeat`` names it again."""
         if self.last_snapshot != self.solver.iter:
-            self.solver.snapshot()
+            self.write_snapshot()
             self.saved()
         elif repeat:      # written a moment ago: name it again where the user looks for it
             model, state = self.files()
@@ -666,8 +793,14 @@ class _Run:
         if self.solver.iter == self.start:
             self.bar.say(f"{what} before the first iteration: nothing trained, nothing saved")
         else:
-            self.bar.say(f"{what} at iteration {self.solver.iter}: saving a snapshot before exiting")
-            self.snapshot(repeat=True)
+            with _stop_raises():    # a second stop from here on is reported, and cleans up
+                try:
+                    self.bar.say(f"{what} at iteration {self.solver.iter}: saving a snapshot before exiting")
+                    self.snapshot(repeat=True)
+                except StoppedAgain:
+                    raise
+                except KeyboardInterrupt as err:
+                    raise self.not_saved(getattr(err, "signum", signal.SIGINT)) from None
         return self.history
 
     def step(self):
@@ -682,8 +815,8 @@ class _Run:
         self.history["iters"].append(solver.iter)
         self.history["loss"].append(value)
         self.recent.append(value)
-        if param.snapshot and solver.iter % param.snapshot == 0:   # Caffe wrote it in step()
-            self.saved()
+        if param.snapshot and solver.iter % param.snapshot == 0:   # where Caffe's Step() writes it
+            self.snapshot()
         if self.signals.take_hup():
             self.snapshot()
         self.bar.update(solver.iter, sum(self.recent) / len(self.recent))
@@ -713,6 +846,13 @@ class _Run:
                 self.step()
             if not self.stop_requested():
                 self.finish()
+            return self.stopped() if self.stop_requested() else self.history
+        except StoppedAgain:
+            raise
+        except KeyboardInterrupt as err:      # a second Ctrl-C: say what exists
+            signum = getattr(err, "signum", signal.SIGINT)
+            raise StoppedAgain(f"{_Signals.NAMES.get(signum, 'a signal')} again at iteration "
+                               f"{self.solver.iter}: stopped at once; {self.existing()}", signum) from None
         except Exception as err:
             wrapped = _layer_error(err, names, self.phase)
             if wrapped is None:
@@ -721,8 +861,181 @@ class _Run:
                 self.bar.say(f"error at iteration {self.solver.iter}: saving a snapshot of the last "
                              f"completed iteration")
                 self.snapshot()
+                model, state = self.files()
+                self.bar.say(f"note: {model} and {state} are the failed run as it was after iteration "
+                             f"{self.solver.iter}, before the error: resume from them once it is fixed "
+                             f"(--snapshot {state}), or delete them")
             raise wrapped from None
-        return self.stopped() if self.stop_requested() else self.history
+
+
+class StoppedAgain(KeyboardInterrupt):
+    """A second Ctrl-C or SIGTERM stopped training at once; the message says what was saved."""
+
+    def __init__(self, message, signum=signal.SIGINT):
+        super().__init__(message)
+        self.message, self.signum = message, signum
+
+
+class _ChildFailed(Exception):
+    """The child process writing a snapshot failed (the message says how)."""
+
+
+class _StopNow(KeyboardInterrupt):
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _stop_raises():
+    """While a snapshot is written: a Ctrl-C or SIGTERM that would end the process (a second one,
+    the default handlers being back) raises :class:`_StopNow` instead, so that the writer
+    cleans up and says what exists. The first stop request (a flag) is left as it is."""
+    def stop_now(signum, frame):
+        raise _StopNow(signum)
+
+    saved = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            current = signal.getsignal(sig)
+            if not (callable(current) and getattr(current, "__name__", "") == "_on_stop"):
+                with contextlib.suppress(ValueError):       # not the main thread
+                    saved[sig] = signal.signal(sig, stop_now)
+        yield
+    finally:
+        for sig, old in saved.items():
+            signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Ctrl-C and SIGTERM wait until the block is over (both files renamed, or neither)."""
+    sigs = {signal.SIGINT, signal.SIGTERM}
+    try:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    except (AttributeError, ValueError, OSError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _in_child(work):
+    """Runs ``work()`` in a forked child, waits for it; raises :class:`_ChildFailed` with its
+    last error line when it fails or is killed (a Caffe ``CHECK`` abort on a full disk).
+
+    Any exception while waiting (:class:`_StopNow` from :func:`_stop_raises`)
+    kills the child first, so that the caller can remove what it wrote.
+    """
+    import warnings as _w
+    read_end, write_end = os.pipe()
+    with _w.catch_warnings():
+        _w.simplefilter("ignore", DeprecationWarning)     # fork() with BLAS threads (Python 3.12)
+        pid = os.fork()
+    if pid == 0:                                         # the child: never returns
+        code = 1
+        try:
+            os.close(read_end)
+            os.dup2(write_end, 2)                        # Caffe's FATAL line goes to the parent
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides (it kills us)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            if hasattr(signal, "SIGHUP"):
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            _die_with_parent()
+            work()
+            code = 0
+        except BaseException as err:                     # noqa: B902 - reported to the parent
+            with contextlib.suppress(Exception):
+                os.write(2, f"{type(err).__name__}: {err}\n".encode(errors="replace"))
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    output = b""
+    try:
+        try:
+            while True:
+                chunk = os.read(read_end, 65536)
+                if not chunk:
+                    break
+                output = (output + chunk)[-8192:]
+            _, status = os.waitpid(pid, 0)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                os.waitpid(pid, 0)
+            raise
+    finally:
+        os.close(read_end)
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+        return
+    lines = [ln.strip() for ln in output.decode(errors="replace").splitlines() if ln.strip()]
+    fatal = [ln.split("] ", 1)[-1] for ln in lines if ln.startswith("F") and "] " in ln]
+    how = (f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
+           else f"exit status {os.WEXITSTATUS(status)}")
+    if fatal:        # Caffe's CHECK on its writer: the first FATAL line says which
+        raise _ChildFailed(f"Caffe could not write it ({fatal[0]}; the disk may be full)")
+    others = [ln for ln in lines if not ln.startswith("*** ")]      # glog's stack dump lines
+    raise _ChildFailed(f"writing it failed ({others[-1] if others else how})")
+
+
+def _die_with_parent():
+    """Linux: the snapshot child is killed if training is (never a writer left behind)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)      # PR_SET_PDEATHSIG
+
+
+def _fsync(path):
+    """Flushes ``path`` to the disk: a write error the disk reports late (ENOSPC) surfaces here."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _set_learned_net(state_path, model, snapshot_format):
+    """Sets the ``learned_net`` a solver state names (the weights file restored with it) to ``model``."""
+    from caffe.proto import caffe_pb2
+    if snapshot_format == caffe_pb2.SolverParameter.HDF5:
+        import h5py
+        import numpy as _np
+        with h5py.File(state_path, "r+") as f:
+            # Caffe's hdf5_save_string: a scalar, null-terminated fixed-length string
+            data = model.encode() + b"\0"
+            if "learned_net" in f:
+                del f["learned_net"]
+            tid = h5py.h5t.C_S1.copy()
+            tid.set_size(len(data))
+            tid.set_strpad(h5py.h5t.STR_NULLTERM)
+            space = h5py.h5s.create(h5py.h5s.SCALAR)
+            ds = h5py.h5d.create(f.id, b"learned_net", tid, space)
+            ds.write(h5py.h5s.ALL, h5py.h5s.ALL, _np.array(data, dtype=f"S{len(data)}"), mtype=tid)
+        return
+    state = caffe_pb2.SolverState()
+    with open(state_path, "rb") as f:
+        state.ParseFromString(f.read())
+    state.learned_net = model
+    with open(state_path, "wb") as f:
+        f.write(state.SerializeToString())
+
+
+def _format_bytes(n):
+    from caffe_losses.safety import format_bytes
+    return format_bytes(n)
+
+
+def _check_free_space(solver, folder):
+    """In-process snapshots (GPU mode): refuses one the disk has clearly no room for (Caffe would abort)."""
+    need = sum(int(b.data.nbytes) for blobs in solver.net.params.values() for b in blobs)
+    free = shutil.disk_usage(folder).free
+    if free < 2 * need:
+        raise OSError(f"the disk has {_format_bytes(free)} free, less than the "
+                      f"{_format_bytes(2 * need)} the weights and solver state need at least")
 
 
 def _test_series(tests):
@@ -744,12 +1057,29 @@ def _test_series(tests):
     return losses, scores
 
 
+SCORE_AXIS_01 = (-0.02, 1.02)
+
+
+def score_axis(test_scores):
+    """The y range of the test-output panel: 0 to 1 when every output lies there (accuracy,
+    recall...), so that a 0.4-point wobble does not fill the panel; else the outputs' own range
+    (padded), each series' minimum and maximum being printed in the legend."""
+    values = np.array([v for _, vals in test_scores.values() for v in vals], dtype=float)
+    values = values[np.isfinite(values)]
+    if not values.size or (values.min() >= 0 and values.max() <= 1):
+        return SCORE_AXIS_01
+    lo, hi = float(values.min()), float(values.max())
+    pad = 0.05 * (hi - lo) if hi > lo else max(abs(hi), 1.0) * 0.05
+    return lo - pad, hi + pad
+
+
 def plot_curve(histories, path, *, title="Training loss", smooth=10):
     """Draws loss curves (``{label: history}`` or one history) to ``path``.
 
     One history with ``tests`` (from :func:`train`) also gets its test
     scores: the weighted test loss beside the training loss, and the other
-    test outputs (accuracy...) on a second panel.
+    test outputs (accuracy...) on a second panel, from 0 to 1 when they all
+    lie there (:func:`score_axis`), with each one's range in the legend.
     """
     import matplotlib
     matplotlib.use("Agg")
@@ -787,8 +1117,11 @@ def plot_curve(histories, path, *, title="Training loss", smooth=10):
     if test_scores:
         low = axes[1][0]
         for label, (it, vals) in test_scores.items():
-            low.plot(it, vals, "o-", label=label)
-        low.set_ylabel("test net outputs")
+            low.plot(it, vals, "o-", label=f"{label} ({min(vals):.4g} to {max(vals):.4g})")
+        lo, hi = score_axis(test_scores)
+        low.set_ylim(lo, hi)
+        low.ticklabel_format(axis="y", useOffset=False, style="plain")
+        low.set_ylabel("test net outputs" + (" (0 to 1)" if (lo, hi) == SCORE_AXIS_01 else ""))
         low.grid(alpha=0.3)
         low.legend()
     axes[-1][0].set_xlabel("iteration")

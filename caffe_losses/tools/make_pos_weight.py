@@ -24,7 +24,7 @@ from caffe_losses.core.sigmoid import count_targets, pos_weight_from_counts
 from caffe_losses.hmatrix import read_npy
 from caffe_losses.params import FLOAT32_MAX
 
-__all__ = ["add_arguments", "run", "load_labels", "format_param_str"]
+__all__ = ["add_arguments", "run", "load_labels", "format_param_str", "param_str_value"]
 
 
 MAX_DECIMALS = 17
@@ -121,7 +121,15 @@ def weights_from_counts(pos, neg, max_weight):
         chans = ", ".join(str(int(i)) for i in empty[:10])
         raise ValueError(f"channel(s) {chans} have no positive target, so negatives / positives "
                          f"is infinite: give --max-weight W to use W for them")
-    return pos_weight_from_counts(pos, neg, max_weight=max_weight)
+    weights = pos_weight_from_counts(pos, neg, max_weight=max_weight)
+    big = np.flatnonzero(~(weights <= FLOAT32_MAX))
+    if big.size:      # e.g. a soft positive of 1e-40: the layer refuses a weight beyond float32
+        c = int(big[0])
+        raise ValueError(f"channel {c}'s pos_weight would be {float(neg[c]):g} negatives / "
+                         f"{float(pos[c]):g} positives = {float(weights[c]):.3g}, beyond float32 "
+                         f"(at most {FLOAT32_MAX:.4g}), which the layer refuses: give --max-weight W "
+                         f"to cap it")
+    return weights
 
 
 def check_options(args):
@@ -150,8 +158,8 @@ def check_param_str(text):
     parse_params(layer.__name__, layer.PARAMS, text)
 
 
-def format_param_str(weights, *, decimals=4, extra=""):
-    """The ``param_str`` line for ``weights`` (one number, or a list)."""
+def param_str_value(weights, *, decimals=4, extra=""):
+    """The ``param_str`` text for ``weights`` (one number, or a list), as the layer reads it."""
     weights = np.atleast_1d(weights)
     if weights.size == 1:
         body = f"pos_weight: {_fmt(float(weights[0]), decimals)}"
@@ -159,7 +167,20 @@ def format_param_str(weights, *, decimals=4, extra=""):
         body = "pos_weight: [" + ", ".join(_fmt(float(w), decimals) for w in weights) + "]"
     if extra.strip():
         body += ", " + extra.strip().strip("{}").strip()
-    return f'param_str: "{{{body}}}"'
+    return f"{{{body}}}"
+
+
+def prototxt_string(text):
+    """``text`` as a double-quoted prototxt string, escaped as protobuf's text format writes it."""
+    from google.protobuf import text_encoding
+    return f'"{text_encoding.CEscape(text, as_utf8=True)}"'
+
+
+def format_param_str(weights, *, decimals=4, extra=""):
+    """The ``param_str`` line for ``weights`` (one number, or a list): valid prototxt, the value
+    escaped as Caffe's text parser reads it (``--extra 'normalization: "NONE"'`` prints
+    ``\\"NONE\\"``)."""
+    return f"param_str: {prototxt_string(param_str_value(weights, decimals=decimals, extra=extra))}"
 
 
 def run(args):
@@ -171,12 +192,13 @@ def run(args):
         weights = weights_from_counts(pos, neg, args.max_weight)
         check_printed(weights, args.decimals)
         line = format_param_str(weights, decimals=args.decimals, extra=args.extra)
-        if args.extra.strip():
-            try:
-                check_param_str(line[len('param_str: "'):-1])
-            except ValueError as err:
-                raise ValueError(f"--extra {args.extra.strip()[:60]!r} makes a param_str the layer "
-                                 f"refuses: {err}") from None
+        try:
+            check_param_str(param_str_value(weights, decimals=args.decimals, extra=args.extra))
+        except ValueError as err:
+            if not args.extra.strip():
+                raise
+            raise ValueError(f"--extra {args.extra.strip()[:60]!r} makes a param_str the layer "
+                             f"refuses: {err}") from None
     except (OSError, ValueError) as err:
         print(f"make-pos-weight: error: {err}", file=sys.stderr)
         return 2

@@ -30,6 +30,8 @@ import sys
 import numpy as np
 
 from caffe_losses.safety import FLOAT32_MAX, float32_overflow
+
+FLOAT32_TINY = float(np.finfo(np.float32).smallest_subnormal)   # 1.4e-45
 from caffe_losses.surgery import MAX_VALUES, SurgeryError, surgery
 
 def add_arguments(parser):
@@ -82,6 +84,12 @@ def parse_values(text):
         raise SurgeryError(f"--values: {values[bad]:g} (value {bad[0]}) is beyond float32, the type "
                            f"of Caffe's weights (at most {FLOAT32_MAX:.4g} in magnitude). "
                            f"Received: {shown}")
+    small = np.flatnonzero((values != 0) & (values.astype(np.float32) == 0))
+    if small.size:
+        i = int(small[0])
+        raise SurgeryError(f"--values: {values[i]:g} (value {i}) would be 0 in float32, the type "
+                           f"of Caffe's weights (0 or at least {FLOAT32_TINY:.2g} in magnitude); "
+                           f"{small.size} value(s) would be 0: scale them up. Received: {shown}")
     return values.astype(np.float32)
 
 

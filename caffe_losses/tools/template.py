@@ -14,6 +14,7 @@ H file or initial weights the recipe needs. Then train it either way:
 import os
 import shutil
 import sys
+import tempfile
 
 from caffe_losses.templates import TEMPLATE_ROOT, list_templates, load_template, prepare_template
 
@@ -25,7 +26,8 @@ def add_arguments(parser):
     parser.add_argument("--force", action="store_true",
                         help="write into an existing folder, replacing the template's own files "
                              "(its prototxts, template.yaml and what it prepares, e.g. data/); "
-                             "nothing else in the folder is touched")
+                             "nothing else in the folder is touched, and nothing at all when one of "
+                             "those would go through a symbolic link")
 
 
 def check_out(out, source, force):
@@ -43,13 +45,74 @@ def check_out(out, source, force):
     if not force:
         return (f"{out} exists; --force writes the template into it, replacing only the "
                 f"template's own files")
-    for folder, _, files in os.walk(source):
-        for name in files:
-            dest = os.path.join(out, os.path.relpath(os.path.join(folder, name), source))
-            if os.path.islink(dest) or os.path.isdir(dest):
-                kind = "a symbolic link" if os.path.islink(dest) else "a folder"
-                return f"{dest} is {kind}; the template would write its file {name} there"
+    return _blocked(out, _files_under(source))
+
+
+def _files_under(folder):
+    """The files under ``folder``, as paths relative to it."""
+    return [os.path.relpath(os.path.join(top, name), folder)
+            for top, _, files in os.walk(folder) for name in files]
+
+
+def _blocked(out, names):
+    """Why a file of ``names`` (relative paths) cannot be written under ``out`` (a message), or None.
+
+    Each must land on a regular file or a new path, through real folders: a
+    symbolic link on the way (``out/data`` linking to the user's data folder,
+    ``out/data/train.h5`` linking to the user's file) is never written
+    through, and a folder, FIFO or device node is never replaced.
+    """
+    for rel in sorted(names):
+        parts = rel.split(os.sep)
+        for depth in range(1, len(parts) + 1):
+            dest = os.path.join(out, *parts[:depth])
+            last = depth == len(parts)
+            if os.path.islink(dest):
+                return (f"{dest} is a symbolic link (to {os.readlink(dest)}); the template would write "
+                        f"its file {rel} {'there' if last else 'through it'}: nothing was written")
+            if not os.path.lexists(dest):
+                break
+            if not last and not os.path.isdir(dest):
+                return f"{dest} is a file; the template would write its file {rel} inside it as a folder"
+            if last and not os.path.isfile(dest):
+                kind = "a folder" if os.path.isdir(dest) else "not a regular file"
+                return f"{dest} is {kind}; the template would write its file {rel} there"
     return None
+
+
+def _force_into(source, out):
+    """--force: builds the template in a temporary folder beside ``out``, checks where each of its
+    files would land, then moves them in.
+
+    The template's files replace regular files of the same names; every
+    other file in the folder stays (nothing is deleted); a symbolic link on
+    the way refuses the whole copy before anything in ``out`` changes (the
+    data that ``prepare`` writes is checked as well as the template's own
+    files).
+    """
+    real = os.path.realpath(out)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(real)}.", suffix=".tmp",
+                           dir=os.path.dirname(real))
+    try:
+        shutil.copytree(source, tmp, dirs_exist_ok=True)
+        meta = prepare_template(tmp)
+        names = _files_under(tmp)
+        problem = _blocked(out, names)
+        if problem:
+            raise _Refused(problem)
+        for rel in names:
+            dest = os.path.join(out, rel)
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            if os.path.isfile(dest):   # keep the permissions of the file replaced
+                shutil.copymode(dest, os.path.join(tmp, rel))
+            os.replace(os.path.join(tmp, rel), dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return meta
+
+
+class _Refused(Exception):
+    """A file the template would write is in the way (the message says which)."""
 
 
 def run(args):
@@ -72,10 +135,16 @@ def run(args):
         print(f"caffe-losses template: {problem}", file=sys.stderr)
         return 2
     try:
-        # --force: the template's files replace those of the same names; every
-        # other file in the folder stays (nothing is deleted)
-        shutil.copytree(source, out, dirs_exist_ok=True)
-        meta = prepare_template(out)
+        if os.path.isdir(out):
+            # --force: the template's files replace those of the same names; every
+            # other file in the folder stays (nothing is deleted)
+            meta = _force_into(source, out)
+        else:
+            shutil.copytree(source, out, dirs_exist_ok=True)
+            meta = prepare_template(out)
+    except _Refused as err:
+        print(f"caffe-losses template: {err}", file=sys.stderr)
+        return 2
     except (OSError, shutil.Error) as err:
         print(f"caffe-losses template: cannot write {out}: {err}", file=sys.stderr)
         return 2

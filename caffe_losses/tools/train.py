@@ -6,8 +6,10 @@ and also: checks the nets with the `check` rules and the files Caffe would
 abort on before training; shows a progress line (iteration, loss, rate,
 ETA; when the output is not a terminal, a line at each 10% and every 20 s)
 and every test-net output at each test; draws the training curve with the
-test scores as a PNG; on Ctrl-C or SIGTERM (docker stop) saves a snapshot
-and prints its files. Paths inside the solver are relative to the current
+test scores as a PNG; on Ctrl-C or SIGTERM (docker stop) saves a snapshot,
+prints its files and the command that resumes from it. Snapshots are
+written under a temporary name and renamed: a full disk or a second
+Ctrl-C never leaves a half-written file. Paths inside the solver are relative to the current
 directory, as with `caffe train`. Caffe's single-dash spellings work too
 (-solver, -weights, -snapshot, -gpu).
 
@@ -21,10 +23,11 @@ after saving a snapshot.
 """
 
 import os
+import shlex
 import sys
 
 from caffe_losses.preflight import PreflightError
-from caffe_losses.training import TrainingError, train
+from caffe_losses.training import StoppedAgain, TrainingError, train
 
 
 def add_arguments(parser):
@@ -39,7 +42,8 @@ def add_arguments(parser):
                         help="GPU id (CUDA builds); default: the solver's solver_mode/device_id, else CPU")
     parser.add_argument("--max-iter", type=int,
                         help="stop at this iteration instead of the solver's max_iter "
-                             "(the learning-rate schedule is unchanged)")
+                             "(the learning-rate schedule is unchanged; beyond max_iter with "
+                             "lr_policy poly it is refused: its rate would go negative)")
     parser.add_argument("--curve", help="where to write the training curve PNG "
                         "(default: training_curve.png next to the solver)")
     parser.add_argument("--no-curve", action="store_true", help="do not draw the training curve")
@@ -108,8 +112,12 @@ def run(args):
         return _fail(err)
     except (FileNotFoundError, PreflightError, ValueError) as err:
         return _fail(err)
+    except StoppedAgain as err:
+        print(f"\ncaffe-losses train: {err.message}", file=sys.stderr)
+        return 128 + int(err.signum)
     except KeyboardInterrupt:
-        print("\ncaffe-losses train: interrupted again: stopped without saving", file=sys.stderr)
+        print("\ncaffe-losses train: interrupted: stopped (every snapshot printed above is complete; "
+              "no other was written)", file=sys.stderr)
         return 130
     if result["iters"]:
         print(f"trained to iteration {result['iters'][-1]}; final loss {result['loss'][-1]:.5g}")
@@ -120,5 +128,8 @@ def run(args):
     elif result["curve_note"]:
         print(result["curve_note"])
     if result["interrupted"] is not None:
+        if result["snapshots"]:
+            print(f"resume with: caffe-losses train {shlex.quote(solver)} --snapshot "
+                  f"{shlex.quote(result['snapshots'][-1][2])}")
         return 128 + int(result["interrupted"])
     return 0
