@@ -14,6 +14,7 @@ H file or initial weights the recipe needs. Then train it either way:
 import os
 import shutil
 import sys
+import tempfile
 
 from caffe_losses.templates import TEMPLATE_ROOT, list_templates, load_template, prepare_template
 
@@ -52,6 +53,35 @@ def check_out(out, source, force):
     return None
 
 
+def _build_new(source, out):
+    """Copies and prepares the template in a temporary folder beside ``out``, then renames it.
+
+    A failure (pycaffe missing, a full disk, Ctrl-C) leaves nothing behind,
+    not even the parent folders it created, so the same command can be run
+    again.
+    """
+    parent = os.path.dirname(out)
+    created = None                   # the first parent folder this call creates
+    probe = parent
+    while not os.path.isdir(probe):
+        created, probe = probe, os.path.dirname(probe)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", suffix=".tmp", dir=parent)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)          # mkdtemp makes it private
+        shutil.copytree(source, tmp, dirs_exist_ok=True)
+        meta = prepare_template(tmp)
+        os.rename(tmp, out)                    # fails if out appeared meanwhile: nothing replaced
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if created:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+    return meta
+
+
 def run(args):
     try:
         names = list_templates()
@@ -72,10 +102,13 @@ def run(args):
         print(f"caffe-losses template: {problem}", file=sys.stderr)
         return 2
     try:
-        # --force: the template's files replace those of the same names; every
-        # other file in the folder stays (nothing is deleted)
-        shutil.copytree(source, out, dirs_exist_ok=True)
-        meta = prepare_template(out)
+        if os.path.isdir(out):
+            # --force: the template's files replace those of the same names; every
+            # other file in the folder stays (nothing is deleted)
+            shutil.copytree(source, out, dirs_exist_ok=True)
+            meta = prepare_template(out)
+        else:
+            meta = _build_new(source, out)
     except (OSError, shutil.Error) as err:
         print(f"caffe-losses template: cannot write {out}: {err}", file=sys.stderr)
         return 2
