@@ -151,20 +151,20 @@ def _parse_blobproto(raw, what):
         blob.ParseFromString(raw)
     except (DecodeError, ValueError, RuntimeError) as err:
         raise ValueError(f"{what} is not a BlobProto .binaryproto ({err}); write H with "
-                         f"tools/make_infogain_h.py or caffe.io.array_to_blobproto") from None
+                         f"caffe-losses make-h or caffe.io.array_to_blobproto") from None
     if any(blob.HasField(f) for f in ("num", "channels", "height", "width")):
         shape = (blob.num, blob.channels, blob.height, blob.width)
     else:
         shape = tuple(blob.shape.dim)
     if any(d < 0 for d in shape):
         raise ValueError(f"{what} is not a valid BlobProto: its shape {shape} has a negative "
-                         f"dimension; write H with tools/make_infogain_h.py or "
+                         f"dimension; write H with caffe-losses make-h or "
                          f"caffe.io.array_to_blobproto")
     values = blob.double_data if len(blob.double_data) else blob.data
     count = int(np.prod(shape, dtype=object)) if shape else 0
     if not len(values) or count != len(values):
         raise ValueError(f"{what} is not a valid BlobProto: its shape {shape} needs {count} "
-                         f"values, it holds {len(values)}; write H with tools/make_infogain_h.py "
+                         f"values, it holds {len(values)}; write H with caffe-losses make-h "
                          f"or caffe.io.array_to_blobproto")
     return np.asarray(values, dtype=np.float64).reshape(shape)
 

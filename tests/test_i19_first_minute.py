@@ -106,3 +106,23 @@ def test_help_is_plain_text():
                           "plot_features.py")
     proc = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "``" not in proc.stdout and "hdf5_data_param" in proc.stdout, proc
+
+
+def test_messages_name_the_installed_commands_not_the_clones_scripts(tmp_path):
+    """A pip install has no tools/*.py: messages and --help name `caffe-losses make-h`."""
+    import re
+    pkg = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "caffe_losses")
+    script = re.compile(r"(tools/)?(make_infogain_h|net_surgery|make_pos_weight|plot_features|migrate_net)\.py")
+    found = []
+    for folder, _, files in os.walk(pkg):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                with open(path, encoding="utf-8") as f:
+                    found += [f"{path}:{i + 1}" for i, line in enumerate(f) if script.search(line)]
+    assert found == []
+    proc = subprocess.run([CLI, "make-h", "--help"], capture_output=True, text=True, timeout=120)
+    assert "caffe-losses make-h --identity" in proc.stdout and "make_infogain_h" not in proc.stdout
+    (tmp_path / "bad.binaryproto").write_bytes(b"not a blob \xff\xff\xff\x07")
+    proc = _run(["make-h", "--show", "bad.binaryproto"], tmp_path)
+    assert proc.returncode != 0 and "caffe-losses make-h" in proc.stderr and "tools/" not in proc.stderr, proc

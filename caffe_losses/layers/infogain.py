@@ -24,7 +24,7 @@ __all__ = ["SoftmaxWithInfogainLoss", "InfogainLoss", "Constant"]
 
 _SOURCE = Param("source", as_str, None, doc=(
     "H file: .binaryproto (1 x 1 x L x L, as caffe.io.array_to_blobproto or "
-    "tools/make_infogain_h.py write it) or .npy (read with allow_pickle=False); "
+    "caffe-losses make-h write it) or .npy (read with allow_pickle=False); "
     "relative to the working directory; omit it when H is the third bottom"))
 _AXIS = Param("axis", as_int, 1, doc="the class axis of the predictions (1 for N x C and N x C x H x W)")
 
@@ -43,7 +43,7 @@ class _InfogainLayer(LossLayer):
                       f"'{self.bottom_name(2)}'; keep one")
         if len(bottom) == 2 and source is None:
             self.fail("needs H: set 'source' in param_str (a .binaryproto or .npy file, e.g. "
-                      "made with tools/make_infogain_h.py) or give H as a third bottom "
+                      "made with caffe-losses make-h) or give H as a third bottom "
                       "(e.g. the top of a Constant layer)")
         self._h_name = None
         self._h_source = None
@@ -143,7 +143,7 @@ class SoftmaxWithInfogainLoss(_InfogainLayer):
 
     H must be C x C, finite and non-negative, with a positive value in every
     row (an all-zero row would silently drop its class from the loss), and
-    hold similarities or class weights (``tools/make_infogain_h.py`` makes
+    hold similarities or class weights (``caffe-losses make-h`` makes
     one).  A file is checked as the float32 the layer uses: a value beyond
     3.4e38 or a row whose values all round to 0 is refused.
 
@@ -263,7 +263,7 @@ class Constant(PythonLayer):
 
     Shape:
       no bottoms; top[0]: the stored shape, e.g. (1, 1, L, L) for an H written
-      by ``tools/make_infogain_h.py``, (L, L) for a ``.npy``.
+      by ``caffe-losses make-h``, (L, L) for a ``.npy``.
 
     param_str keys:
       source (required): a .binaryproto (BlobProto) or .npy file (read with
