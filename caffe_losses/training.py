@@ -51,8 +51,8 @@ from collections import deque
 
 import numpy as np
 
-from caffe_losses.preflight import (PreflightError, check_data_sources, check_net_structure,
-                                    check_snapshot_prefix, check_solver, check_solverstate, check_weights)
+from caffe_losses.preflight import (check_data_sources, check_net_structure,
+                                    check_solverstate, check_weights, solver_preflight)
 from caffe_losses.prototxt import read_solver_param, solver_nets
 
 __all__ = ["read_solver", "train", "plot_curve", "net_loss", "collect_histories", "snapshot_prefix",
@@ -548,12 +548,9 @@ def train(solver_path, *, weights=None, snapshot=None, max_iter=None, progress=T
     stream = sys.stderr if stream is None else stream
     report = progress if report is None else report
     param = read_solver(solver_path)
-    check_solver(param, solver_path)
+    for problem in solver_preflight(param, solver_path, weights_field=False):
+        raise problem       # the first; `caffe-losses check` lists them all
     prefix = snapshot_prefix(param, solver_path)
-    if os.path.isdir(prefix):
-        raise PreflightError(f"snapshot_prefix '{prefix}' (from {solver_path}) names a folder: set "
-                             f"snapshot_prefix in the solver to the snapshots' path and name prefix")
-    check_snapshot_prefix(prefix)
     nets = solver_nets(param, solver_path)
     for where, net_param, phase in nets:
         check_net_structure(net_param, phase, where)

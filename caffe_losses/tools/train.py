@@ -95,7 +95,7 @@ def run(args):
         if not args.no_check:
             errors = _lint(solver)
             if errors:
-                return _fail(f"{errors} error(s) in the nets of {solver} (listed above): fix them, or "
+                return _fail(f"{errors} error(s) in {solver} and its nets (listed above): fix them, or "
                              f"train anyway with --no-check")
         curve = None if args.no_curve else (
             args.curve or os.path.join(os.path.dirname(os.path.abspath(solver)), "training_curve.png"))

@@ -1,0 +1,104 @@
+"""Issue 19: what made Caffe abort (or Python print a traceback) ends in one line.
+
+Bad-input corpus entries, each run in its own process (tests/corpus_runner.py)
+because Caffe could abort: solver typos, data sources that are not plain
+files, blobs beyond Caffe's 32 axes, param_str numbers beyond float64, H
+files larger than memory, outputs checked before the work.  Each asserts
+a non-zero exit with a message naming the file, layer, key or field, no
+traceback, and (where the case lists them) the user's files byte-identical.
+"""
+
+import re
+
+import pytest
+
+from corpus_train import NET, _text
+from test_bad_input_corpus import run_case
+
+SOLVER = ('net: "net.prototxt"\nbase_lr: 0.01\nmax_iter: 2\nsnapshot_prefix: "snap"\nrandom_seed: 1\n'
+          'solver_mode: CPU\n')
+
+
+def solver_case(command, settings, *args, net=NET, params="{sigma: 1}", files=None):
+    """A net and a solver with ``settings`` (lr_policy, type...), then `caffe-losses COMMAND`."""
+    case_files = dict(_text("net.prototxt", net.replace("PARAMS", params)))
+    case_files.update(_text("solver.prototxt", SOLVER + settings))
+    case_files.update(files or {})
+    cli = ["train", "solver.prototxt", "--no-progress", *args] if command == "train" else \
+        [command, "solver.prototxt", *args]
+    return {"files": case_files, "cli": cli, "keep": sorted(case_files)}
+
+
+def check_exit(result, want, code=None):
+    assert result["outcome"] == "exit", result
+    assert result["code"] > 0 if code is None else result["code"] == code, result
+    out = result["stderr"] + result["stdout"]
+    assert "Traceback" not in out, out
+    assert re.search(want, out, re.S | re.M), out
+    assert result["kept"], "a user's file changed"
+
+
+SOLVER_TYPOS = [
+    ("lr-policy-capitalised", 'lr_policy: "Step"\nstepsize: 1\ngamma: 0.1\n',
+     r'lr_policy: "Step" is not a learning rate policy .*valid: "fixed", "step", "exp", "inv", "multistep", '
+     r'"poly", "sigmoid"\. Did you mean "step"\?'),
+    ("lr-policy-missing", "",
+     r'lr_policy is not set \(Caffe would abort at the first iteration.*valid: "fixed", "step"'),
+    ("type-lowercase", 'type: "sgd"\nlr_policy: "fixed"\n',
+     r'type: "sgd" is not a solver type of this Caffe .*valid: SGD, Nesterov, AdaGrad, RMSProp, AdaDelta, Adam\. '
+     r'Did you mean "SGD"\?'),
+    ("step-without-stepsize", 'lr_policy: "step"\ngamma: 0.1\n',
+     r'lr_policy "step" \(base_lr \* gamma \^ floor\(iter / stepsize\)\) needs stepsize > 0, and stepsize is not set'),
+    ("sigmoid-stepsize-zero", 'lr_policy: "sigmoid"\ngamma: 0.1\nstepsize: 0\n',
+     r'lr_policy "sigmoid" .* needs stepsize > 0, got stepsize: 0'),
+    ("exp-negative-gamma", 'lr_policy: "exp"\ngamma: -0.5\n', r'lr_policy "exp" .* needs gamma >= 0, got gamma: -0\.5'),
+    ("adagrad-momentum", 'type: "AdaGrad"\nlr_policy: "fixed"\nmomentum: 0.9\n',
+     r'type "AdaGrad" takes no momentum .*momentum: 0\.9'),
+    ("rmsprop-decay", 'type: "RMSProp"\nlr_policy: "fixed"\nrms_decay: 1\n', r'needs 0 <= rms_decay < 1, got rms_decay: 1'),
+    ("regularization-type", 'lr_policy: "fixed"\nweight_decay: 0.001\nregularization_type: "l2"\n',
+     r'regularization_type: "l2" is not one of "L1", "L2"'),
+    ("type-and-solver-type", 'lr_policy: "fixed"\ntype: "Adam"\nsolver_type: SGD\n',
+     r"give type or the old solver_type, not both"),
+]
+
+
+@pytest.mark.parametrize("command", ["check", "train", "train-no-check"])
+@pytest.mark.parametrize("settings, want", [c[1:] for c in SOLVER_TYPOS], ids=[c[0] for c in SOLVER_TYPOS])
+def test_solver_typos_are_named_not_aborted(command, settings, want, tmp_path):
+    args = ["--no-check"] if command == "train-no-check" else []
+    result = run_case(solver_case(command.split("-")[0], settings, *args), tmp_path)
+    check_exit(result, r"solver\.prototxt.*" + want, code=1)
+    if command != "check":
+        assert "caffe-losses train" in result["stderr"], result
+        assert not list(tmp_path.glob("snap_iter_*")), "nothing trained"
+
+
+@pytest.mark.parametrize("settings, want", [
+    ('lr_policy: "step"\nstepsize: 1\n', r'WARNING \[solver\] .*lr_policy "step" .*gamma is not set \(0\), so the '
+                                         r'learning rate drops to 0'),
+    ('lr_policy: "poly"\n', r'WARNING \[solver\] .*lr_policy "poly" .*power is not set \(0\), so the learning rate '
+                            r'never changes'),
+    ('lr_policy: "multistep"\ngamma: 0.1\n', r'WARNING \[solver\] .*stepvalue is not set'),
+], ids=["step-no-gamma", "poly-no-power", "multistep-no-stepvalue"])
+def test_settings_caffe_runs_are_warnings_not_errors(settings, want, tmp_path):
+    result = run_case(solver_case("check", settings), tmp_path)
+    assert result["code"] == 0, result
+    assert re.search(want, result["stdout"]), result
+    assert re.search(r"0 error\(s\), 1 warning\(s\)", result["stdout"]), result
+
+
+def test_check_runs_every_precheck_train_runs(tmp_path):
+    # snapshot_prefix's folder missing: train refuses it, so check reports it (the same code)
+    case = solver_case("check", 'lr_policy: "fixed"\nweights: "gone.caffemodel"\n')
+    case["files"]["solver.prototxt"] = case["files"]["solver.prototxt"].replace('"snap"', '"nodir/snap"')
+    result = run_case(case, tmp_path)
+    check_exit(result, r"ERROR \[solver\] snapshot_prefix 'nodir/snap': folder 'nodir' does not exist", code=1)
+    assert re.search(r"ERROR \[solver\] solver weights: weights file not found: gone\.caffemodel", result["stdout"])
+    assert "2 error(s)" in result["stdout"], result
+    # and the net's structure, as Net::Init would abort on it
+    case = solver_case("check", 'lr_policy: "fixed"\n', net=NET.replace('bottom: "fc" bottom: "y"',
+                                                                       'bottom: "fc1" bottom: "y"'))
+    (tmp_path / "x").mkdir()
+    result = run_case(case, tmp_path / "x")
+    check_exit(result, r"net\.prototxt: ERROR \[net-structure\] net\.prototxt: layer 'loss' reads bottom 'fc1', "
+                       r"which no layer before it makes in the TRAIN net", code=1)
