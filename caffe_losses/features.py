@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from caffe_losses.preflight import in_phase
+from caffe_losses.preflight import check_data_sources, in_phase, read_list_file
 from caffe_losses.prototxt import read_net_param, working_directory
 
 __all__ = ["load_net", "forward_rows", "collect_features", "evaluate", "intra_inter_ratio",
@@ -59,8 +59,7 @@ def default_samples(prototxt, root):
     total = 0
     for source in _test_hdf5_sources(prototxt):
         path = source if os.path.isabs(source) else os.path.join(base, source)
-        with open(path) as f:
-            files = [line.strip() for line in f if line.strip()]
+        files = read_list_file(path, f"plot-features: {prototxt}: HDF5Data source")
         for name in files:
             name = name if os.path.isabs(name) else os.path.join(base, name)
             with h5py.File(name, "r") as h5:
@@ -78,6 +77,8 @@ def load_net(prototxt, weights, *, root=None):
             raise FileNotFoundError(f"plot-features: {what} file not found: {path}")
     prototxt, weights = os.path.abspath(prototxt), os.path.abspath(weights)
     with working_directory(_resolve_root(prototxt, root)):
+        # Caffe aborts on a missing data file and blocks on a FIFO: look first
+        check_data_sources(read_net_param(prototxt), caffe.TEST)
         return caffe.Net(prototxt, caffe.TEST, weights=weights)
 
 

@@ -19,6 +19,8 @@
   or validate, or an unknown ``caffe_losses`` layer class.
 * ``h-file``: an infogain H ``source`` that is missing, malformed, or not
   L x L for the L classes of the classifier feeding the loss.
+* ``constant-source``: a ``Constant`` layer's ``source`` that the layer
+  could not read (missing, malformed, more axes than a Caffe blob has).
 * ``double-softmax``: a layer that applies softmax itself
   (``SoftmaxWithInfogainLoss``, native ``InfogainLoss`` and
   ``SoftmaxWithLoss``, ``Expectation`` by default) fed by a ``Softmax``.
@@ -271,6 +273,14 @@ def _lint_phase(net, phase, weight_decay=None):
             _check_h_file(findings, layer, params["source"], classes, cls_name)
         if layer.type == "InfogainLoss" and layer.infogain_loss_param.source:
             _check_h_file(findings, layer, layer.infogain_loss_param.source, classes, "InfogainLoss")
+
+        # constant-source: the file the Constant layer emits, read as the layer reads it
+        if ours and cls_name == "Constant" and params and params.get("source"):
+            from caffe_losses.hmatrix import load_blob
+            try:
+                load_blob(params["source"], owner="Constant", key="source")
+            except (OSError, ValueError, TypeError) as err:
+                findings.append(Finding(ERROR, "constant-source", layer, str(err)))
 
         # expectation-kernel-lr ---------------------------------------------
         if layer.type in ("Convolution", "InnerProduct") and src is not None and src.type == "Softmax":

@@ -14,6 +14,7 @@ import tempfile
 
 __all__ = ["PreflightError", "in_phase", "check_data_sources", "check_net_structure", "check_weights",
            "check_solver", "check_snapshot_prefix", "check_solverstate", "solver_problems", "solver_preflight",
+           "read_list_file",
            "SOLVER_TYPES", "LR_POLICIES"]
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -46,8 +47,53 @@ def in_phase(layer, phase):
     return not any(_rule_met(r, phase) for r in layer.exclude)
 
 
+# A list file names .h5 files (HDF5Data) or images with labels (ImageData), one a line:
+# anything bigger is not one (and is not read whole: /dev/zero, a huge file given by mistake)
+MAX_LIST_BYTES = 64 * 2 ** 20
+
+
+def _file_kind(st):
+    import stat
+    for test, name in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISDIR, "a folder")):
+        if test(st.st_mode):
+            return name
+    return None if stat.S_ISREG(st.st_mode) else "not a regular file"
+
+
+def read_list_file(path, who):
+    """The lines of a data layer's list file: a regular text file, read to a bound, never blocking."""
+    from caffe_losses.safety import format_bytes
+    st = os.stat(path)
+    kind = _file_kind(st)
+    if kind:
+        raise PreflightError(f"{who}: source '{path}' is {kind}, not a regular file: give the text file "
+                             f"that lists the data files")
+    try:
+        # O_NONBLOCK: a FIFO swapped in after the stat above does not hang the open
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            data = f.read(MAX_LIST_BYTES + 1)
+    except OSError as err:
+        raise PreflightError(f"{who}: source '{path}' cannot be read: {err.strerror or err}") from None
+    if any(data[at:at + len(HDF5_SIGNATURE)] == HDF5_SIGNATURE for at in (0, 512, 1024, 2048)):
+        raise PreflightError(f"{who}: source '{path}' is an HDF5 file; source must be a text file listing "
+                             f".h5 files, one a line (e.g. a '{os.path.splitext(os.path.basename(path))[0]}.txt' "
+                             f"holding the line {path})")
+    if len(data) > MAX_LIST_BYTES:
+        raise PreflightError(f"{who}: source '{path}' is larger than {format_bytes(MAX_LIST_BYTES)}: not a list "
+                             f"of data files (source must be a text file naming them, one a line)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise PreflightError(f"{who}: source '{path}' is not a text file (byte {err.start} is not UTF-8): "
+                             f"source must be a text file naming the data files, one a line") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 def check_data_sources(param, phase):
-    """Caffe aborts the process when a data layer's source is missing: check first."""
+    """Caffe aborts the process when a data layer's source is missing, and blocks on a FIFO: check first."""
     for layer in param.layer:
         if not in_phase(layer, phase):
             continue
@@ -65,13 +111,31 @@ def check_data_sources(param, phase):
                 f"data layer '{layer.name}' ({layer.type}) reads '{source}', which does not exist "
                 f"(relative to {os.getcwd()}): write the data first, or run from the folder the "
                 f"prototxt's paths are relative to")
+        who = f"data layer '{layer.name}' ({layer.type})"
+        if layer.type == "ImageData":
+            read_list_file(source, who)
         if layer.type == "HDF5Data":
-            with open(source) as f:
-                files = [line.strip() for line in f if line.strip()]
-            missing = [p for p in files if not os.path.isfile(p)]
-            if not files or missing:
-                raise PreflightError(f"data layer '{layer.name}' (HDF5Data): list file '{source}' "
-                                   + (f"names a missing file '{missing[0]}'" if missing else "is empty"))
+            files = read_list_file(source, who)
+            if not files:
+                raise PreflightError(f"{who}: list file '{source}' is empty")
+            for name in files:
+                if not os.path.exists(name):
+                    raise PreflightError(f"{who}: list file '{source}' names a missing file '{name}'")
+                kind = _file_kind(os.stat(name))
+                if kind:
+                    raise PreflightError(f"{who}: list file '{source}' names '{name}', which is {kind}, not an "
+                                         f"HDF5 file")
+                import h5py
+                try:
+                    with open(name, "rb"):
+                        pass
+                    hdf5 = h5py.is_hdf5(name)      # the signature at 0, 512, 1024... (a user block)
+                except OSError as err:
+                    raise PreflightError(f"{who}: list file '{source}' names '{name}', which cannot be read: "
+                                         f"{err.strerror or err}") from None
+                if not hdf5:
+                    raise PreflightError(f"{who}: list file '{source}' names '{name}', which is not an HDF5 file "
+                                         f"(Caffe would abort)")
 
 
 _PHASES = {0: "TRAIN", 1: "TEST"}   # caffe_pb2.Phase values, for messages
@@ -171,7 +235,7 @@ def _weights_file(path, option):
         other = _what_else(data)
         if other:
             raise PreflightError(f"{option} {path}: is {other}")
-        if data.startswith(HDF5_SIGNATURE):
+        if any(data[at:at + len(HDF5_SIGNATURE)] == HDF5_SIGNATURE for at in (0, 512, 1024, 2048)):
             raise PreflightError(f"{option} {path}: is an HDF5 file: Caffe reads HDF5 weights only from "
                                  f"a name ending in .h5")
         raise PreflightError(f"{option} {path}: not a binary .caffemodel (" +

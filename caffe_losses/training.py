@@ -602,6 +602,8 @@ def train(solver_path, *, weights=None, snapshot=None, max_iter=None, progress=T
             if not (err.name or "").split(".")[0] == "matplotlib":
                 raise
             history["curve_note"] = CURVE_EXTRA_NOTE
+        except (OSError, ValueError) as err:     # a disk that filled up while training
+            history["curve_note"] = f"training curve not written: {curve_png}: {getattr(err, 'strerror', None) or err}"
     return history
 
 

@@ -102,3 +102,75 @@ def test_check_runs_every_precheck_train_runs(tmp_path):
     result = run_case(case, tmp_path / "x")
     check_exit(result, r"net\.prototxt: ERROR \[net-structure\] net\.prototxt: layer 'loss' reads bottom 'fc1', "
                        r"which no layer before it makes in the TRAIN net", code=1)
+
+
+# --- param_str numbers beyond float64 ------------------------------------------
+
+@pytest.mark.parametrize("command", ["check", "train"])
+@pytest.mark.parametrize("number", ["9" * 309, "-" + "9" * 399, "'" + "1" * 350 + "'"], ids=["309", "-399", "quoted"])
+def test_param_str_number_beyond_float64_names_the_key(command, number, tmp_path):
+    params = "{sigma: %s}" % number
+    args = ["--no-check"] if command == "train" else []
+    result = run_case(solver_case(command, 'lr_policy: "fixed"\n', *args, params=params), tmp_path)
+    check_exit(result, r"layer 'loss'.*SmoothL1Loss: 'sigma' must fit float32, the type of Caffe's blobs: at most "
+                       r"3\.402823e\+38 in magnitude \(an integer of \d{3} digits would be inf\)", code=1)
+
+
+def test_param_str_overflow_in_the_parser_itself():
+    from caffe_losses.params import parse_params
+    from caffe_losses import SmoothL1Loss, WeightedSigmoidCrossEntropyLoss
+    for text in ("{sigma: %s}" % ("7" * 350), "{sigma: '%s'}" % ("7" * 350), "{sigma: 0x%s}" % ("f" * 280)):
+        with pytest.raises(ValueError, match=r"SmoothL1Loss: 'sigma' must fit float32.*digits would be inf"):
+            parse_params("SmoothL1Loss", SmoothL1Loss.PARAMS, text)
+    with pytest.raises(ValueError, match=r"'pos_weight' must be a list of finite numbers \(an item must fit float32"):
+        parse_params("W", WeightedSigmoidCrossEntropyLoss.PARAMS, "{pos_weight: [1, %s]}" % ("1" * 330))
+
+
+# --- data sources that are not a list of .h5 files -------------------------------
+
+H5_NET = NET.replace(
+    'layer { name: "x" type: "DummyData" top: "x" top: "y" dummy_data_param { '
+    'shape { dim: 8 dim: 3 } shape { dim: 8 dim: 2 } data_filler { type: "gaussian" std: 1 } } }\n',
+    'layer { name: "data" type: "HDF5Data" top: "x" top: "y" hdf5_data_param { source: "SOURCE" batch_size: 4 } }\n')
+H5 = ("import h5py; f = h5py.File(path, 'w'); f['x'] = np.ones((8, 3), 'f4'); f['y'] = np.zeros((8, 2), 'f4'); "
+      "f.close()")
+FIFO = "os.mkfifo(path)"
+# a character device like /dev/zero (major 1, minor 5), made in the test's own folder (as root; else a FIFO)
+ZERO = ("import stat; os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(1, 5)) if os.getuid() == 0 "
+        "else os.mkfifo(path)")
+DATA_CASES = [
+    ("source-is-the-h5", "d.h5", {"d.h5": H5},
+     r"data layer 'data' \(HDF5Data\): source 'd\.h5' is an HDF5 file; source must be a text file listing \.h5 files"),
+    ("source-is-a-fifo", "pipe", {"pipe": FIFO},
+     r"data layer 'data' \(HDF5Data\): source 'pipe' is a FIFO \(named pipe\), not a regular file"),
+    ("source-is-a-device", "zero", {"zero": ZERO},
+     r"data layer 'data' \(HDF5Data\): source 'zero' is (a character device|a FIFO \(named pipe\)), not a regular"),
+    ("source-is-proc-self-mem", "/proc/self/mem", {},
+     r"data layer 'data' \(HDF5Data\): source '/proc/self/mem' cannot be read"),
+    ("source-is-huge", "big.txt", {"big.txt": "open(path, 'wb').truncate(65 * 2 ** 20)"},
+     r"data layer 'data' \(HDF5Data\): source 'big\.txt' is larger than 64\.0 MiB: not a list of data files"),
+    ("source-is-binary", "b.txt", {"b.txt": "open(path, 'wb').write(b'\\xff\\xfe\\x00data')"},
+     r"source 'b\.txt' is not a text file \(byte 0 is not UTF-8\)"),
+    ("list-names-a-fifo", "list.txt", {"list.txt": "open(path, 'w').write('pipe\\n')", "pipe": FIFO},
+     r"list file 'list\.txt' names 'pipe', which is a FIFO \(named pipe\), not an HDF5 file"),
+    ("list-names-a-text-file", "list.txt", {"list.txt": "open(path, 'w').write('list.txt\\n')"},
+     r"list file 'list\.txt' names 'list\.txt', which is not an HDF5 file"),
+]
+
+
+@pytest.mark.parametrize("command", ["check", "train"])
+@pytest.mark.parametrize("source, files, want", [c[1:] for c in DATA_CASES], ids=[c[0] for c in DATA_CASES])
+def test_data_source_that_is_not_a_list_file(command, source, files, want, tmp_path):
+    case = solver_case(command, 'lr_policy: "fixed"\n', net=H5_NET.replace("SOURCE", source), files=files)
+    case["keep"] = [name for name in case["keep"] if name not in ("pipe", "zero")]    # never read those
+    case["timeout"] = 60                  # blocking on a FIFO would end here, a failure
+    result = run_case(case, tmp_path)
+    check_exit(result, want, code=1)
+    assert "caffe-losses train: " in result["stderr"] or command == "check"
+
+
+def test_the_same_list_file_trains(tmp_path):
+    case = solver_case("train", 'lr_policy: "fixed"\n', net=H5_NET.replace("SOURCE", "list.txt"),
+                       files={"d.h5": H5, "list.txt": "open(path, 'w').write('d.h5\\n')"})
+    result = run_case(case, tmp_path)
+    assert result["code"] == 0 and "trained to iteration 2" in result["stdout"], result
