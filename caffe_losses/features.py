@@ -41,12 +41,13 @@ def _resolve_root(prototxt, root):
             raise FileNotFoundError(f"plot-features: --root {root!r} is not a folder")
         return os.path.abspath(root)
     sources = [s for s in _test_hdf5_sources(prototxt) if not os.path.isabs(s)]
-    if all(os.path.isfile(s) for s in sources):
+    # exists, not isfile: a source that is there but not a regular file is named by check_data_sources
+    if all(os.path.exists(s) for s in sources):
         return os.getcwd()
     here = os.path.dirname(os.path.abspath(prototxt))
-    if all(os.path.isfile(os.path.join(here, s)) for s in sources):
+    if all(os.path.exists(os.path.join(here, s)) for s in sources):
         return here
-    missing = next(s for s in sources if not os.path.isfile(s))
+    missing = next(s for s in sources if not os.path.exists(s))
     raise FileNotFoundError(f"plot-features: {prototxt}: the TEST data source {missing!r} exists neither "
                             f"in the current folder nor next to the prototxt; run the template's "
                             f"prepare step (caffe-losses demo), or pass --root")

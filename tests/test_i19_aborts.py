@@ -174,3 +174,143 @@ def test_the_same_list_file_trains(tmp_path):
                        files={"d.h5": H5, "list.txt": "open(path, 'w').write('d.h5\\n')"})
     result = run_case(case, tmp_path)
     assert result["code"] == 0 and "trained to iteration 2" in result["stdout"], result
+
+
+# --- H and Constant files: larger than memory, a FIFO, more axes than a blob ----
+
+INFOGAIN_NET = (
+    'layer { name: "x" type: "DummyData" top: "score" top: "label" dummy_data_param { '
+    'shape { dim: 4 dim: 10 } shape { dim: 4 } data_filler { type: "gaussian" std: 1 } '
+    'data_filler { type: "constant" value: 1 } } }\n'
+    'layer { name: "loss" type: "Python" bottom: "score" bottom: "label" top: "loss" '
+    'python_param { module: "caffe_losses" layer: "SoftmaxWithInfogainLoss" param_str: "PARAMS" } loss_weight: 1 }\n')
+SPARSE = "from caffe_losses.safety import available_memory; open(path, 'wb').truncate(2 * available_memory())"
+
+
+@pytest.mark.parametrize("command", ["check", "train"])
+@pytest.mark.parametrize("files, source, want", [
+    ({"H.binaryproto": SPARSE}, "H.binaryproto",
+     r"'source' file 'H\.binaryproto'.*, of [\d.]+ [GT]iB \(a \.binaryproto H of L classes takes about 5 L\^2 "
+     r"bytes\), would need [\d.]+ [GT]iB, more than the [\d.]+ [GMT]iB of memory available"),
+    ({"H.npy": "from caffe_losses.safety import available_memory; "
+               "np.lib.format.open_memmap(path, mode='w+', dtype='f8', shape=(2, available_memory() // 8))"}, "H.npy",
+     r"'source' file 'H\.npy'.* \(2 x \d+ values\) would need [\d.]+ [GT]iB, more than"),
+    ({"pipe": FIFO}, "pipe", r"'source' file 'pipe'.* is not a regular file \(a FIFO, a device or a socket\)"),
+], ids=["binaryproto", "npy", "fifo"])
+def test_h_file_larger_than_memory_or_not_a_file(command, files, source, want, tmp_path):
+    case = solver_case(command, 'lr_policy: "fixed"\n', *(["--no-check"] if command == "train" else []),
+                       net=INFOGAIN_NET, params="{source: %s}" % source, files=files)
+    case["keep"] = ["net.prototxt", "solver.prototxt"]
+    case["timeout"] = 60
+    result = run_case(case, tmp_path)
+    check_exit(result, r"layer 'loss'.*SoftmaxWithInfogainLoss: " + want, code=1)
+
+
+def test_make_h_show_of_a_file_larger_than_memory(tmp_path):
+    result = run_case({"files": {"H.binaryproto": SPARSE}, "cli": ["make-h", "--show", "H.binaryproto"]}, tmp_path)
+    check_exit(result, r"make-h: error: '--show' file 'H\.binaryproto'.* of [\d.]+ [GT]iB \(a \.binaryproto H .*"
+                       r"would need .* more than the .* of memory available", code=2)
+    assert "fewer classes" not in result["stderr"]
+
+
+AXES33 = "np.save(path, np.ones((1,) * 33))"
+BLOB33 = ("from caffe.proto import caffe_pb2; b = caffe_pb2.BlobProto(); b.shape.dim.extend([1] * 33); "
+          "b.data.append(1.0); open(path, 'wb').write(b.SerializeToString())")
+CONSTANT_NET = NET.replace('layer { name: "loss"', 'layer { name: "h" type: "Python" top: "h" python_param { '
+                           'module: "caffe_losses" layer: "Constant" param_str: "{source: SRC}" } }\nlayer { name: "loss"')
+
+
+@pytest.mark.parametrize("command", ["check", "train"])
+@pytest.mark.parametrize("name, expr", [("c.npy", AXES33), ("c.binaryproto", BLOB33)], ids=["npy", "binaryproto"])
+def test_constant_source_of_33_axes(command, name, expr, tmp_path):
+    case = solver_case(command, 'lr_policy: "fixed"\n', *(["--no-check"] if command == "train" else []),
+                       net=CONSTANT_NET.replace("SRC", name), files={name: expr})
+    result = run_case(case, tmp_path)
+    check_exit(result, r"layer 'h'.*Constant: 'source' file 'c\.(npy|binaryproto)'.* has 33 axes; a Caffe blob has "
+                       r"at most 32 \(kMaxBlobAxes\)", code=1)
+
+
+@pytest.mark.parametrize("bottom", ["x".join(["1"] * 33), "a33.npy"], ids=["dims", "npy"])
+def test_gradcheck_bottom_of_33_axes(bottom, tmp_path):
+    case = {"files": {"a33.npy": AXES33},
+            "cli": ["gradcheck", "--module", "caffe_losses", "--layer", "SmoothL1Loss", "--bottom", f"p={bottom}",
+                    "--bottom", "t=2x2"], "keep": ["a33.npy"]}
+    result = run_case(case, tmp_path)
+    check_exit(result, r"caffe-losses gradcheck: --bottom p: .*33 (dims|axes); a Caffe blob has at most 32", code=2)
+
+
+def test_32_axes_still_work(tmp_path):
+    case = solver_case("train", 'lr_policy: "fixed"\n', net=CONSTANT_NET.replace("SRC", "c.npy"),
+                       files={"c.npy": "np.save(path, np.ones((1,) * 32))"})
+    result = run_case(case, tmp_path)
+    assert result["code"] == 0 and "trained to iteration 2" in result["stdout"], result
+
+
+# --- outputs checked before the work ---------------------------------------------
+
+@pytest.mark.parametrize("curve, files, want, code", [
+    ("cur", {}, r"training curve: cur\.png$", 0),
+    ("cur.xyz", {}, r"caffe-losses train: --curve cur\.xyz: matplotlib cannot write '\.xyz' files; use one of .*\.png", 2),
+    ("afile/c.png", {"afile": "open(path, 'w').write('x')"}, r"caffe-losses train: --curve afile/c\.png: .*afile is a "
+                                                               r"file, not a folder", 2),
+    ("net.prototxt", {}, r"--curve net\.prototxt: matplotlib cannot write '\.prototxt' files", 2),
+    ("solver.png", {"solver.png": "os.symlink('solver.prototxt', path)"},
+     r"--curve solver\.png is the solver file of this command; refusing to write over it", 2),
+], ids=["no-extension", "unknown-extension", "file-in-the-way", "an-input", "link-to-the-solver"])
+def test_curve_path_checked_before_training(curve, files, want, code, tmp_path):
+    case = solver_case("train", 'lr_policy: "fixed"\n', "--curve", curve, files=files)
+    result = run_case(case, tmp_path)
+    assert result["code"] == code, result
+    assert "Traceback" not in result["stderr"], result
+    assert re.search(want, result["stdout"] + result["stderr"], re.M), result
+    assert result["kept"]
+    if code:
+        assert not list(tmp_path.glob("snap_iter_*")), "refused before training"
+    else:
+        assert (tmp_path / "cur.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert not (tmp_path / "cur").exists()
+
+
+FEATURE_NET = (
+    'layer { name: "x" type: "DummyData" top: "x" top: "label" dummy_data_param { shape { dim: 6 dim: 3 } '
+    'shape { dim: 6 } data_filler { type: "gaussian" std: 1 } data_filler { type: "uniform" min: 0 max: 3 } } }\n'
+    'layer { name: "feature" type: "InnerProduct" bottom: "x" top: "feature" inner_product_param { num_output: 2 '
+    'weight_filler { type: "gaussian" std: 1 } } }\n')
+FEATURE_FILES = dict(_text("n.prototxt", FEATURE_NET),
+                     **{"n.caffemodel": "import caffe; caffe.Net(os.path.join(os.path.dirname(path), 'n.prototxt'), "
+                                        "caffe.TEST).save(path)"})
+
+
+@pytest.mark.parametrize("out, want, code, written", [
+    ("feats", r"wrote feats\.png$", 0, "feats.png"),
+    ("feats.tmp", r"plot-features: --out feats\.tmp: matplotlib cannot write '\.tmp' files", 2, None),
+    ("n.prototxt", r"matplotlib cannot write '\.prototxt' files", 2, None),
+], ids=["no-extension", "unknown-extension", "an-input"])
+def test_plot_features_out_checked_before_the_nets_run(out, want, code, written, tmp_path):
+    case = {"files": FEATURE_FILES, "cli": ["plot-features", "--model", "n.prototxt", "n.caffemodel", "--out", out],
+            "keep": sorted(FEATURE_FILES)}
+    if code:    # refused before the nets: a weights file that is missing is never reached
+        case["files"] = _text("n.prototxt", FEATURE_NET)
+        case["keep"] = ["n.prototxt"]
+    result = run_case(case, tmp_path)
+    assert result["code"] == code, result
+    assert "Traceback" not in result["stderr"] and "weights file not found" not in result["stderr"], result
+    assert re.search(want, result["stdout"] + result["stderr"], re.M), result
+    assert result["kept"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(case["keep"] + ([written] if written else []))
+
+
+def test_plot_features_data_source_fifo(tmp_path):
+    net = H5_NET.replace("SOURCE", "pipe").split('layer { name: "loss"')[0]
+    case = {"files": dict(_text("n.prototxt", net), pipe=FIFO,
+                          **{"n.caffemodel": "import caffe; caffe.Net(os.path.join(os.path.dirname(path), 'w.prototxt'), "
+                                             "caffe.TEST).save(path)"},
+                          **_text("w.prototxt", NET.replace("PARAMS", "{}"))),
+            "cli": ["plot-features", "--model", "n.prototxt", "n.caffemodel", "--feature", "fc", "--label", "y",
+                    "--out", "f.png"], "timeout": 60}
+    # w.prototxt is written after n.caffemodel in the dict order above: write it first
+    case["files"] = {k: case["files"][k] for k in ("w.prototxt", "n.prototxt", "pipe", "n.caffemodel")}
+    result = run_case(case, tmp_path)
+    assert result["code"] == 2, result
+    assert re.search(r"data layer 'data' \(HDF5Data\): source 'pipe' is a FIFO", result["stderr"]), result
+    assert not (tmp_path / "f.png").exists()

@@ -80,6 +80,10 @@ def run(args):
     with output_file(out, inputs, option="--out", tool="plot-features") as tmp:
         draw_features(panels, tmp, suptitle=args.suptitle)
     for feats, labels, title in panels:
-        print(f"{title}: {len(labels)} samples, intra/inter ratio {intra_inter_ratio(feats, labels):.4f}")
+        try:
+            ratio = f"intra/inter ratio {intra_inter_ratio(feats, labels):.4f}"
+        except ValueError:      # one class: no distance between classes
+            ratio = "one class only: no intra/inter ratio"
+        print(f"{title}: {len(labels)} samples, {ratio}")
     print(f"wrote {out}")
     return 0
