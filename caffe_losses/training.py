@@ -302,6 +302,19 @@ class _LayerNames:
         names = " or ".join(sorted({f"'{name}'" for name, _ in found}))
         return ", ".join(sorted({where for _, where in found})), f"layer {names}"
 
+    def spec(self, layer):
+        """The ``LayerParameter`` of a layer object, when it is known for sure (else None)."""
+        if id(layer) in self.live:
+            where, name = self.live[id(layer)]
+            found = [spec for w, net, _ in self.nets if w == where for spec in net.layer if spec.name == name]
+        else:
+            cls, param_str = type(layer).__name__, getattr(layer, "param_str", None)
+            found = [spec for _, net, _ in self.nets for spec in net.layer
+                     if spec.type == "Python" and spec.python_param.layer == cls
+                     and spec.python_param.param_str == param_str]
+        bottoms = {tuple(spec.bottom) for spec in found}
+        return found[0] if len(bottoms) == 1 else None
+
     def describe_module(self, module):
         """The layers whose ``python_param { module }`` is ``module`` (an import failed)."""
         found = [(spec.name, where) for where, net, _ in self.nets for spec in net.layer
@@ -331,6 +344,25 @@ def _traceback_frames(err):
     return frames
 
 
+def with_blob_names(message, layer, spec):
+    """A layer's message with its bottoms named as the net names them, not by their role.
+
+    The layers name a bottom by its role (``bottom 'scores'``); in a net whose
+    blob is ``score``, the message says ``bottom 'score'``.  Caffe tells a
+    Python layer its name and tops (the project's build) but not its bottoms,
+    so the names come from the prototxt's layer.
+    """
+    import re
+    roles = tuple(getattr(layer, "BOTTOMS", ())) + tuple(getattr(layer, "OPTIONAL_BOTTOMS", ()))
+    blobs = list(spec.bottom) if spec is not None else []
+    rename = {role: blobs[i] for i, role in enumerate(roles) if i < len(blobs) and blobs[i] != role}
+    rename.update({f"bottom[{i}]": blob for i, blob in enumerate(blobs) if i >= len(roles)})
+    if not rename:
+        return message
+    pattern = re.compile(r"\b(bottom|of|as) '(" + "|".join(re.escape(r) for r in rename) + r")'")
+    return pattern.sub(lambda m: f"{m.group(1)} '{rename[m.group(2)]}'", message)
+
+
 def _layer_error(err, names, when):
     """A :class:`TrainingError` for an exception raised inside Caffe, naming the layer."""
     layer = _caffe_layer_in(_traceback_frames(err))
@@ -351,6 +383,8 @@ def _layer_error(err, names, when):
     suffix = f" {layer.where()}" if ours and hasattr(layer, "where") else ""
     if suffix.strip() and message.endswith(suffix):
         message = message[:-len(suffix)]           # the prefix below names the layer already
+    if ours:
+        message = with_blob_names(message, layer, names.spec(layer))
     return TrainingError(f"{when}: {where}: {message}", details)
 
 

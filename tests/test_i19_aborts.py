@@ -314,3 +314,36 @@ def test_plot_features_data_source_fifo(tmp_path):
     assert result["code"] == 2, result
     assert re.search(r"data layer 'data' \(HDF5Data\): source 'pipe' is a FIFO", result["stderr"]), result
     assert not (tmp_path / "f.png").exists()
+
+
+# --- layer errors name the net's own blobs ------------------------------------------
+
+def test_layer_errors_name_the_nets_blobs_not_the_roles(tmp_path):
+    # a 5 x 5 H in a 10-class net whose scores blob is 'score'
+    case = solver_case("train", 'lr_policy: "fixed"\n', "--no-check", net=INFOGAIN_NET,
+                       params="{source: H5.binaryproto}",
+                       files={"H5.binaryproto": "from caffe_losses.hmatrix import save_h; save_h(path, np.eye(5))"})
+    result = run_case(case, tmp_path)
+    check_exit(result, r"layer 'loss': SoftmaxWithInfogainLoss: 'source' file 'H5\.binaryproto' holds a 5 x 5 H, but "
+                       r"bottom 'score' \(4, 10\) has 10 classes on axis 1: H must be 10 x 10", code=1)
+    assert "'scores'" not in result["stderr"]
+    # while training: a label out of range in a blob named 'lab'
+    net = INFOGAIN_NET.replace('top: "label"', 'top: "lab"').replace('bottom: "label"', 'bottom: "lab"') \
+        .replace("value: 1 }", "value: 12 }")
+    (tmp_path / "2").mkdir()
+    result = run_case(solver_case("train", 'lr_policy: "fixed"\n', "--no-check", net=net,
+                                  params="{source: H.npy}", files={"H.npy": "np.save(path, np.eye(10))"}),
+                      tmp_path / "2")
+    check_exit(result, r"iteration 0: net\.prototxt: layer 'loss': SoftmaxWithInfogainLoss: bottom 'lab' holds 12", code=1)
+    assert "'label'" not in result["stderr"]
+
+
+def test_blob_names_rewrite():
+    from caffe.proto import caffe_pb2
+    from caffe_losses.training import with_blob_names
+    from caffe_losses import SmoothL1Loss
+    spec = caffe_pb2.LayerParameter(bottom=["fc", "pred", "w_in"])
+    message = "SmoothL1Loss: bottom 'target' must have as many values as 'pred' (4, 2); bottom 'inside_weights' x"
+    assert with_blob_names(message, SmoothL1Loss, spec) == \
+        "SmoothL1Loss: bottom 'pred' must have as many values as 'fc' (4, 2); bottom 'w_in' x"
+    assert with_blob_names(message, SmoothL1Loss, None) == message
