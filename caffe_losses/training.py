@@ -380,6 +380,9 @@ def _layer_error(err, names, when):
     ours = type(layer).__module__.split(".")[0] == "caffe_losses"
     details = None if ours else "".join(traceback.format_exception(type(err), err, err.__traceback__))
     message = str(err) if ours else f"{type(err).__name__}: {err}"
+    if isinstance(err, MemoryError):     # str(MemoryError()) is empty: "layer 'loss': " said nothing
+        message = (f"out of memory (MemoryError{': ' + str(err) if str(err) else ''}): its inputs or files "
+                   f"are too large for the memory available")
     suffix = f" {layer.where()}" if ours and hasattr(layer, "where") else ""
     if suffix.strip() and message.endswith(suffix):
         message = message[:-len(suffix)]           # the prefix below names the layer already

@@ -347,3 +347,13 @@ def test_blob_names_rewrite():
     assert with_blob_names(message, SmoothL1Loss, spec) == \
         "SmoothL1Loss: bottom 'pred' must have as many values as 'fc' (4, 2); bottom 'w_in' x"
     assert with_blob_names(message, SmoothL1Loss, None) == message
+
+
+def test_out_of_memory_in_a_layer_says_so(tmp_path):
+    net = NET + ('layer { name: "big" type: "Python" bottom: "fc" top: "big" python_param { module: "i19_layers" '
+                 'layer: "OutOfMemory" } }\n')
+    result = run_case(solver_case("train", 'lr_policy: "fixed"\n', net=net), tmp_path)
+    # the user's own layer: its traceback is shown (where in their code), then the one line
+    assert result["code"] == 1 and result["kept"], result
+    assert re.search(r"^caffe-losses train: iteration 0: net\.prototxt: layer 'big': out of memory \(MemoryError\): "
+                     r"its inputs or files are too large for the memory available$", result["stderr"], re.M), result
