@@ -104,6 +104,15 @@ def load_blob(path, *, owner="load_blob", key="source"):
     return _parse_blobproto(raw, what)
 
 
+def _not_a_file(path, what):
+    """The error for a path that is not a regular file: missing, a folder, or a FIFO/device (never read)."""
+    if os.path.isdir(path):
+        return FileNotFoundError(f"{what} is a folder, not a file")
+    if os.path.exists(path):
+        return ValueError(f"{what} is not a regular file (a FIFO, a device or a socket)")
+    return FileNotFoundError(f"{what} not found")
+
+
 def _read_bytes(path, what, limit=-1):
     try:
         with open(path, "rb") as f:
@@ -308,8 +317,7 @@ def read_labels(path, *, dataset="label"):
     path = os.fspath(path)
     what = f"label file {_where(path)}"
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} not found" if not os.path.isdir(path) else
-                                f"{what} is a folder, not a file")
+        raise _not_a_file(path, what)
     try:
         with open(path, "rb") as f:
             head = f.read(8)
@@ -425,7 +433,7 @@ def read_matrix(path):
     """Reads a square matrix from ``.npy``, ``.csv``/``.txt`` or ``.binaryproto``: (L, L)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"read_matrix: matrix file {_where(path)} not found")
+        raise _not_a_file(path, f"read_matrix: matrix file {_where(path)}")
     if path.lower().endswith((".csv", ".txt", ".tsv")):
         with open(path) as f:
             text = f.read()

@@ -357,3 +357,11 @@ def test_out_of_memory_in_a_layer_says_so(tmp_path):
     assert result["code"] == 1 and result["kept"], result
     assert re.search(r"^caffe-losses train: iteration 0: net\.prototxt: layer 'big': out of memory \(MemoryError\): "
                      r"its inputs or files are too large for the memory available$", result["stderr"], re.M), result
+
+
+@pytest.mark.parametrize("option", ["--labels", "--matrix"])
+def test_make_h_input_that_is_a_fifo(option, tmp_path):
+    result = run_case({"files": {"pipe": FIFO}, "cli": ["make-h", option, "pipe", "-o", "H.binaryproto"],
+                       "timeout": 60}, tmp_path)
+    check_exit(result, r"make-h: error: .*file 'pipe'.* is not a regular file \(a FIFO, a device or a socket\)", code=2)
+    assert not (tmp_path / "H.binaryproto").exists()
