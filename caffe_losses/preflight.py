@@ -492,6 +492,11 @@ def solver_preflight(param, path, *, weights_field=True):
                 if name and not os.path.isfile(name):
                     problems.append(PreflightError(f"solver weights: weights file not found: {name} (from "
                                                    f"{path}, relative to {os.getcwd()})"))
+                elif name and not name.endswith(".h5"):
+                    try:        # a .caffemodel at all (train also matches it to the net, once built)
+                        _weights_file(name, "solver weights")
+                    except PreflightError as err:
+                        problems.append(err)
     return problems
 
 

@@ -95,6 +95,12 @@ def test_check_runs_every_precheck_train_runs(tmp_path):
     check_exit(result, r"ERROR \[solver\] snapshot_prefix 'nodir/snap': folder 'nodir' does not exist", code=1)
     assert re.search(r"ERROR \[solver\] solver weights: weights file not found: gone\.caffemodel", result["stdout"])
     assert "2 error(s)" in result["stdout"], result
+    # a weights field naming a file that is no .caffemodel, as train refuses it
+    (tmp_path / "w").mkdir()
+    case = solver_case("check", 'lr_policy: "fixed"\nweights: "H.binaryproto"\n',
+                       files={"H.binaryproto": "from caffe_losses.hmatrix import save_h; save_h(path, np.eye(3))"})
+    result = run_case(case, tmp_path / "w")
+    check_exit(result, r"ERROR \[solver\] solver weights H\.binaryproto: is a single blob", code=1)
     # and the net's structure, as Net::Init would abort on it
     case = solver_case("check", 'lr_policy: "fixed"\n', net=NET.replace('bottom: "fc" bottom: "y"',
                                                                        'bottom: "fc1" bottom: "y"'))
