@@ -9,6 +9,7 @@ import argparse
 import importlib
 import importlib.util
 import os
+import re
 import sys
 
 # subcommand -> module under caffe_losses.tools
@@ -32,8 +33,13 @@ EXTRAS = {
 }
 
 
+def plain(text):
+    """Help text without reStructuredText's literal markup: ``caffe-losses`` -> caffe-losses."""
+    return re.sub(r"``([^`]+)``", r"\1", text or "")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="caffe-losses", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="caffe-losses", description=plain(__doc__.splitlines()[0]))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, module_name in SUBCOMMANDS.items():
@@ -43,8 +49,8 @@ def build_parser():
             if err.name != f"caffe_losses.tools.{module_name}":
                 raise
             continue  # tool not written yet
-        doc = (module.__doc__ or name).strip().splitlines()[0]
-        p = sub.add_parser(name, help=doc, description=module.__doc__,
+        doc = plain((module.__doc__ or name).strip().splitlines()[0])
+        p = sub.add_parser(name, help=doc, description=plain(module.__doc__),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
@@ -87,6 +93,72 @@ def allow_user_modules(args):
         sys.path.append(os.getcwd())
 
 
+# where the README tells how to make pycaffe importable
+PYCAFFE_HELP = "README.md, section 'Into the Caffe you already have'"
+
+
+def _in_pycaffe(err):
+    """Whether an ImportError came from ``import caffe``: pycaffe itself, or one of pycaffe's imports."""
+    if (getattr(err, "name", None) or "").split(".")[0] == "caffe":
+        return True
+    tb = err.__traceback__
+    while tb is not None:
+        parts = os.path.normpath(tb.tb_frame.f_code.co_filename).split(os.sep)
+        if len(parts) >= 2 and parts[-2] == "caffe" and parts[-1].endswith(".py"):
+            return True          # raised inside caffe/__init__.py, pycaffe.py, io.py...
+        tb = tb.tb_next
+    return False
+
+
+def missing_pycaffe(err):
+    """The one line for an ImportError of pycaffe (None when ``err`` is not one)."""
+    if not isinstance(err, ImportError) or not _in_pycaffe(err):
+        return None
+    name = getattr(err, "name", None) or ""
+    if name.split(".")[0] == "caffe" or not name:
+        what = f"pycaffe (Caffe's Python module): `import caffe` failed ({err})"
+    else:
+        what = (f"pycaffe, whose own import of '{name}' failed ({err}): install pycaffe's "
+                f"requirements in this Python")
+    return f"needs {what}. See {PYCAFFE_HELP}"
+
+
+def _quiet_broken_pipe():
+    """A reader that stopped early (``| head``): no traceback, as Python's docs advise."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def run_command(command, run, args):
+    """Runs a tool's ``run(args)``, turning what no tool can report itself into one line.
+
+    Out of memory, pycaffe not importable (``pip install .`` before pycaffe
+    is set up), and a closed output pipe (``caffe-losses template --list |
+    head -1``).
+    """
+    try:
+        status = run(args) or 0
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        return 1
+    except MemoryError:
+        # the tools check the big allocations they can foresee; this is the rest
+        print(f"caffe-losses {command}: out of memory: the input is too large for the "
+              f"memory available", file=sys.stderr)
+        return 2
+    except ImportError as err:
+        line = missing_pycaffe(err)
+        if line is None:
+            raise
+        print(f"caffe-losses {command}: {line}", file=sys.stderr)
+        return 2
+
+
 def main(argv=None):
     # Caffe's INFO log is very long; `--caffe-log` (train) or an explicit
     # GLOG_minloglevel brings it back.
@@ -97,14 +169,15 @@ def main(argv=None):
         print(f"caffe-losses {args.command}: needs {module}, which the base install leaves out: "
               f"pip install 'caffe-losses[{extra}]'", file=sys.stderr)
         return 2
-    allow_user_modules(args)
     try:
-        return args._run(args) or 0
-    except MemoryError:
-        # the tools check the big allocations they can foresee; this is the rest
-        print(f"caffe-losses {args.command}: out of memory: the input is too large for the "
-              f"memory available", file=sys.stderr)
+        allow_user_modules(args)
+    except ImportError as err:
+        line = missing_pycaffe(err)
+        if line is None:
+            raise
+        print(f"caffe-losses {args.command}: {line}", file=sys.stderr)
         return 2
+    return run_command(args.command, args._run, args)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from caffe_losses.preflight import in_phase
+from caffe_losses.preflight import check_data_sources, in_phase, read_list_file
 from caffe_losses.prototxt import read_net_param, working_directory
 
 __all__ = ["load_net", "forward_rows", "collect_features", "evaluate", "intra_inter_ratio",
@@ -41,12 +41,13 @@ def _resolve_root(prototxt, root):
             raise FileNotFoundError(f"plot-features: --root {root!r} is not a folder")
         return os.path.abspath(root)
     sources = [s for s in _test_hdf5_sources(prototxt) if not os.path.isabs(s)]
-    if all(os.path.isfile(s) for s in sources):
+    # exists, not isfile: a source that is there but not a regular file is named by check_data_sources
+    if all(os.path.exists(s) for s in sources):
         return os.getcwd()
     here = os.path.dirname(os.path.abspath(prototxt))
-    if all(os.path.isfile(os.path.join(here, s)) for s in sources):
+    if all(os.path.exists(os.path.join(here, s)) for s in sources):
         return here
-    missing = next(s for s in sources if not os.path.isfile(s))
+    missing = next(s for s in sources if not os.path.exists(s))
     raise FileNotFoundError(f"plot-features: {prototxt}: the TEST data source {missing!r} exists neither "
                             f"in the current folder nor next to the prototxt; run the template's "
                             f"prepare step (caffe-losses demo), or pass --root")
@@ -59,8 +60,7 @@ def default_samples(prototxt, root):
     total = 0
     for source in _test_hdf5_sources(prototxt):
         path = source if os.path.isabs(source) else os.path.join(base, source)
-        with open(path) as f:
-            files = [line.strip() for line in f if line.strip()]
+        files = read_list_file(path, f"plot-features: {prototxt}: HDF5Data source")
         for name in files:
             name = name if os.path.isabs(name) else os.path.join(base, name)
             with h5py.File(name, "r") as h5:
@@ -78,6 +78,8 @@ def load_net(prototxt, weights, *, root=None):
             raise FileNotFoundError(f"plot-features: {what} file not found: {path}")
     prototxt, weights = os.path.abspath(prototxt), os.path.abspath(weights)
     with working_directory(_resolve_root(prototxt, root)):
+        # Caffe aborts on a missing data file and blocks on a FIFO: look first
+        check_data_sources(read_net_param(prototxt), caffe.TEST)
         return caffe.Net(prototxt, caffe.TEST, weights=weights)
 
 

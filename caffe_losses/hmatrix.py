@@ -35,12 +35,12 @@ import numpy as np
 
 from caffe_losses.core.common import first_bad_index
 from caffe_losses.core.infogain import infogain_matrix, square_shape
-from caffe_losses.safety import FLOAT32_MAX, check_allocation, float32_overflow
+from caffe_losses.safety import FLOAT32_MAX, check_allocation, float32_overflow, format_bytes
 
 __all__ = ["load_blob", "load_h", "check_h", "save_h", "describe_h", "identity_h",
            "read_labels", "class_counts", "class_weights", "weights_h", "read_matrix",
            "similarity_from_distances", "require_float32", "require_no_underflow_row", "zero_rows", "zero_row_note", "read_npy", "WEIGHTINGS",
-           "MAX_CLASSES"]
+           "MAX_CLASSES", "MAX_BLOB_AXES", "check_axes"]
 
 # The largest L of an L x L H: labels reach the layers as float32, exact up
 # to 2**24, and a 2**24-class H would need 2**48 values long before that; the
@@ -48,6 +48,8 @@ __all__ = ["load_blob", "load_h", "check_h", "save_h", "describe_h", "identity_h
 MAX_CLASSES = 2 ** 24
 
 NPY_MAGIC = b"\x93NUMPY"
+# Caffe's kMaxBlobAxes: a blob of more axes aborts the process (Blob::Reshape's CHECK)
+MAX_BLOB_AXES = 32
 WEIGHTINGS = ("inverse", "sqrt-inverse", "effective-number")
 
 
@@ -80,13 +82,20 @@ def load_blob(path, *, owner="load_blob", key="source"):
     path = os.fspath(path)
     what = f"{owner}: '{key}' file {_where(path)}"
     if not os.path.isfile(path):
+        if os.path.exists(path) and not os.path.isdir(path):     # a FIFO would block, a device never end
+            raise ValueError(f"{what} is not a regular file (a FIFO, a device or a socket): give a "
+                             f".binaryproto or .npy file")
         raise FileNotFoundError(f"{what} not found" if not os.path.isdir(path) else
                                 f"{what} is a folder, not a file")
+    if _read_bytes(path, what, limit=len(NPY_MAGIC)) == NPY_MAGIC:
+        return read_npy(path, what)
+    size = os.path.getsize(path)
+    # a BlobProto's float is 5 bytes in the file; parsed, 4 bytes, then 8 as float64
+    check_allocation(size * 3, f"{what}, of {format_bytes(size)} (a .binaryproto H of L classes takes about "
+                               f"5 L^2 bytes),")
     raw = _read_bytes(path, what)
     if not raw:
         raise ValueError(f"{what} is empty")
-    if raw.startswith(NPY_MAGIC):
-        return read_npy(path, what)
     if path.lower().endswith(".npy") or raw[:1] == b"\x80":
         hint = "a pickle" if raw[:1] == b"\x80" else "not a .npy file"
         raise ValueError(f"{what} is {hint}: expected a .npy array (numpy.save) or a "
@@ -95,10 +104,19 @@ def load_blob(path, *, owner="load_blob", key="source"):
     return _parse_blobproto(raw, what)
 
 
-def _read_bytes(path, what):
+def _not_a_file(path, what):
+    """The error for a path that is not a regular file: missing, a folder, or a FIFO/device (never read)."""
+    if os.path.isdir(path):
+        return FileNotFoundError(f"{what} is a folder, not a file")
+    if os.path.exists(path):
+        return ValueError(f"{what} is not a regular file (a FIFO, a device or a socket)")
+    return FileNotFoundError(f"{what} not found")
+
+
+def _read_bytes(path, what, limit=-1):
     try:
         with open(path, "rb") as f:
-            return f.read()
+            return f.read(limit)
     except OSError as err:      # permission denied, I/O error
         raise OSError(f"{what} cannot be read: {err.strerror or err}") from None
 
@@ -119,6 +137,13 @@ def _npy_header(path, what):
     return shape, dtype
 
 
+def check_axes(shape, what):
+    """Refuses a shape of more axes than a Caffe blob can have (Caffe would abort)."""
+    if len(shape) > MAX_BLOB_AXES:
+        raise ValueError(f"{what} has {len(shape)} axes; a Caffe blob has at most {MAX_BLOB_AXES} "
+                         f"(kMaxBlobAxes): Caffe would abort")
+
+
 def read_npy(path, what):
     """A numeric ``.npy`` as float64, read without pickle; ``what`` names the file in messages.
 
@@ -131,6 +156,7 @@ def read_npy(path, what):
                          f"array with numpy.save (pickles are refused: loading one can run code)")
     if dtype.kind not in "fiub":
         raise ValueError(f"{what} holds dtype {dtype}; expected real numbers")
+    check_axes(shape, what)
     count = int(np.prod(shape, dtype=object)) if shape else 1
     # read, then converted to float64: refused before a MemoryError
     check_allocation(count * (dtype.itemsize + 8), f"{what} ({' x '.join(map(str, shape))} values)")
@@ -151,20 +177,21 @@ def _parse_blobproto(raw, what):
         blob.ParseFromString(raw)
     except (DecodeError, ValueError, RuntimeError) as err:
         raise ValueError(f"{what} is not a BlobProto .binaryproto ({err}); write H with "
-                         f"tools/make_infogain_h.py or caffe.io.array_to_blobproto") from None
+                         f"caffe-losses make-h or caffe.io.array_to_blobproto") from None
     if any(blob.HasField(f) for f in ("num", "channels", "height", "width")):
         shape = (blob.num, blob.channels, blob.height, blob.width)
     else:
         shape = tuple(blob.shape.dim)
+    check_axes(shape, what)
     if any(d < 0 for d in shape):
         raise ValueError(f"{what} is not a valid BlobProto: its shape {shape} has a negative "
-                         f"dimension; write H with tools/make_infogain_h.py or "
+                         f"dimension; write H with caffe-losses make-h or "
                          f"caffe.io.array_to_blobproto")
     values = blob.double_data if len(blob.double_data) else blob.data
     count = int(np.prod(shape, dtype=object)) if shape else 0
     if not len(values) or count != len(values):
         raise ValueError(f"{what} is not a valid BlobProto: its shape {shape} needs {count} "
-                         f"values, it holds {len(values)}; write H with tools/make_infogain_h.py "
+                         f"values, it holds {len(values)}; write H with caffe-losses make-h "
                          f"or caffe.io.array_to_blobproto")
     return np.asarray(values, dtype=np.float64).reshape(shape)
 
@@ -326,8 +353,7 @@ def read_labels(path, *, dataset="label"):
     path = os.fspath(path)
     what = f"label file {_where(path)}"
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} not found" if not os.path.isdir(path) else
-                                f"{what} is a folder, not a file")
+        raise _not_a_file(path, what)
     try:
         with open(path, "rb") as f:
             head = f.read(8)
@@ -443,7 +469,7 @@ def read_matrix(path):
     """Reads a square matrix from ``.npy``, ``.csv``/``.txt`` or ``.binaryproto``: (L, L)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"read_matrix: matrix file {_where(path)} not found")
+        raise _not_a_file(path, f"read_matrix: matrix file {_where(path)}")
     if path.lower().endswith((".csv", ".txt", ".tsv")):
         with open(path) as f:
             text = f.read()

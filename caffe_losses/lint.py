@@ -19,6 +19,8 @@
   or validate, or an unknown ``caffe_losses`` layer class.
 * ``h-file``: an infogain H ``source`` that is missing, malformed, or not
   L x L for the L classes of the classifier feeding the loss.
+* ``constant-source``: a ``Constant`` layer's ``source`` that the layer
+  could not read (missing, malformed, more axes than a Caffe blob has).
 * ``double-softmax``: a layer that applies softmax itself
   (``SoftmaxWithInfogainLoss``, native ``InfogainLoss`` and
   ``SoftmaxWithLoss``, ``Expectation`` by default) fed by a ``Softmax``.
@@ -76,7 +78,9 @@ class Finding:
     __slots__ = ("severity", "rule", "layer", "message", "label")
 
     def __init__(self, severity, rule, layer, message):
-        if isinstance(layer, str):
+        if layer is None:                  # the file as a whole (a solver setting, the net's structure)
+            self.layer, self.label = None, ""
+        elif isinstance(layer, str):
             self.layer, self.label = layer, layer_label(layer, [])
         else:
             self.layer, self.label = layer.name, _who(layer)
@@ -86,7 +90,8 @@ class Finding:
         return f"Finding({self.severity!r}, {self.rule!r}, {self.layer!r})"
 
     def __str__(self):
-        return f"{self.severity.upper()} [{self.rule}] {self.label}: {self.message}"
+        where = f"{self.label}: " if self.label else ""
+        return f"{self.severity.upper()} [{self.rule}] {where}{self.message}"
 
     def key(self):
         return (self.severity, self.rule, self.label, self.message)
@@ -272,6 +277,14 @@ def _lint_phase(net, phase, weight_decay=None):
         if layer.type == "InfogainLoss" and layer.infogain_loss_param.source:
             _check_h_file(findings, layer, layer.infogain_loss_param.source, classes, "InfogainLoss")
 
+        # constant-source: the file the Constant layer emits, read as the layer reads it
+        if ours and cls_name == "Constant" and params and params.get("source"):
+            from caffe_losses.hmatrix import load_blob
+            try:
+                load_blob(params["source"], owner="Constant", key="source")
+            except (OSError, ValueError, TypeError) as err:
+                findings.append(Finding(ERROR, "constant-source", layer, str(err)))
+
         # expectation-kernel-lr ---------------------------------------------
         if layer.type in ("Convolution", "InnerProduct") and src is not None and src.type == "Softmax":
             p = layer.convolution_param if layer.type == "Convolution" else layer.inner_product_param
@@ -329,8 +342,46 @@ def lint_net(net, solver=None):
     return out
 
 
+def _structure(nets):
+    """``Net::Init``'s aborts (unknown types, missing bottoms, a top made twice), as train checks them."""
+    from caffe_losses.preflight import check_net_structure
+    out = []
+    for where, net, phase in nets:
+        try:
+            check_net_structure(net, phase, where)
+        except PreflightError as err:
+            out.append((where, Finding(ERROR, "net-structure", None, str(err))))
+    return out
+
+
+def _solver_findings(solver, path):
+    """Every pre-check ``caffe-losses train`` makes on the solver (shared code), and the solver warnings."""
+    from caffe_losses.preflight import solver_preflight, solver_problems
+    found = [(path, Finding(ERROR, "solver", None, str(err))) for err in solver_preflight(solver, path)]
+    found += [(path, Finding(WARNING, "solver", None, f"solver {path}: {w}")) for w in solver_problems(solver)[1]]
+    return found
+
+
 def lint_file(path):
-    """Findings for a net or solver prototxt: list of (net path, Finding)."""
-    from caffe_losses.prototxt import read_prototxt
+    """Findings for a net or solver prototxt: list of (net path, Finding).
+
+    A solver also gets every check ``caffe-losses train`` makes before
+    training (:func:`caffe_losses.preflight.solver_preflight`: its learning
+    settings, ``snapshot_prefix``, ``weights`` files), and each net the
+    structure checks of ``Net::Init``.
+    """
+    from caffe.proto import caffe_pb2
+    from caffe_losses.prototxt import read_prototxt, solver_nets
     solver, nets = read_prototxt(path)
-    return [(p, f) for p, net in nets for f in lint_net(net, solver)]
+    if solver is None:
+        phased = [(p, net, phase) for p, net in nets for phase in (caffe_pb2.TRAIN, caffe_pb2.TEST)]
+        found = []
+    else:
+        phased = solver_nets(solver, path)
+        found = _solver_findings(solver, path)
+    seen = set()
+    for where, finding in _structure(phased):
+        if (where, finding.message) not in seen:
+            seen.add((where, finding.message))
+            found.append((where, finding))
+    return found + [(p, f) for p, net in nets for f in lint_net(net, solver)]

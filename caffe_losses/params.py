@@ -119,7 +119,7 @@ class Param:
         shown = show(value)
         try:
             value = self.convert(value)
-        except (TypeError, ValueError) as err:
+        except (TypeError, ValueError, OverflowError) as err:
             kind = ParamTypeError if isinstance(err, TypeError) else ValueError
             raise kind(f"{owner}: '{self.name}' {err}. Received: {self.name}={shown}") from None
         items = value if isinstance(value, (list, tuple)) else [value]
@@ -210,12 +210,15 @@ def as_float(value):
     """A finite number that fits float32 (numbers quoted as strings are accepted)."""
     if isinstance(value, bool):
         raise TypeError("must be a number, not a boolean")
-    if isinstance(value, numbers.Real):
-        value = float(value)
-    elif isinstance(value, str) and (_FLOAT_12.fullmatch(value.strip()) or _INT_12.fullmatch(value.strip())):
-        value = float(_number_12(value.strip()))
-    else:
+    if isinstance(value, str) and (_FLOAT_12.fullmatch(value.strip()) or _INT_12.fullmatch(value.strip())):
+        value = _number_12(value.strip())
+    elif not isinstance(value, numbers.Real):
         raise TypeError("must be a number")
+    try:
+        value = float(value)
+    except OverflowError:       # an integer of 309 to 400 digits: beyond float64 itself
+        raise ValueError(f"must fit float32, the type of Caffe's blobs: at most {FLOAT32_MAX:.7g} in "
+                         f"magnitude (an integer of {len(str(abs(value)))} digits would be inf)") from None
     if not math.isfinite(value):
         raise ValueError("must be finite")
     check_float32(value)
@@ -371,7 +374,11 @@ class _Loader(Reader, Scanner, Parser, Composer, SafeConstructor, BaseResolver):
         return _int_12(self.construct_scalar(node))
 
     def construct_yaml_float(self, node):
-        return float(_number_12(self.construct_scalar(node)))
+        number = _number_12(self.construct_scalar(node))
+        try:
+            return float(number)
+        except OverflowError:
+            return math.copysign(math.inf, number)
 
 
 for _tag, _pattern, _first in (

@@ -16,7 +16,8 @@ import numpy as np
 
 __all__ = ["PreflightError", "in_phase", "check_data_sources", "check_net_structure", "check_weights",
            "check_solver", "check_snapshot_prefix", "check_solverstate", "net_shapes", "model_layer_names",
-           "unmatched_layers", "weights_layers", "check_model"]
+           "unmatched_layers", "weights_layers", "check_model", "solver_problems", "solver_preflight",
+           "read_list_file", "SOLVER_TYPES", "LR_POLICIES"]
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -48,8 +49,53 @@ def in_phase(layer, phase):
     return not any(_rule_met(r, phase) for r in layer.exclude)
 
 
+# A list file names .h5 files (HDF5Data) or images with labels (ImageData), one a line:
+# anything bigger is not one (and is not read whole: /dev/zero, a huge file given by mistake)
+MAX_LIST_BYTES = 64 * 2 ** 20
+
+
+def _file_kind(st):
+    import stat
+    for test, name in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISDIR, "a folder")):
+        if test(st.st_mode):
+            return name
+    return None if stat.S_ISREG(st.st_mode) else "not a regular file"
+
+
+def read_list_file(path, who):
+    """The lines of a data layer's list file: a regular text file, read to a bound, never blocking."""
+    from caffe_losses.safety import format_bytes
+    st = os.stat(path)
+    kind = _file_kind(st)
+    if kind:
+        raise PreflightError(f"{who}: source '{path}' is {kind}, not a regular file: give the text file "
+                             f"that lists the data files")
+    try:
+        # O_NONBLOCK: a FIFO swapped in after the stat above does not hang the open
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            data = f.read(MAX_LIST_BYTES + 1)
+    except OSError as err:
+        raise PreflightError(f"{who}: source '{path}' cannot be read: {err.strerror or err}") from None
+    if any(data[at:at + len(HDF5_SIGNATURE)] == HDF5_SIGNATURE for at in (0, 512, 1024, 2048)):
+        raise PreflightError(f"{who}: source '{path}' is an HDF5 file; source must be a text file listing "
+                             f".h5 files, one a line (e.g. a '{os.path.splitext(os.path.basename(path))[0]}.txt' "
+                             f"holding the line {path})")
+    if len(data) > MAX_LIST_BYTES:
+        raise PreflightError(f"{who}: source '{path}' is larger than {format_bytes(MAX_LIST_BYTES)}: not a list "
+                             f"of data files (source must be a text file naming them, one a line)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise PreflightError(f"{who}: source '{path}' is not a text file (byte {err.start} is not UTF-8): "
+                             f"source must be a text file naming the data files, one a line") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 def check_data_sources(param, phase):
-    """Caffe aborts the process when a data layer's source is missing: check first."""
+    """Caffe aborts the process when a data layer's source is missing, and blocks on a FIFO: check first."""
     for layer in param.layer:
         if not in_phase(layer, phase):
             continue
@@ -67,13 +113,31 @@ def check_data_sources(param, phase):
                 f"data layer '{layer.name}' ({layer.type}) reads '{source}', which does not exist "
                 f"(relative to {os.getcwd()}): write the data first, or run from the folder the "
                 f"prototxt's paths are relative to")
+        who = f"data layer '{layer.name}' ({layer.type})"
+        if layer.type == "ImageData":
+            read_list_file(source, who)
         if layer.type == "HDF5Data":
-            with open(source) as f:
-                files = [line.strip() for line in f if line.strip()]
-            missing = [p for p in files if not os.path.isfile(p)]
-            if not files or missing:
-                raise PreflightError(f"data layer '{layer.name}' (HDF5Data): list file '{source}' "
-                                   + (f"names a missing file '{missing[0]}'" if missing else "is empty"))
+            files = read_list_file(source, who)
+            if not files:
+                raise PreflightError(f"{who}: list file '{source}' is empty")
+            for name in files:
+                if not os.path.exists(name):
+                    raise PreflightError(f"{who}: list file '{source}' names a missing file '{name}'")
+                kind = _file_kind(os.stat(name))
+                if kind:
+                    raise PreflightError(f"{who}: list file '{source}' names '{name}', which is {kind}, not an "
+                                         f"HDF5 file")
+                import h5py
+                try:
+                    with open(name, "rb"):
+                        pass
+                    hdf5 = h5py.is_hdf5(name)      # the signature at 0, 512, 1024... (a user block)
+                except OSError as err:
+                    raise PreflightError(f"{who}: list file '{source}' names '{name}', which cannot be read: "
+                                         f"{err.strerror or err}") from None
+                if not hdf5:
+                    raise PreflightError(f"{who}: list file '{source}' names '{name}', which is not an HDF5 file "
+                                         f"(Caffe would abort)")
 
 
 _PHASES = {0: "TRAIN", 1: "TEST"}   # caffe_pb2.Phase values, for messages
@@ -173,7 +237,7 @@ def _weights_file(path, option):
         other = _what_else(data)
         if other:
             raise PreflightError(f"{option} {path}: is {other}")
-        if data.startswith(HDF5_SIGNATURE):
+        if any(data[at:at + len(HDF5_SIGNATURE)] == HDF5_SIGNATURE for at in (0, 512, 1024, 2048)):
             raise PreflightError(f"{option} {path}: is an HDF5 file: Caffe reads HDF5 weights only from "
                                  f"a name ending in .h5")
         raise PreflightError(f"{option} {path}: not a binary .caffemodel (" +
@@ -370,6 +434,179 @@ def check_solver(param, path):
         raise PreflightError(f"{where}: has test nets (test_iter) but no test_interval > 0")
     if param.average_loss < 1:
         raise PreflightError(f"{where}: average_loss must be >= 1, got {param.average_loss}")
+
+
+# BVLC's solver types (SolverRegistry) and learning-rate policies (SGDSolver::GetLearningRate,
+# with the fields each reads). A name outside these is asked of this Caffe itself
+# (:func:`_caffe_refuses`): a fork may register more.
+SOLVER_TYPES = ("SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam")
+LR_POLICIES = {
+    "fixed": ("base_lr", ()),
+    "step": ("base_lr * gamma ^ floor(iter / stepsize)", ("gamma", "stepsize")),
+    "exp": ("base_lr * gamma ^ iter", ("gamma",)),
+    "inv": ("base_lr * (1 + gamma * iter) ^ -power", ("gamma", "power")),
+    "multistep": ("base_lr * gamma ^ (stepvalues passed)", ("gamma", "stepvalue")),
+    "poly": ("base_lr * (1 - iter / max_iter) ^ power", ("power", "max_iter")),
+    "sigmoid": ("base_lr / (1 + exp(-gamma * (iter - stepsize)))", ("gamma", "stepsize")),
+}
+_PROBED = {}
+
+
+def _caffe_refuses(field, value):
+    """Caffe's own fatal message when it runs one iteration with ``field: value`` (None: it ran).
+
+    Only asked for a name BVLC does not know (a fork's solver type or
+    policy); Caffe aborts the process on a name it does not know, so a child
+    process tries, on a one-layer net.
+    """
+    import subprocess
+    import sys
+    key = (field, value)
+    if key not in _PROBED:
+        code = ("import caffe, os, sys, tempfile\n"
+                "from caffe.proto import caffe_pb2\n"
+                "from google.protobuf import text_format\n"
+                "caffe.set_mode_cpu()\n"
+                "s = caffe_pb2.SolverParameter(base_lr=0.01, max_iter=1, lr_policy='fixed', gamma=0.5, power=1,\n"
+                "    stepsize=1, snapshot_after_train=False)\n"
+                "s.stepvalue.append(1)\n"
+                "setattr(s, sys.argv[1], sys.argv[2])\n"
+                "text_format.Merge('layer { name: \"d\" type: \"DummyData\" top: \"x\" dummy_data_param { shape { dim: 2 dim: 3 } "
+                "data_filler { type: \"constant\" value: 1 } } } layer { name: \"fc\" type: \"InnerProduct\" bottom: \"x\" "
+                "top: \"y\" inner_product_param { num_output: 1 } } layer { name: \"l\" type: \"Reduction\" bottom: \"y\" "
+                "top: \"l\" loss_weight: 1 }', s.net_param)\n"
+                "d = tempfile.mkdtemp()\n"
+                "p = os.path.join(d, 's.prototxt')\n"
+                "open(p, 'w').write(text_format.MessageToString(s))\n"
+                "caffe.get_solver(p).step(1)\n")
+        env = dict(os.environ, GLOG_minloglevel="2")
+        try:
+            proc = subprocess.run([sys.executable, "-c", code, field, value], env=env, capture_output=True,
+                                  text=True, timeout=120)
+            lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+            fatal = [ln.split("] ", 1)[-1] for ln in lines if ln.startswith("F")]
+            _PROBED[key] = None if proc.returncode == 0 else (fatal or lines or [f"exit {proc.returncode}"])[0]
+        except subprocess.TimeoutExpired:
+            _PROBED[key] = "asking Caffe timed out"
+    return _PROBED[key]
+
+
+def _close(name, names):
+    import difflib
+    lower = {n.lower(): n for n in names}
+    if name.lower() in lower:
+        return lower[name.lower()]
+    close = difflib.get_close_matches(name, list(names), n=1)
+    return close[0] if close else None
+
+
+def solver_problems(param):
+    """What Caffe would abort on in a solver's learning settings, and what it would silently ignore.
+
+    Caffe aborts (``LOG(FATAL)``/``CHECK``, no message to Python) on an
+    unknown ``type`` (case matters: ``sgd`` is not ``SGD``) or ``lr_policy``
+    (``Step``, or none at all), on ``stepsize`` not > 0 for ``step`` and
+    ``sigmoid``, on a negative ``gamma``, on ``momentum`` with AdaGrad or
+    RMSProp, on ``rms_decay`` outside [0, 1), on an unknown
+    ``regularization_type`` with weight decay, and on ``solver_type`` and
+    ``type`` given together.
+
+    Returns:
+      ``(errors, warnings)``: lists of one-line messages, each naming the
+      field, its value and the valid values.
+    """
+    errors, warnings = [], []
+    kind = param.type
+    if param.HasField("solver_type") and param.HasField("type"):
+        errors.append("give type or the old solver_type, not both (Caffe would abort)")
+    elif kind not in SOLVER_TYPES and not param.HasField("solver_type"):
+        why = _caffe_refuses("type", kind)
+        if why is not None:
+            close = _close(kind, SOLVER_TYPES)
+            errors.append(f"type: \"{kind}\" is not a solver type of this Caffe (it would abort: {why}); "
+                          f"valid: {', '.join(SOLVER_TYPES)}" + (f". Did you mean \"{close}\"?" if close else ""))
+    policy = param.lr_policy
+    valid = ", ".join(f'"{p}"' for p in LR_POLICIES)
+    if policy not in LR_POLICIES:
+        why = _caffe_refuses("lr_policy", policy)
+        if why is not None:
+            close = _close(policy, LR_POLICIES) if policy else None
+            what = f"lr_policy: \"{policy}\" is not a learning rate policy" if policy else "lr_policy is not set"
+            errors.append(f"{what} (Caffe would abort at the first iteration: {why}); valid: {valid}"
+                          + (f". Did you mean \"{close}\"?" if close else ""))
+    else:
+        formula, fields = LR_POLICIES[policy]
+        where = f"lr_policy \"{policy}\" ({formula})"
+        if "stepsize" in fields and param.stepsize <= 0:
+            errors.append(f"{where} needs stepsize > 0, " +
+                          ("and stepsize is not set" if not param.HasField("stepsize") else
+                           f"got stepsize: {param.stepsize}") + " (Caffe would abort at the first iteration)")
+        if "gamma" in fields and param.gamma < 0:
+            errors.append(f"{where} needs gamma >= 0, got gamma: {param.gamma:g} (Caffe would abort at the "
+                          f"first iteration)")
+        unset = [f for f in fields if f != "max_iter" and not (param.stepvalue if f == "stepvalue"
+                                                                 else param.HasField(f))]
+        for f in unset:
+            if f == "stepsize":
+                continue        # an error above
+            effect = {"gamma": "0", "power": "0", "stepvalue": "none"}[f]
+            warnings.append(f"{where}: {f} is not set ({effect}), so the learning rate "
+                            + ("drops to 0 at the first step" if f == "gamma" and policy in ("step", "multistep", "exp")
+                               else "never changes"))
+    if kind == "AdaGrad" or kind == "RMSProp":
+        if param.momentum != 0:
+            errors.append(f"type \"{kind}\" takes no momentum (Caffe would abort): remove momentum: "
+                          f"{param.momentum:g}")
+    if kind == "RMSProp" and not 0 <= param.rms_decay < 1:
+        errors.append(f"type \"RMSProp\" needs 0 <= rms_decay < 1, got rms_decay: {param.rms_decay:g} "
+                      f"(Caffe would abort)")
+    if param.weight_decay != 0 and param.regularization_type not in ("L1", "L2"):
+        errors.append(f"regularization_type: \"{param.regularization_type}\" is not one of \"L1\", \"L2\" "
+                      f"(Caffe would abort at the first iteration with weight_decay {param.weight_decay:g})")
+    return errors, warnings
+
+
+def solver_preflight(param, path, *, weights_field=True):
+    """Every check ``caffe-losses train`` makes on a solver before building its nets.
+
+    Shared by ``train`` (which stops at the first) and ``check`` (which
+    lists them all): the solver's structure (:func:`check_solver`), its
+    learning settings (:func:`solver_problems`' errors), ``snapshot_prefix``
+    (its folder exists and takes files), and the files of its ``weights``
+    field (``weights_field=False``: train, whose ``--weights`` replaces it,
+    checks those itself).
+
+    Returns:
+      a list of :class:`PreflightError`, empty when the solver passes.
+    """
+    from caffe_losses.training import snapshot_prefix
+    problems = []
+    try:
+        check_solver(param, path)
+    except PreflightError as err:
+        problems.append(err)
+    errors, _ = solver_problems(param)
+    problems += [PreflightError(f"solver {path}: {e}") for e in errors]
+    prefix = snapshot_prefix(param, path)
+    try:
+        if os.path.isdir(prefix):
+            raise PreflightError(f"snapshot_prefix '{prefix}' (from {path}) names a folder: set "
+                                 f"snapshot_prefix in the solver to the snapshots' path and name prefix")
+        check_snapshot_prefix(prefix)
+    except PreflightError as err:
+        problems.append(err)
+    if weights_field:
+        for entry in param.weights:
+            for name in (n.strip() for n in entry.split(",")):
+                if name and not os.path.isfile(name):
+                    problems.append(PreflightError(f"solver weights: weights file not found: {name} (from "
+                                                   f"{path}, relative to {os.getcwd()})"))
+                elif name and not name.endswith(".h5"):
+                    try:        # a .caffemodel at all (train also matches it to the net, once built)
+                        _weights_file(name, "solver weights")
+                    except PreflightError as err:
+                        problems.append(err)
+    return problems
 
 
 # history blobs per learnable parameter, by solver type (Caffe's *Solver constructors)

@@ -29,7 +29,7 @@ import tempfile
 
 import numpy as np
 
-__all__ = ["OutputError", "check_output", "not_a_file", "output_file", "available_memory", "check_allocation",
+__all__ = ["OutputError", "check_output", "not_a_file", "output_file", "figure_output", "available_memory", "check_allocation",
            "float32_overflow", "overflows_float32", "format_bytes", "FLOAT32_MAX", "FLOAT32_OVERFLOW"]
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)          # 3.4028235e+38
@@ -116,6 +116,32 @@ def not_a_file(path):
 
 def _ext(path):
     return os.path.splitext(path.rstrip(os.sep))[1]
+
+
+def figure_output(path, inputs=(), *, option="--out", tool=None):
+    """The file a figure will be written to, checked before the work that draws it.
+
+    A name without an extension gets ``.png`` (what matplotlib writes then,
+    so the name printed is the file that exists); an extension matplotlib
+    cannot write is refused, as is whatever :func:`check_output` refuses.
+
+    Returns:
+      the path to write (and to print).
+    """
+    path = os.fspath(path)
+    if path and not os.path.isdir(path) and not _ext(path):
+        path += ".png"
+    ext = _ext(path)[1:].lower()
+    try:
+        from matplotlib.figure import Figure
+        supported = Figure().canvas.get_supported_filetypes()
+    except ImportError:
+        supported = None        # the command says matplotlib is missing itself
+    if ext and supported is not None and ext not in supported:
+        raise OutputError(f"{tool + ': ' if tool else ''}{option} {path}: matplotlib cannot write '.{ext}' "
+                          f"files; use one of {', '.join('.' + e for e in sorted(supported))}")
+    check_output(path, inputs, option=option, tool=tool)
+    return path
 
 
 @contextlib.contextmanager

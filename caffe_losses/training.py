@@ -60,7 +60,7 @@ from collections import deque
 import numpy as np
 
 from caffe_losses.preflight import (PreflightError, check_data_sources, check_net_structure,
-                                    check_snapshot_prefix, check_solver, check_solverstate, check_weights)
+                                    check_solverstate, check_weights, solver_preflight)
 from caffe_losses.prototxt import read_solver_param, solver_nets
 
 __all__ = ["read_solver", "train", "plot_curve", "check_max_iter", "StoppedAgain", "net_loss", "collect_histories",
@@ -310,6 +310,19 @@ class _LayerNames:
         names = " or ".join(sorted({f"'{name}'" for name, _ in found}))
         return ", ".join(sorted({where for _, where in found})), f"layer {names}"
 
+    def spec(self, layer):
+        """The ``LayerParameter`` of a layer object, when it is known for sure (else None)."""
+        if id(layer) in self.live:
+            where, name = self.live[id(layer)]
+            found = [spec for w, net, _ in self.nets if w == where for spec in net.layer if spec.name == name]
+        else:
+            cls, param_str = type(layer).__name__, getattr(layer, "param_str", None)
+            found = [spec for _, net, _ in self.nets for spec in net.layer
+                     if spec.type == "Python" and spec.python_param.layer == cls
+                     and spec.python_param.param_str == param_str]
+        bottoms = {tuple(spec.bottom) for spec in found}
+        return found[0] if len(bottoms) == 1 else None
+
     def describe_module(self, module):
         """The layers whose ``python_param { module }`` is ``module`` (an import failed)."""
         found = [(spec.name, where) for where, net, _ in self.nets for spec in net.layer
@@ -339,6 +352,25 @@ def _traceback_frames(err):
     return frames
 
 
+def with_blob_names(message, layer, spec):
+    """A layer's message with its bottoms named as the net names them, not by their role.
+
+    The layers name a bottom by its role (``bottom 'scores'``); in a net whose
+    blob is ``score``, the message says ``bottom 'score'``.  Caffe tells a
+    Python layer its name and tops (the project's build) but not its bottoms,
+    so the names come from the prototxt's layer.
+    """
+    import re
+    roles = tuple(getattr(layer, "BOTTOMS", ())) + tuple(getattr(layer, "OPTIONAL_BOTTOMS", ()))
+    blobs = list(spec.bottom) if spec is not None else []
+    rename = {role: blobs[i] for i, role in enumerate(roles) if i < len(blobs) and blobs[i] != role}
+    rename.update({f"bottom[{i}]": blob for i, blob in enumerate(blobs) if i >= len(roles)})
+    if not rename:
+        return message
+    pattern = re.compile(r"\b(bottom|of|as) '(" + "|".join(re.escape(r) for r in rename) + r")'")
+    return pattern.sub(lambda m: f"{m.group(1)} '{rename[m.group(2)]}'", message)
+
+
 def _layer_error(err, names, when):
     """A :class:`TrainingError` for an exception raised inside Caffe, naming the layer."""
     layer = _caffe_layer_in(_traceback_frames(err))
@@ -356,9 +388,14 @@ def _layer_error(err, names, when):
     ours = type(layer).__module__.split(".")[0] == "caffe_losses"
     details = None if ours else "".join(traceback.format_exception(type(err), err, err.__traceback__))
     message = str(err) if ours else f"{type(err).__name__}: {err}"
+    if isinstance(err, MemoryError):     # str(MemoryError()) is empty: "layer 'loss': " said nothing
+        message = (f"out of memory (MemoryError{': ' + str(err) if str(err) else ''}): its inputs or files "
+                   f"are too large for the memory available")
     suffix = f" {layer.where()}" if ours and hasattr(layer, "where") else ""
     if suffix.strip() and message.endswith(suffix):
         message = message[:-len(suffix)]           # the prefix below names the layer already
+    if ours:
+        message = with_blob_names(message, layer, names.spec(layer))
     return TrainingError(f"{when}: {where}: {message}", details)
 
 
@@ -594,12 +631,9 @@ def train(solver_path, *, weights=None, snapshot=None, max_iter=None, progress=T
     stream = sys.stderr if stream is None else stream
     report = progress if report is None else report
     param = read_solver(solver_path)
-    check_solver(param, solver_path)
+    for problem in solver_preflight(param, solver_path, weights_field=False):
+        raise problem       # the first; `caffe-losses check` lists them all
     prefix = snapshot_prefix(param, solver_path)
-    if os.path.isdir(prefix):
-        raise PreflightError(f"snapshot_prefix '{prefix}' (from {solver_path}) names a folder: set "
-                             f"snapshot_prefix in the solver to the snapshots' path and name prefix")
-    check_snapshot_prefix(prefix)
     nets = solver_nets(param, solver_path)
     for where, net_param, phase in nets:
         check_net_structure(net_param, phase, where)
@@ -653,6 +687,8 @@ def train(solver_path, *, weights=None, snapshot=None, max_iter=None, progress=T
             if not (err.name or "").split(".")[0] == "matplotlib":
                 raise
             history["curve_note"] = CURVE_EXTRA_NOTE
+        except (OSError, ValueError) as err:     # a disk that filled up while training
+            history["curve_note"] = f"training curve not written: {curve_png}: {getattr(err, 'strerror', None) or err}"
     return history
 
 

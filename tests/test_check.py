@@ -137,7 +137,8 @@ def test_solver_nets_as_caffe_builds_them(tmp_path, monkeypatch):
     (tmp_path / "test.prototxt").write_text(HEAD)
     (tmp_path / "solver.prototxt").write_text(
         'net: "net.prototxt"\ntest_net: "test.prototxt"\ntest_net_param { name: "inline" }\n'
-        'test_iter: 1 test_iter: 1 test_iter: 1\ntest_interval: 10\nbase_lr: 0.1 weight_decay: 0.5\n')
+        'test_iter: 1 test_iter: 1 test_iter: 1\ntest_interval: 10\nbase_lr: 0.1 weight_decay: 0.5\n'
+        'lr_policy: "fixed"\n')
     solver, nets = read_prototxt("solver.prototxt")
     assert solver.weight_decay == 0.5
     assert [where for where, _ in nets] == ["net.prototxt", "solver.prototxt (test_net_param)", "test.prototxt"]

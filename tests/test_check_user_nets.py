@@ -125,7 +125,8 @@ def test_center_loss_direct_mode_and_what_the_solver_moves(param, weight_decay, 
     (tmp_path / "net.prototxt").write_text(HEAD + CENTER.format(param=param))
     path = "net.prototxt"
     if weight_decay is not None:
-        (tmp_path / "solver.prototxt").write_text(f'net: "net.prototxt"\nbase_lr: 0.1\nweight_decay: {weight_decay}\n')
+        (tmp_path / "solver.prototxt").write_text(f'net: "net.prototxt"\nbase_lr: 0.1\nlr_policy: "fixed"\n'
+                                                  f'weight_decay: {weight_decay}\n')
         path = "solver.prototxt"
     assert rules(lint_file(path)) == ([("error", "center-update")] if error else [])
     if not error and weight_decay is None:

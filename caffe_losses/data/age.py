@@ -142,7 +142,7 @@ def prepare_surgery(folder, *, small=False, seed=0, quiet=True):
     The same surgery as the template's comment runs with the tool, from the
     template folder (the prototxt's paths are relative to it)::
 
-        python tools/net_surgery.py --model train_val.prototxt --layer pred_age \\
+        caffe-losses net-surgery --model train_val.prototxt --layer pred_age \\
             --values 0:100 --output init_weights.caffemodel
 
     and so writes ``init_weights.caffemodel``, the template's ``weights:``.

@@ -85,7 +85,7 @@ def prepare_source(folder, *, small=False, seed=0, weighting="inverse"):
 
     H is diagonal: inverse-frequency class weights of the training split
     (``hmatrix.class_weights``, mean weight over samples 1), the same as
-    ``make_infogain_h.py --labels data/train.h5 --weighting inverse``.
+    ``caffe-losses make-h --labels data/train.h5 --weighting inverse``.
 
     Returns:
       dict with the list files, the row counts, ``counts`` and ``H``.
@@ -103,7 +103,7 @@ def prepare_constant(folder, *, small=False, seed=0, temperature=0.25):
 
     H combines both uses of the matrix: row k is the inverse-frequency weight
     of class k times the similarity ``exp(-D[k, l] / T)`` of
-    :func:`digit_distances` (``make_infogain_h.py --distances D.csv
+    :func:`digit_distances` (``caffe-losses make-h --distances D.csv
     --temperature 0.25 --labels ...``). ``D.csv`` is written too.
     """
     data = imbalanced_digits(seed=seed)
@@ -150,7 +150,7 @@ def prepare_segmentation(folder, *, small=False, seed=0):
     """Template ``infogain_segmentation``: toy per-pixel data + ``H.binaryproto``.
 
     H is diagonal, inverse pixel frequency over the non-ignored training
-    pixels (``make_infogain_h.py --labels data/train.h5 --ignore-label 255``).
+    pixels (``caffe-losses make-h --labels data/train.h5 --ignore-label 255``).
     """
     n_train, n_test = (32, 16) if small else (512, 128)
     x, y = segmentation_data(n_train, seed=seed)

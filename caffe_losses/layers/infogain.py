@@ -26,7 +26,7 @@ __all__ = ["SoftmaxWithInfogainLoss", "InfogainLoss", "Constant"]
 
 _SOURCE = Param("source", as_str, None, doc=(
     "H file: .binaryproto (1 x 1 x L x L, as caffe.io.array_to_blobproto or "
-    "tools/make_infogain_h.py write it) or .npy (read with allow_pickle=False); "
+    "caffe-losses make-h write it) or .npy (read with allow_pickle=False); "
     "relative to the working directory; omit it when H is the third bottom"))
 _AXIS = Param("axis", as_int, 1, doc="the class axis of the predictions (1 for N x C and N x C x H x W)")
 
@@ -45,7 +45,7 @@ class _InfogainLayer(LossLayer):
                       f"'{self.bottom_name(2)}'; keep one")
         if len(bottom) == 2 and source is None:
             self.fail("needs H: set 'source' in param_str (a .binaryproto or .npy file, e.g. "
-                      "made with tools/make_infogain_h.py) or give H as a third bottom "
+                      "made with caffe-losses make-h) or give H as a third bottom "
                       "(e.g. the top of a Constant layer)")
         self._h_name = None
         self._h_source = None
@@ -149,7 +149,7 @@ class SoftmaxWithInfogainLoss(_InfogainLayer):
       normalization (VALID (default), FULL, BATCH_SIZE, NONE).
 
     H must be C x C, finite and non-negative, and hold similarities or
-    class weights (``tools/make_infogain_h.py`` makes one).  An all-zero
+    class weights (``caffe-losses make-h`` makes one).  An all-zero
     row is valid, as in Caffe's InfogainLoss: samples of that class add no
     loss and no gradient (a class weighted 0, e.g. a void class).  A file is
     checked as the float32 the layer uses: a value beyond 3.4e38 is refused,
@@ -271,7 +271,7 @@ class Constant(PythonLayer):
 
     Shape:
       no bottoms; top[0]: the stored shape, e.g. (1, 1, L, L) for an H written
-      by ``tools/make_infogain_h.py``, (L, L) for a ``.npy``.
+      by ``caffe-losses make-h``, (L, L) for a ``.npy``.
 
     param_str keys:
       source (required): a .binaryproto (BlobProto) or .npy file (read with

@@ -44,6 +44,7 @@ import sys
 
 import numpy as np
 
+from caffe_losses.hmatrix import MAX_BLOB_AXES
 from caffe_losses.params import FLOAT32_EXACT_INT
 from caffe_losses.safety import check_allocation, float32_overflow, overflows_float32
 
@@ -106,6 +107,9 @@ def parse_bottom(text):
                          f"Received: {parts[0][:40]!r}") from None
     if any(d <= 0 for d in dims):
         raise ValueError(f"--bottom {name}: dims must be positive. Received: {parts[0]!r}")
+    if len(dims) > MAX_BLOB_AXES:
+        raise ValueError(f"--bottom {name}: {len(dims)} dims; a Caffe blob has at most {MAX_BLOB_AXES} axes "
+                         f"(kMaxBlobAxes): Caffe would abort")
     if math.prod(dims) > BLOB_MAX_COUNT:
         raise ValueError(f"--bottom {name}: {parts[0]} is {math.prod(dims)} values, more than a "
                          f"Caffe blob holds ({BLOB_MAX_COUNT})")

@@ -18,10 +18,10 @@ Ways to make H (a base matrix, class weights, or both: H[k, :] = w[k] * base[k, 
 
 Examples:
 
-  make_infogain_h.py --identity 10 -o H.binaryproto
-  make_infogain_h.py --labels data/train.h5 --weighting inverse -o H.binaryproto
-  make_infogain_h.py --distances D.csv --temperature 0.5 --counts 900 90 10 -o H.binaryproto
-  make_infogain_h.py --show H.binaryproto
+  caffe-losses make-h --identity 10 -o H.binaryproto
+  caffe-losses make-h --labels data/train.h5 --weighting inverse -o H.binaryproto
+  caffe-losses make-h --distances D.csv --temperature 0.5 --counts 900 90 10 -o H.binaryproto
+  caffe-losses make-h --show H.binaryproto
 """
 
 import math

@@ -8,7 +8,7 @@ tool does that surgery: it builds the net, sets the layer's kernel to the
 values, saves the weights of the whole net, reloads the file to verify it,
 and prints what it changed. Train from the file it writes:
 
-  python tools/net_surgery.py --model train_val.prototxt --layer pred_age \\
+  caffe-losses net-surgery --model train_val.prototxt --layer pred_age \\
       --values 0:100 --output init_weights.caffemodel
   caffe train -solver solver.prototxt -weights init_weights.caffemodel
 

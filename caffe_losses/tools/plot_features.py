@@ -25,7 +25,7 @@ import sys
 
 from caffe_losses.features import collect_features, default_samples, draw_features, intra_inter_ratio, load_net
 
-from caffe_losses.safety import OutputError, check_output, output_file
+from caffe_losses.safety import OutputError, figure_output, output_file
 
 __all__ = ["add_arguments", "run"]
 
@@ -45,7 +45,8 @@ def add_arguments(parser):
     parser.add_argument("--root", default=None,
                         help="folder that relative paths in the prototxts are resolved against "
                              "(default: the current folder, else the prototxt's folder)")
-    parser.add_argument("--out", default="features.png", help="PNG to write (default: %(default)s)")
+    parser.add_argument("--out", default="features.png",
+                        help="picture to write (default: %(default)s; a name without an extension gets .png)")
     parser.add_argument("--suptitle", default="2-D features of the test set, coloured by class",
                         help="figure title (default: %(default)r)")
 
@@ -61,7 +62,7 @@ def run(args):
         raise SystemExit(f"plot-features: --samples must be >= 1, got {args.samples}")
     inputs = [path for pair in models for path in pair]
     try:
-        check_output(args.out, inputs, option="--out", tool="plot-features")
+        out = figure_output(args.out, inputs, option="--out", tool="plot-features")
     except OutputError as err:
         print(err, file=sys.stderr)
         return 2
@@ -76,9 +77,13 @@ def run(args):
             return 2
         title = titles[k] if titles else os.path.basename(weights)
         panels.append((feats, labels, title))
-    with output_file(args.out, inputs, option="--out", tool="plot-features") as tmp:
+    with output_file(out, inputs, option="--out", tool="plot-features") as tmp:
         draw_features(panels, tmp, suptitle=args.suptitle)
     for feats, labels, title in panels:
-        print(f"{title}: {len(labels)} samples, intra/inter ratio {intra_inter_ratio(feats, labels):.4f}")
-    print(f"wrote {args.out}")
+        try:
+            ratio = f"intra/inter ratio {intra_inter_ratio(feats, labels):.4f}"
+        except ValueError:      # one class: no distance between classes
+            ratio = "one class only: no intra/inter ratio"
+        print(f"{title}: {len(labels)} samples, {ratio}")
+    print(f"wrote {out}")
     return 0

@@ -115,6 +115,35 @@ class _Refused(Exception):
     """A file the template would write is in the way (the message says which)."""
 
 
+def _build_new(source, out):
+    """Copies and prepares the template in a temporary folder beside ``out``, then renames it.
+
+    A failure (pycaffe missing, a full disk, Ctrl-C) leaves nothing behind,
+    not even the parent folders it created, so the same command can be run
+    again.
+    """
+    parent = os.path.dirname(out)
+    created = None                   # the first parent folder this call creates
+    probe = parent
+    while not os.path.isdir(probe):
+        created, probe = probe, os.path.dirname(probe)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", suffix=".tmp", dir=parent)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)          # mkdtemp makes it private
+        shutil.copytree(source, tmp, dirs_exist_ok=True)
+        meta = prepare_template(tmp)
+        os.rename(tmp, out)                    # fails if out appeared meanwhile: nothing replaced
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if created:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+    return meta
+
+
 def run(args):
     try:
         names = list_templates()
@@ -140,8 +169,7 @@ def run(args):
             # other file in the folder stays (nothing is deleted)
             meta = _force_into(source, out)
         else:
-            shutil.copytree(source, out, dirs_exist_ok=True)
-            meta = prepare_template(out)
+            meta = _build_new(source, out)
     except _Refused as err:
         print(f"caffe-losses template: {err}", file=sys.stderr)
         return 2

@@ -27,6 +27,7 @@ import shlex
 import sys
 
 from caffe_losses.preflight import PreflightError
+from caffe_losses.safety import OutputError, figure_output
 from caffe_losses.training import StoppedAgain, TrainingError, train
 
 
@@ -45,7 +46,8 @@ def add_arguments(parser):
                              "(the learning-rate schedule is unchanged; beyond max_iter with "
                              "lr_policy poly it is refused: its rate would go negative)")
     parser.add_argument("--curve", help="where to write the training curve PNG "
-                        "(default: training_curve.png next to the solver)")
+                        "(default: training_curve.png next to the solver; a name without an extension "
+                        "gets .png); checked before training")
     parser.add_argument("--no-curve", action="store_true", help="do not draw the training curve")
     parser.add_argument("--no-check", action="store_true",
                         help="train even if `caffe-losses check` finds errors in the nets")
@@ -95,14 +97,24 @@ def run(args):
         os.environ.setdefault("GLOG_logtostderr", "1")
     if not os.path.isfile(solver):
         return _fail(f"solver file not found: {solver}")
+    curve = None
+    if not args.no_curve:       # checked before training, not after it
+        default = os.path.join(os.path.dirname(os.path.abspath(solver)), "training_curve.png")
+        inputs = {"solver": solver, "--weights": args.weights, "--snapshot": args.snapshot}
+        try:
+            curve = figure_output(args.curve or default, inputs, option="--curve")
+        except OutputError as err:
+            if args.curve:
+                print(f"caffe-losses train: {err}", file=sys.stderr)
+                return 2
+            print(f"caffe-losses train: note: the training curve will not be drawn: {err} "
+                  f"(give --curve PATH, or --no-curve)", file=sys.stderr)
     try:
         if not args.no_check:
             errors = _lint(solver)
             if errors:
-                return _fail(f"{errors} error(s) in the nets of {solver} (listed above): fix them, or "
+                return _fail(f"{errors} error(s) in {solver} and its nets (listed above): fix them, or "
                              f"train anyway with --no-check")
-        curve = None if args.no_curve else (
-            args.curve or os.path.join(os.path.dirname(os.path.abspath(solver)), "training_curve.png"))
         result = train(solver, weights=args.weights, snapshot=args.snapshot, max_iter=args.max_iter,
                        progress=not args.no_progress, report=True, curve_png=curve, gpu=gpu,
                        progress_every=args.progress_every)
