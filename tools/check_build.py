@@ -20,9 +20,40 @@ def linked_libraries(path):
     return [line.split()[0] for line in out.splitlines() if line.strip()]
 
 
+def device_memory(blob, cuda, expect_gpu):
+    """The device-memory properties install_caffe.sh adds to caffe.Blob.
+
+    CPU_ONLY: the pointers raise a RuntimeError naming CPU_ONLY.  CUDA build
+    without a usable device: a RuntimeError saying so (never Caffe's abort).
+    With a device: an integer pointer, the head moves to the GPU, the device
+    id is reported, and reading .data on the host gives the same values.
+    """
+    before = np.array(blob.data)
+    if blob.data_head not in ("cpu", "synced"):
+        print(f"FAIL: data_head {blob.data_head!r} after a CPU forward", file=sys.stderr)
+        return False
+    try:
+        pointer = blob.gpu_data_ptr
+    except RuntimeError as e:
+        wanted = "no CUDA device" if cuda else "CPU_ONLY"
+        if wanted not in str(e) or expect_gpu:
+            print(f"FAIL: gpu_data_ptr raised {e}", file=sys.stderr)
+            return False
+        print(f"device memory: gpu_data_ptr refused as it should here ({e})")
+        return True
+    head, device = blob.data_head, blob.gpu_device
+    same = np.array_equal(np.array(blob.data), before)
+    ok = cuda and isinstance(pointer, int) and pointer != 0 and head == "gpu" and isinstance(device, int) and same
+    print(f"device memory: gpu_data_ptr {pointer:#x}, head {head!r} after taking it, device {device}, "
+          f"host copy {'equal' if same else 'DIFFERS'}: {'ok' if ok else 'FAIL'}")
+    return ok
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--expect-cuda", action="store_true", help="fail unless the build links CUDA")
+    parser.add_argument("--expect-gpu", action="store_true",
+                        help="fail unless a CUDA device is usable (blob device pointers on the GPU)")
     parser.add_argument("--caffe", help="the `caffe` tool of the same build (default: the one beside this python)")
     args = parser.parse_args(argv)
 
@@ -67,6 +98,9 @@ def main(argv=None):
     ok = np.isclose(ours, 1e-4 * native, rtol=1e-4)
     print(f"CPU-mode net: SmoothL1Loss {ours:.6g}, 1e-4 * EuclideanLoss {1e-4 * native:.6g}: {'ok' if ok else 'MISMATCH'}")
     if not ok:
+        return 1
+
+    if not device_memory(net.blobs["x"], cuda=bool(cuda_libs), expect_gpu=args.expect_gpu):
         return 1
 
     # The `caffe` tool from the same build trains a net with a Python layer.

@@ -76,7 +76,7 @@ if ! (cd / && "$PY" -c "import caffe_losses" 2>/dev/null); then
   export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 fi
 "$PY" -c "import caffe" || die "$PY cannot import caffe"
-GLOG_minloglevel=2 "$PY" tools/check_build.py --expect-cuda --caffe "$TOOL" || die "the build check failed"
+GLOG_minloglevel=2 "$PY" tools/check_build.py --expect-cuda --expect-gpu --caffe "$TOOL" || die "the build check failed"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/gpu-check.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT

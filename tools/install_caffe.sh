@@ -120,7 +120,7 @@ PYVER="$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 if [ "$DEPS_ONLY" = 1 ]; then log "dependencies installed (--deps-only: nothing built)"; exit 0; fi
 
 # BUILD_REV: bump when a change to this script changes what gets built.
-BUILD_REV=4
+BUILD_REV=5
 FLAVOUR_KEY="$FLAVOUR"
 [ "$FLAVOUR" = cuda ] && FLAVOUR_KEY="cuda-sm$(echo "$CUDA_ARCH_BIN" | tr -s ' ' '_')-ptx${CUDA_ARCH_PTX:-none}"
 KEY="caffe-${CAFFE_VERSION}-r${BUILD_REV}-${FLAVOUR_KEY}-py${PYVER}"
@@ -237,6 +237,100 @@ new = old + (
     '    }\n'
     '    self_.attr("top_names") = top_names;\n')
 open(path, "w").write(text.replace(old, new))
+PYEOF
+  # GPU Python layers need a blob's device memory.  BVLC's pycaffe has
+  # _gpu_data_ptr / _gpu_diff_ptr in CUDA builds only (an AttributeError
+  # elsewhere, and Caffe's FATAL abort without a usable GPU).  Add public
+  # gpu_data_ptr / gpu_diff_ptr (the mutable pointers, as integers: taking
+  # one moves the blob's head to the GPU, as Caffe's own layers do),
+  # gpu_device (the device id holding the blob's GPU memory, None while it
+  # has none) and data_head / diff_head ('uninitialized', 'cpu', 'gpu',
+  # 'synced': where the valid copy lives, so a test can prove that no host
+  # copy happened).  Both flavours; the pointers raise a RuntimeError that
+  # says why in a CPU_ONLY build or without a CUDA device.
+  python3 - "$SRC/python/caffe/_caffe.cpp" <<'PYEOF' || die "_caffe.cpp device-memory patch did not apply"
+import sys
+path = sys.argv[1]
+text = open(path).read()
+anchor = "BOOST_PYTHON_MEMBER_FUNCTION_OVERLOADS(SolveOverloads, Solve, 0, 1);\n"
+prop = '    .add_property("data",     bp::make_function(&Blob<Dtype>::mutable_cpu_data,\n'
+if text.count(anchor) != 1 or text.count(prop) != 1:
+    sys.exit("pattern not found")
+helpers = r'''
+// caffe-losses: a blob's device memory for GPU Python layers.
+const char* HeadName(SyncedMemory::SyncedHead head) {
+  switch (head) {
+    case SyncedMemory::HEAD_AT_CPU: return "cpu";
+    case SyncedMemory::HEAD_AT_GPU: return "gpu";
+    case SyncedMemory::SYNCED: return "synced";
+    default: return "uninitialized";
+  }
+}
+// A blob of count 0 may have no memory at all (Blob::data() would CHECK-fail).
+std::string Blob_DataHead(Blob<Dtype>* self) {
+  return self->count() == 0 ? "uninitialized" : HeadName(self->data()->head());
+}
+std::string Blob_DiffHead(Blob<Dtype>* self) {
+  return self->count() == 0 ? "uninitialized" : HeadName(self->diff()->head());
+}
+void RaiseRuntime(const std::string& message) {
+  PyErr_SetString(PyExc_RuntimeError, message.c_str());
+  bp::throw_error_already_set();
+}
+#ifdef CPU_ONLY
+uintptr_t Blob_GpuPtr(Blob<Dtype>* self, const char* name) {
+  RaiseRuntime(std::string("caffe.Blob.") + name + ": this Caffe is a CPU_ONLY "
+      "build, so a blob has no GPU memory (build the CUDA flavour: "
+      "tools/install_caffe.sh --cuda)");
+  return 0;
+}
+bp::object Blob_GpuDevice(Blob<Dtype>* self) { return bp::object(); }
+#else
+uintptr_t Blob_GpuPtr(Blob<Dtype>* self, const char* name) {
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    cudaGetLastError();
+    RaiseRuntime(std::string("caffe.Blob.") + name + ": no CUDA device is "
+        "usable here (cudaGetDeviceCount found none)");
+  }
+  if (self->count() == 0) {
+    RaiseRuntime(std::string("caffe.Blob.") + name + ": the blob is empty "
+        "(count 0), so it has no memory");
+  }
+  return std::string(name) == "gpu_data_ptr"
+      ? reinterpret_cast<uintptr_t>(self->mutable_gpu_data())
+      : reinterpret_cast<uintptr_t>(self->mutable_gpu_diff());
+}
+bp::object Blob_GpuDevice(Blob<Dtype>* self) {
+  if (self->count() == 0) return bp::object();
+  SyncedMemory::SyncedHead head = self->data()->head();
+  if (head != SyncedMemory::HEAD_AT_GPU && head != SyncedMemory::SYNCED) {
+    return bp::object();
+  }
+  cudaPointerAttributes attributes;
+  if (cudaPointerGetAttributes(&attributes, self->gpu_data()) != cudaSuccess) {
+    cudaGetLastError();
+    return bp::object();
+  }
+  return bp::object(attributes.device);
+}
+#endif
+uintptr_t Blob_GpuDataPtr(Blob<Dtype>* self) {
+  return Blob_GpuPtr(self, "gpu_data_ptr");
+}
+uintptr_t Blob_GpuDiffPtr(Blob<Dtype>* self) {
+  return Blob_GpuPtr(self, "gpu_diff_ptr");
+}
+
+'''
+props = (
+    '    .add_property("gpu_data_ptr", &Blob_GpuDataPtr)\n'
+    '    .add_property("gpu_diff_ptr", &Blob_GpuDiffPtr)\n'
+    '    .add_property("gpu_device", &Blob_GpuDevice)\n'
+    '    .add_property("data_head", &Blob_DataHead)\n'
+    '    .add_property("diff_head", &Blob_DiffHead)\n')
+text = text.replace(anchor, helpers + anchor).replace(prop, props + prop)
+open(path, "w").write(text)
 PYEOF
   if [ "$FLAVOUR" = cuda ]; then
     # CUDA 13 removed three cudaDeviceProp fields; DeviceQuery only logs them.
