@@ -628,6 +628,7 @@ def test_untranslated_fork_layers_need_keep_unknown():
             'layer { name: "loss_bbox" type: "SmoothL1Loss" bottom: "a" bottom: "b" top: "l" }\n')
     result = migrate_text(text)
     assert result.problems and "roi_pooling_param" in result.problems[0]
+    assert "type 'ROIPooling' is not a layer type of this Caffe" in result.problems[1]
     result = migrate_text(text, keep_unknown=True)
     assert not result.problems and result.notes and 'layer: "SmoothL1Loss"' in result.text
     assert "roi_pooling_param { pooled_w: 7 pooled_h: 7 }" in result.text

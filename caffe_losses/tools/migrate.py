@@ -29,7 +29,9 @@ overwritten.
 import os
 import sys
 
+from caffe_losses import textproto
 from caffe_losses.migrate import MigrationError, inspect_weights, migrate_text
+from caffe_losses.textproto import decode, encode
 from caffe_losses.safety import OutputError, check_output, output_file
 
 
@@ -72,6 +74,37 @@ def _writable(path, inputs, force, what, option):
     return None
 
 
+def _read(path):
+    """The file's text, every byte kept (CRLF stays CRLF, a Latin-1 byte in a comment stays that byte)."""
+    with open(path, "rb") as f:
+        return decode(f.read())
+
+
+def _solver_nets(text, path):
+    """``(net files, inline nets)`` when ``text`` is a solver prototxt, else None.
+
+    A solver is told from a net by its top-level fields (``base_lr``, ``net``,
+    ...: SolverParameter's and not NetParameter's).  Net files are as the
+    solver names them (Caffe reads them relative to the working directory).
+    """
+    from caffe.proto import caffe_pb2
+    try:
+        root = textproto.parse(text)
+    except textproto.TextProtoError:
+        return None
+    names = {f.name for f in root.children}
+    net_fields = set(caffe_pb2.NetParameter.DESCRIPTOR.fields_by_name)
+    solver_fields = set(caffe_pb2.SolverParameter.DESCRIPTOR.fields_by_name)
+    if not names or names & net_fields - solver_fields or not names & solver_fields - net_fields:
+        return None
+    files = []
+    for f in root.children:
+        if f.name in ("net", "train_net", "test_net") and f.is_string and f.value not in files:
+            files.append(f.value)
+    inline = sorted({f.name for f in root.children if f.name in ("net_param", "train_net_param", "test_net_param")})
+    return files, inline
+
+
 def run(args):
     if args.weights_out and not args.weights:
         return _fail("--weights-out needs --weights (the model to carry over)")
@@ -86,8 +119,26 @@ def run(args):
         return _fail(f"net file not found: {args.net}")
     if args.weights and not os.path.isfile(args.weights):
         return _fail(f"weights file not found: {args.weights}")
-    with open(args.net) as f:
-        text = f.read()
+    text = _read(args.net)
+    solver = _solver_nets(text, args.net)
+    if solver is not None:
+        nets, inline = solver
+        if inline or len(nets) != 1:
+            named = (", ".join(nets) + (" and " if nets and inline else "")) if nets else ""
+            named += f"nets written inside it ({', '.join(inline)})" if inline else ""
+            hint = (f"; migrate each net file: caffe-losses migrate {nets[0]} -o NEW.prototxt" if nets
+                    else "; move the net into a file of its own and migrate that file")
+            return _fail(f"{args.net} is a solver prototxt, not a net; it names {named or 'no net'}{hint}")
+        print(f"{args.net} is a solver prototxt: migrating the net it names, {nets[0]} (then point "
+              f"the solver's net at {args.output})")
+        if not os.path.isfile(nets[0]):
+            return _fail(f"net file not found: {nets[0]} (named by the solver {args.net}; Caffe reads "
+                         f"it relative to the working directory)")
+        for other in (args.output, args.weights_out):
+            if other and (_same_file(other, nets[0]) or os.path.abspath(other) == os.path.abspath(nets[0])):
+                return _fail(f"refusing to write over an input ({other})")
+        args.net = nets[0]
+        text = _read(args.net)
     try:
         result = migrate_text(text, hed=args.hed, keep_unknown=args.keep_unknown)
     except MigrationError as err:
@@ -107,7 +158,7 @@ def run(args):
 
         from caffe.proto import caffe_pb2
         try:
-            net_param = text_format.Parse(result.text, caffe_pb2.NetParameter())
+            net_param = text_format.Parse(textproto.for_protobuf(result.text), caffe_pb2.NetParameter())
         except text_format.ParseError as err:     # --keep-unknown
             return _fail(f"--weights: the migrated net keeps fields BVLC Caffe lacks ({err}); "
                          f"check the model with that fork's Caffe")
@@ -125,8 +176,8 @@ def run(args):
             return _fail(f"{args.weights} does not fit the migrated net; nothing written", 1)
 
     try:
-        with output_file(args.output, option="-o") as tmp, open(tmp, "w") as f:
-            f.write(result.text)
+        with output_file(args.output, option="-o") as tmp, open(tmp, "wb") as f:
+            f.write(encode(result.text))        # the input's bytes, line ends included
     except OSError as err:
         return _fail(err)
     if result.changes:
