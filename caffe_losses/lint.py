@@ -213,10 +213,16 @@ def _unknown_type(findings, layer, known):
     else:
         what = ("No translation in caffe-losses migrate: the net needs the Caffe (a fork) that has "
                 "this layer")
+    import difflib
+    close = difflib.get_close_matches(layer.type, sorted(known), n=1, cutoff=0.8)   # a typo?
+    if close:
+        what = f"Did you mean '{close[0]}'?"
+    else:
+        what += "."
     findings.append(Finding(ERROR, "layer-type", layer,
                             f"type '{layer.type}' is not a layer type of this Caffe "
                             f"(caffe.layer_type_list()): Caffe aborts with \"Unknown layer type: "
-                            f"{layer.type}\". {what}."))
+                            f"{layer.type}\". {what}"))
 
 
 def _lint_phase(net, phase, weight_decay=None):
