@@ -26,10 +26,18 @@ num_classes, center_filler }``.  A native loss layer's default
 other layer, and every byte of the file outside the rewritten layers, stays
 as it was; migrating a migrated net changes nothing.
 
+The net is read as Caffe's own parser reads it (:mod:`caffe_losses.textproto`):
+each value moved is the one Caffe read (``normalization: 0`` is ``FULL``,
+``ignore_label: 0377`` is 255, ``"H\\303\\251"`` is ``Hé``), and a
+non-repeated field given twice is refused, as Caffe refuses it.  Existing
+``param_str`` text is read with the layers' own loader
+(:func:`caffe_losses.params.load_yaml`), and what is written is checked to
+read back the same through it.
+
 What cannot be carried over exactly (an unknown sub-field, a setting the
 target layer lacks, a conflict with ``param_str``, a fork-only field on a
-layer this module does not translate) is reported as a problem, and nothing
-should be written.
+layer this module does not translate, a layer type the Caffe in use does not
+register) is reported as a problem, and nothing should be written.
 """
 
 import re

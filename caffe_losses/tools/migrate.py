@@ -11,10 +11,14 @@ behaviour, and leaves every other layer as it was (byte for byte):
   caffe_losses Python layers carrying loss_param & co (which Caffe ignores for
   Python layers)                                        -> the settings move into param_str
 
-It reads nets whose layers carry fields BVLC's caffe.proto lacks, prints each
-change (layer: old -> new), and writes nothing when something cannot be
-translated. Migrating a migrated net changes nothing. docs/migrate.md lists
-every layer and parameter.
+It reads nets whose layers carry fields BVLC's caffe.proto lacks, and reads
+every value as Caffe's own parser does (enums by number, octal and hex
+integers, string escapes, lists); it keeps the file's bytes (CRLF, Latin-1
+comments). It prints each change (layer: old -> new), names every layer type
+this Caffe does not register, and writes nothing when something cannot be
+translated (--keep-unknown keeps such layers). Given a solver, it migrates
+the net file the solver names. Migrating a migrated net changes nothing.
+docs/migrate.md lists every layer and parameter.
 
   caffe-losses migrate train_val.prototxt -o train_val_migrated.prototxt
   caffe-losses migrate hed_train_val.prototxt -o hed_migrated.prototxt --hed
@@ -36,14 +40,16 @@ from caffe_losses.safety import OutputError, check_output, output_file
 
 
 def add_arguments(parser):
-    parser.add_argument("net", help="the net prototxt to migrate (it is never modified)")
+    parser.add_argument("net", help="the net prototxt to migrate (it is never modified); a solver "
+                                     "prototxt: the net file it names")
     parser.add_argument("-o", "--output", required=True, help="where to write the migrated net")
     parser.add_argument("--hed", action="store_true",
                         help="the net is HED's: its SigmoidCrossEntropyLoss layers are the fork's "
                              "class-balanced loss (without --hed they are left alone)")
     parser.add_argument("--keep-unknown", action="store_true",
-                        help="keep fork-only fields on layers migrate does not translate (e.g. "
-                             "ROIPooling's roi_pooling_param); the net then needs that fork's Caffe")
+                        help="keep layers migrate does not translate: fork-only fields (e.g. "
+                             "ROIPooling's roi_pooling_param) and layer types this Caffe lacks; the "
+                             "net then needs that fork's Caffe")
     parser.add_argument("--weights", help="a .caffemodel trained with the original net: check that it "
                                           "loads into the migrated net, and say which blobs are copied")
     parser.add_argument("--weights-out", help="where to write the model when it has to change to fit "
