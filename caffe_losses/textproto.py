@@ -344,10 +344,13 @@ def unknown_fields(node, descriptor, path=()):
       list of ``(path, field)``: ``path`` the tuple of enclosing fields from
       the top (e.g. ``(layer_field,)``), ``field`` the unknown one.
     """
-    out = []
+    out, lists = [], set()
     for f in node.children or ():
         fd = descriptor.fields_by_name.get(f.name)
         if fd is None:
+            if f.in_list is not None and f.in_list in lists:
+                continue                        # a list is one field: named once
+            lists.add(f.in_list)
             if not f.name.startswith("["):      # extensions are not ours to judge
                 out.append((path, f))
         elif fd.message_type is not None and f.is_message:
