@@ -34,10 +34,19 @@ def _read(path, message, what):
     from google.protobuf import text_format
 
     from caffe_losses.textproto import for_protobuf
+    from caffe_losses.textproto import TextProtoError, caffe_spelling
     text = read_text(path, what)
     try:
+        # as Caffe's parser reads it: values Python's parser spells otherwise respelt, an
+        # escape Caffe refuses refused (Python's takes "\q")
+        spelt = caffe_spelling(text, message.DESCRIPTOR)
+    except TextProtoError as err:
+        spelt = text
+        if "escape" in str(err):
+            raise ValueError(f"{path}: not a valid {what} prototxt ({err})") from None
+    try:
         # Parse, not Merge: Caffe refuses a non-repeated field given twice
-        text_format.Parse(for_protobuf(text), message)
+        text_format.Parse(for_protobuf(spelt), message)
     except text_format.ParseError as err:
         if "\0" in text:
             raise ValueError(f"{path}: not a valid {what} prototxt (not text: a binary file?)") from None

@@ -41,7 +41,7 @@ This module does not import caffe or protobuf.
 import re
 
 __all__ = ["TextProtoError", "Field", "parse", "unknown_fields", "repeated_twice", "scalar",
-           "quote", "describe", "MAX_DEPTH", "decode", "encode", "for_protobuf"]
+           "quote", "describe", "MAX_DEPTH", "decode", "encode", "for_protobuf", "caffe_spelling"]
 
 # messages nested deeper than this are refused (protobuf's own default recursion limit)
 MAX_DEPTH = 100
@@ -465,6 +465,45 @@ def scalar(field, fd):
         raise ValueError(f"{token} is not a value of {fd.enum_type.name} (its values: "
                          f"{', '.join(f'{v.name} = {v.number}' for v in fd.enum_type.values)})")
     raise ValueError(f"fields of this type are not read here ({kind})")
+
+
+def caffe_spelling(text, descriptor):
+    """``text`` with the values Caffe's parser and protobuf's Python one read differently respelt.
+
+    Python's parser refuses what Caffe's reads: a sign apart from its number
+    (``- 5``), an enum or a boolean written as an octal or hex number
+    (``normalization: 01``), and it reads ``\\?`` as two characters.  Each
+    such value (inside fields that ``descriptor``, e.g. NetParameter's, knows)
+    is written as the same value in the spelling both read; strings are
+    written again with :func:`quote`.  Raises :class:`TextProtoError` where
+    Caffe refuses the text too (an invalid escape, ...).
+    """
+    edits = []
+
+    def walk(node, desc):
+        for f in node.children or ():
+            fd = desc.fields_by_name.get(f.name) if desc is not None else None
+            if f.is_message:
+                walk(f, fd.message_type if fd is not None else None)
+            elif f.is_string:
+                if "\\" in text[f.value_start:f.value_end]:
+                    edits.append((f.value_start, f.value_end, quote(f.value)))
+            elif fd is not None and _CPPTYPES.get(fd.cpp_type) in ("CPPTYPE_ENUM", "CPPTYPE_BOOL"):
+                try:
+                    value = scalar(f, fd)
+                except ValueError:
+                    continue        # protobuf says what is wrong
+                edits.append((f.value_start, f.value_end, str(value).lower() if isinstance(value, bool) else value))
+            elif re.match(r"-[ \t]", f.value):
+                edits.append((f.value_start, f.value_end, re.sub(r"^-[ \t]+", "-", f.value)))
+
+    walk(parse(text), descriptor)
+    out, last = [], len(text)
+    for start, end, new in sorted(edits, reverse=True):
+        out += [text[end:last], new]
+        last = start
+    out.append(text[:last])
+    return "".join(reversed(out))
 
 
 def quote(value):

@@ -463,3 +463,30 @@ def test_in_place_softmax_before_native_infogain_is_the_pre_1_0_pattern(tmp_path
     rules = [(f.severity, f.rule) for _, f in lint_file(str(tmp_path / "native.prototxt"))]
     assert ("error", "double-softmax") in rules
     assert not [f for _, f in lint_file(str(tmp_path / "a.prototxt")) if f.severity == "error"]
+
+
+# ---------------------------------------------------------------------------
+# check and train's reader: Python's protobuf, spelt as Caffe reads
+# ---------------------------------------------------------------------------
+
+def test_check_and_train_read_what_caffe_reads_where_pythons_parser_differs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # an enum in octal (Caffe: TEST), a sign apart from its number, an escape \? (Caffe: "?")
+    text = ('layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 0x3 } } }\n'
+            'layer { name: "why\\?" type: "Power" bottom: "x" top: "y" power_param { shift: - 2 } '
+            'include { phase: 01 } }\n')
+    (tmp_path / "net.prototxt").write_text(text)
+    param = read_net_param("net.prototxt")
+    test_net, train_net = build(tmp_path / "net.prototxt", caffe.TEST), build(tmp_path / "net.prototxt")
+    assert list(test_net._layer_names) == ["x", param.layer[1].name] and list(train_net._layer_names) == ["x"]
+    assert param.layer[1].name == "why?" and param.layer[1].include[0].phase == caffe.TEST
+    assert param.layer[1].power_param.shift == -2
+    test_net.forward()
+    assert np.all(test_net.blobs["y"].data == -2)          # Caffe read shift - 2 as -2 too
+    assert run_cli("check", "net.prototxt", cwd=tmp_path).returncode == 0
+    # an escape Caffe refuses is refused here too (Python's parser alone takes it)
+    (tmp_path / "bad.prototxt").write_text(text.replace("why\\?", "why\\q"))
+    proc = run_cli("check", "bad.prototxt", cwd=tmp_path)
+    assert proc.returncode == 2 and r"invalid escape \q in a string" in proc.stderr
+    with pytest.raises(ValueError, match=r"bad.prototxt: not a valid net prototxt \(invalid escape"):
+        read_net_param("bad.prototxt")
