@@ -393,7 +393,7 @@ def read_net_tolerant(path, found):
 
     from caffe.proto import caffe_pb2
     from caffe_losses import textproto
-    from caffe_losses.prototxt import read_net_param, read_text
+    from caffe_losses.prototxt import parse_text, read_net_param, read_text
     try:
         return read_net_param(path)
     except ValueError as err:
@@ -411,8 +411,8 @@ def read_net_tolerant(path, found):
             if chars[i] not in "\r\n":
                 chars[i] = " "
     try:
-        net = text_format.Parse(textproto.for_protobuf("".join(chars)), caffe_pb2.NetParameter())
-    except text_format.ParseError:
+        net = parse_text("".join(chars), caffe_pb2.NetParameter())
+    except (text_format.ParseError, textproto.TextProtoError):
         raise error from None
     found[id(net)] = [_fork_finding(p, f, path) for p, f in unknown]
     return net

@@ -647,6 +647,7 @@ def _validate(ctx, keep_unknown):
 
     from caffe.proto import caffe_pb2
     from caffe_losses.params import parse_params
+    from caffe_losses.prototxt import parse_text
     result = ctx.result
     root = textproto.parse(result.text)
     unknown = textproto.unknown_fields(root, caffe_pb2.NetParameter.DESCRIPTOR)
@@ -662,8 +663,8 @@ def _validate(ctx, keep_unknown):
     _unknown_types(ctx, root, keep_unknown)
     if not unknown and not result.problems:
         try:
-            net = text_format.Parse(textproto.for_protobuf(result.text), caffe_pb2.NetParameter())
-        except text_format.ParseError as err:
+            net = parse_text(result.text, caffe_pb2.NetParameter())
+        except (text_format.ParseError, textproto.TextProtoError) as err:
             result.problems.append(f"the migrated net does not parse in BVLC Caffe ({err})")
             return
         import caffe_losses

@@ -8,7 +8,7 @@ template change into its folder with :func:`working_directory`.
 import contextlib
 import os
 
-__all__ = ["read_text", "read_net_param", "read_solver_param", "read_prototxt", "read_nets", "solver_nets", "python_modules",
+__all__ = ["read_text", "parse_text", "read_net_param", "read_solver_param", "read_prototxt", "read_nets", "solver_nets", "python_modules",
            "working_directory"]
 
 
@@ -30,23 +30,40 @@ def read_text(path, what="net"):
     return decode(data)
 
 
+def parse_text(text, message):
+    """Merges prototxt ``text`` (from :func:`read_text`) into ``message`` as Caffe's parser reads it.
+
+    Protobuf's Python parser, with the values it reads otherwise than
+    Caffe's C++ one respelt (:func:`caffe_losses.textproto.caffe_spelling`)
+    and the escapes Caffe refuses refused; ``Parse``, not ``Merge``: Caffe
+    refuses a non-repeated field given twice.
+
+    Raises:
+      google.protobuf.text_format.ParseError, or
+      :class:`caffe_losses.textproto.TextProtoError` (a ValueError) for an
+      escape Caffe refuses.
+    """
+    from google.protobuf import text_format
+
+    from caffe_losses.textproto import TextProtoError, caffe_spelling, for_protobuf
+    try:
+        spelt = caffe_spelling(text, message.DESCRIPTOR)
+    except TextProtoError as err:
+        if "escape" in str(err):
+            raise
+        spelt = text         # protobuf says what is wrong
+    return text_format.Parse(for_protobuf(spelt), message)
+
+
 def _read(path, message, what):
     from google.protobuf import text_format
 
-    from caffe_losses.textproto import for_protobuf
-    from caffe_losses.textproto import TextProtoError, caffe_spelling
+    from caffe_losses.textproto import TextProtoError
     text = read_text(path, what)
     try:
-        # as Caffe's parser reads it: values Python's parser spells otherwise respelt, an
-        # escape Caffe refuses refused (Python's takes "\q")
-        spelt = caffe_spelling(text, message.DESCRIPTOR)
+        parse_text(text, message)
     except TextProtoError as err:
-        spelt = text
-        if "escape" in str(err):
-            raise ValueError(f"{path}: not a valid {what} prototxt ({err})") from None
-    try:
-        # Parse, not Merge: Caffe refuses a non-repeated field given twice
-        text_format.Parse(for_protobuf(spelt), message)
+        raise ValueError(f"{path}: not a valid {what} prototxt ({err})") from None
     except text_format.ParseError as err:
         if "\0" in text:
             raise ValueError(f"{path}: not a valid {what} prototxt (not text: a binary file?)") from None

@@ -490,3 +490,13 @@ def test_check_and_train_read_what_caffe_reads_where_pythons_parser_differs(tmp_
     assert proc.returncode == 2 and r"invalid escape \q in a string" in proc.stderr
     with pytest.raises(ValueError, match=r"bad.prototxt: not a valid net prototxt \(invalid escape"):
         read_net_param("bad.prototxt")
+
+
+def test_migrate_checks_its_output_as_caffe_reads_it():
+    # layers migrate leaves alone, spelt as Caffe reads them (and protobuf's Python parser alone would not)
+    text = ('layer { name: "p" type: "Power" bottom: "x" top: "y" power_param { shift: - 2 } '
+            'include { phase: 01 } }\n'
+            'layer { name: "l" type: "SmoothL1Loss" bottom: "y" bottom: "t" top: "l" loss_param { normalize: 0x1 } }\n')
+    result = migrate(text)
+    assert 'power_param { shift: - 2 } include { phase: 01 }' in result.text
+    assert any("reads no loss_param" in n for n in result.notes)

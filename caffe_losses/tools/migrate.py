@@ -35,8 +35,8 @@ import sys
 
 from caffe_losses import textproto
 from caffe_losses.migrate import MigrationError, inspect_weights, migrate_text
-from caffe_losses.textproto import decode, encode
 from caffe_losses.safety import OutputError, check_output, output_file
+from caffe_losses.textproto import decode, encode
 
 
 def add_arguments(parser):
@@ -163,8 +163,9 @@ def run(args):
         from google.protobuf import text_format
 
         from caffe.proto import caffe_pb2
+        from caffe_losses.prototxt import parse_text
         try:
-            net_param = text_format.Parse(textproto.for_protobuf(result.text), caffe_pb2.NetParameter())
+            net_param = parse_text(result.text, caffe_pb2.NetParameter())
         except text_format.ParseError as err:     # --keep-unknown
             return _fail(f"--weights: the migrated net keeps fields BVLC Caffe lacks ({err}); "
                          f"check the model with that fork's Caffe")
