@@ -30,6 +30,12 @@
   Convolution/InnerProduct with one output and no bias on top of a
   Softmax) without ``param { lr_mult: 0 }``: the 0..K-1 kernel set by
   net surgery would drift during training.
+* ``layer-type``: a layer type the Caffe in use does not register
+  (``caffe.layer_type_list()``): Caffe aborts with "Unknown layer type".
+  The message says whether ``caffe-losses migrate`` translates it.
+* ``fork-field``: a field BVLC's ``caffe.proto`` lacks (a fork's, e.g. one
+  kept by ``migrate --keep-unknown``): Caffe refuses the net.  The rest of
+  the net is read without it and checked.
 * ``center-update``: a ``CenterLoss`` with ``update: direct`` whose centers
   the solver would also move, or with ``update: solver`` whose centers the
   solver never moves (lr_mult 0).  In direct mode the layer writes no diff
@@ -40,10 +46,9 @@
 Rules are checked per phase (TRAIN and TEST, honouring include/exclude
 phase rules); relative paths (H files, data sources) are resolved against
 the working directory, as Caffe does, and messages name the file read.
-Unnamed layers are named by their first top.  A net that protobuf refuses
-because of a fork's field (fast-rcnn's ``smooth_l1_loss_param``,
-caffe-face's ``center_loss_param``) is reported with the field and a
-pointer to ``caffe-losses migrate`` (:mod:`caffe_losses.prototxt`).
+Unnamed layers are named by their first top.  The net is read as Caffe's
+parser reads it (:mod:`caffe_losses.prototxt`); fields of a fork inside
+layers are reported (``fork-field``) and the rest checked.
 """
 
 from types import SimpleNamespace
@@ -204,9 +209,36 @@ def _ignored_blocks(findings, layer, ours, cls_name):
             + (", or run caffe-losses migrate." if ours else ".")))
 
 
+# layer types of the forks that caffe-losses migrate translates
+MIGRATED_TYPES = ("SmoothL1Loss", "CenterLoss")
+
+
+def _unknown_type(findings, layer, known):
+    if layer.type in known or not layer.type:
+        return
+    if layer.type in MIGRATED_TYPES:
+        what = f"caffe-losses migrate translates it into caffe_losses.{layer.type}"
+    else:
+        what = ("No translation in caffe-losses migrate: the net needs the Caffe (a fork) that has "
+                "this layer")
+    import difflib
+    close = difflib.get_close_matches(layer.type, sorted(known), n=1, cutoff=0.8)   # a typo?
+    if close:
+        what = f"Did you mean '{close[0]}'?"
+    else:
+        what += "."
+    findings.append(Finding(ERROR, "layer-type", layer,
+                            f"type '{layer.type}' is not a layer type of this Caffe "
+                            f"(caffe.layer_type_list()): Caffe aborts with \"Unknown layer type: "
+                            f"{layer.type}\". {what}"))
+
+
 def _lint_phase(net, phase, weight_decay=None):
+    import caffe
+    known = set(caffe.layer_type_list())
     findings = []
     producer = {}
+    writer = {}         # blob -> the layer that wrote it last (in-place layers too)
     layers = [layer for layer in net.layer if in_phase(layer, phase)]
     records = [(list(layer.bottom), list(layer.top), list(layer.loss_weight)) for layer in layers]
     for layer in layers:      # train's pre-check, one data layer at a time
@@ -215,8 +247,12 @@ def _lint_phase(net, phase, weight_decay=None):
         except PreflightError as err:
             findings.append(Finding(ERROR, "data-source", layer, str(err)))
     for index, layer in enumerate(layers):
+        _unknown_type(findings, layer, known)
         module, cls_name = _python_class(layer)
         src = producer.get(layer.bottom[0]) if layer.bottom else None
+        last = writer.get(layer.bottom[0]) if layer.bottom else None
+        if last is not None and last.type == "Softmax":
+            src = last          # a Softmax in place (top == bottom) makes probabilities too
         ours = module == "caffe_losses"
         cls = _our_class(cls_name) if ours else None
         params = None
@@ -320,6 +356,7 @@ def _lint_phase(net, phase, weight_decay=None):
                     "the centers never move. Set lr_mult to alpha / base_lr, or use update: direct."))
 
         for top in layer.top:
+            writer[top] = layer
             if top not in layer.bottom:      # in-place layers keep the original producer
                 producer[top] = layer
     return findings
@@ -343,12 +380,15 @@ def lint_net(net, solver=None):
 
 
 def _structure(nets):
-    """``Net::Init``'s aborts (unknown types, missing bottoms, a top made twice), as train checks them."""
+    """``Net::Init``'s aborts (missing bottoms, a top made twice), as train checks them.
+
+    Unknown layer types are the ``layer-type`` rule's (per layer, with migrate's translation).
+    """
     from caffe_losses.preflight import check_net_structure
     out = []
     for where, net, phase in nets:
         try:
-            check_net_structure(net, phase, where)
+            check_net_structure(net, phase, where, types=False)
         except PreflightError as err:
             out.append((where, Finding(ERROR, "net-structure", None, str(err))))
     return out
@@ -362,26 +402,90 @@ def _solver_findings(solver, path):
     return found
 
 
+def _fork_finding(path, field, net_path):
+    from caffe_losses.migrate import FORK_FIELDS, _unknown_field
+    owner, name = _unknown_field(path, field, "the net")
+    layer = path[0]
+    who = SimpleNamespace(name=layer.get("name") or "", top=[t.value for t in layer.all("top")])
+    origin = FORK_FIELDS.get(field.name)
+    if origin and (layer.get("type") or "") in MIGRATED_TYPES:
+        import os
+        stem = os.path.splitext(os.path.basename(net_path))[0]
+        what = (f"To carry the layer over to caffe_losses' layers: caffe-losses migrate {net_path} -o "
+                f"{stem}_migrated.prototxt")
+    else:
+        what = ("It needs that fork's Caffe (caffe-losses migrate --keep-unknown keeps it); the rest "
+                "of the net is checked without it.")
+    return Finding(ERROR, "fork-field", who,
+                   f"'{name}' is not in BVLC Caffe's caffe.proto (it comes from "
+                   f"{origin or 'a fork of Caffe'}): this Caffe refuses the net. {what}")
+
+
+def read_net_tolerant(path, found):
+    """Reads a net prototxt as Caffe does, and a net whose layers carry a fork's fields without them.
+
+    The fork's fields (inside layers only) are left out and reported in
+    ``found`` (``{id(net): [Finding]}``); anything else protobuf refuses is
+    an error as :func:`caffe_losses.prototxt.read_net_param` raises it.
+    """
+    from google.protobuf import text_format
+
+    from caffe.proto import caffe_pb2
+    from caffe_losses import textproto
+    from caffe_losses.prototxt import parse_text, read_net_param, read_text
+    try:
+        return read_net_param(path)
+    except ValueError as err:
+        error = err
+    text = read_text(path)
+    try:
+        unknown = textproto.unknown_fields(textproto.parse(text), caffe_pb2.NetParameter.DESCRIPTOR)
+    except textproto.TextProtoError:
+        raise error from None
+    if not unknown or any(not p or p[0].name != "layer" for p, _ in unknown):
+        raise error
+    chars = list(text)
+    for _, f in unknown:        # blanked out, so that positions in messages stay the file's
+        for i in range(f.outer_start, f.outer_end):
+            if chars[i] not in "\r\n":
+                chars[i] = " "
+    try:
+        net = parse_text("".join(chars), caffe_pb2.NetParameter())
+    except (text_format.ParseError, textproto.TextProtoError):
+        raise error from None
+    found[id(net)] = [_fork_finding(p, f, path) for p, f in unknown]
+    return net
+
+
 def lint_file(path):
     """Findings for a net or solver prototxt: list of (net path, Finding).
 
-    A solver also gets every check ``caffe-losses train`` makes before
-    training (:func:`caffe_losses.preflight.solver_preflight`: its learning
-    settings, ``snapshot_prefix``, ``weights`` files), and each net the
-    structure checks of ``Net::Init``.
+    Nets are read as Caffe reads them; a fork's fields inside layers are left
+    out and reported (``fork-field``), and the rest of the net is checked.  A
+    solver also gets every check ``caffe-losses train`` makes before training
+    (:func:`caffe_losses.preflight.solver_preflight`: its learning settings,
+    ``snapshot_prefix``, ``weights`` files), and each net the structure checks
+    of ``Net::Init``.
     """
     from caffe.proto import caffe_pb2
     from caffe_losses.prototxt import read_prototxt, solver_nets
-    solver, nets = read_prototxt(path)
+    forks, cache = {}, {}
+
+    def reader(name):                 # each file read once, its fork findings kept
+        if name not in cache:
+            cache[name] = read_net_tolerant(name, forks)
+        return cache[name]
+
+    solver, nets = read_prototxt(path, reader=reader)
     if solver is None:
         phased = [(p, net, phase) for p, net in nets for phase in (caffe_pb2.TRAIN, caffe_pb2.TEST)]
         found = []
     else:
-        phased = solver_nets(solver, path)
+        phased = solver_nets(solver, path, reader)
         found = _solver_findings(solver, path)
     seen = set()
     for where, finding in _structure(phased):
         if (where, finding.message) not in seen:
             seen.add((where, finding.message))
             found.append((where, finding))
-    return found + [(p, f) for p, net in nets for f in lint_net(net, solver)]
+    return found + [(p, f) for p, net in nets for f in forks.get(id(net), []) + lint_net(net, solver)]

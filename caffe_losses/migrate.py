@@ -26,10 +26,18 @@ num_classes, center_filler }``.  A native loss layer's default
 other layer, and every byte of the file outside the rewritten layers, stays
 as it was; migrating a migrated net changes nothing.
 
+The net is read as Caffe's own parser reads it (:mod:`caffe_losses.textproto`):
+each value moved is the one Caffe read (``normalization: 0`` is ``FULL``,
+``ignore_label: 0377`` is 255, ``"H\\303\\251"`` is ``Hé``), and a
+non-repeated field given twice is refused, as Caffe refuses it.  Existing
+``param_str`` text is read with the layers' own loader
+(:func:`caffe_losses.params.load_yaml`), and what is written is checked to
+read back the same through it.
+
 What cannot be carried over exactly (an unknown sub-field, a setting the
 target layer lacks, a conflict with ``param_str``, a fork-only field on a
-layer this module does not translate) is reported as a problem, and nothing
-should be written.
+layer this module does not translate, a layer type the Caffe in use does not
+register) is reported as a problem, and nothing should be written.
 """
 
 import re
@@ -49,8 +57,6 @@ FORK_FIELDS = {
     "center_loss_param": "caffe-face's CenterLoss",
 }
 
-# Caffe's LossParameter.NormalizationMode names
-_NORMALIZATIONS = ("FULL", "VALID", "BATCH_SIZE", "NONE")
 _FILLER_KEYS = ("type", "value", "min", "max", "mean", "std", "variance_norm")
 
 
@@ -95,33 +101,68 @@ class Migration:
 # Value conversion
 # ---------------------------------------------------------------------------
 
-def _number(text):
-    if re.fullmatch(r"-?(0[xX][0-9a-fA-F]+)", text):
-        return int(text, 16)
-    if re.fullmatch(r"-?\d+", text):
-        return int(text)
-    return float(text.rstrip("fF"))
+class _ForkField:
+    """A field of a fork's caffe.proto, described as protobuf describes BVLC's (what textproto reads)."""
+
+    def __init__(self, name, cpp_type, message_type=None):
+        from google.protobuf.descriptor import FieldDescriptor
+        self.name, self.cpp_type = name, getattr(FieldDescriptor, "CPPTYPE_" + cpp_type)
+        self.message_type, self.enum_type, self.is_repeated = message_type, None, False
 
 
-def _value(field):
-    """A scalar field's value: a string's text, a number, or an identifier (enum, bool) as text."""
-    if field.is_string:
-        return field.value
-    try:
-        return _number(field.value)
-    except ValueError:
-        return field.value
+class _ForkMessage:
+    def __init__(self, name, fields):
+        self.name, self.fields_by_name = name, {f.name: f for f in fields}
 
 
-def _true(value):
-    # text format booleans: true/false, True/False, t/f, 1/0
-    return value in ("true", "True", "t", 1)
+def _descriptor(block_name):
+    """The message type of a block migrate reads: BVLC's, or the fork's (as its caffe.proto declares it)."""
+    from caffe.proto import caffe_pb2
+    if block_name == "smooth_l1_loss_param":       # rbgirshick/caffe-fast-rcnn
+        return _ForkMessage("SmoothL1LossParameter", [_ForkField("sigma", "FLOAT")])
+    if block_name == "center_loss_param":          # ydwen/caffe-face
+        return _ForkMessage("CenterLossParameter", [
+            _ForkField("num_output", "UINT32"),
+            _ForkField("center_filler", "MESSAGE", caffe_pb2.FillerParameter.DESCRIPTOR),
+            _ForkField("axis", "INT32")])
+    return caffe_pb2.LayerParameter.DESCRIPTOR.fields_by_name[block_name].message_type
+
+
+def _layer_field(name):
+    from caffe.proto import caffe_pb2
+    return caffe_pb2.LayerParameter.DESCRIPTOR.fields_by_name[name]
+
+
+def _loss_weights(field):
+    """A layer's loss_weight values as Caffe reads them (a bad one counts as 1: the net is refused anyway)."""
+    out = []
+    for w in field.all("loss_weight"):
+        try:
+            out.append(textproto.scalar(w, _layer_field("loss_weight")))
+        except ValueError:
+            out.append(1.0)
+    return out
+
+
+def _dumper():
+    """A YAML dumper that quotes every string that either YAML 1.1 or param_str's loader reads otherwise."""
+    from caffe_losses.params import _Loader
+
+    class Dumper(yaml.SafeDumper):
+        pass
+    Dumper.yaml_implicit_resolvers = {}
+    for source in (yaml.SafeDumper.yaml_implicit_resolvers, _Loader.yaml_implicit_resolvers):
+        for first, resolvers in source.items():
+            Dumper.yaml_implicit_resolvers.setdefault(first, []).extend(resolvers)
+    return Dumper
 
 
 def _param_str(params):
-    """YAML flow mapping for ``param_str`` (read back with yaml.safe_load to the same dict)."""
-    text = yaml.safe_dump(params, default_flow_style=True, sort_keys=False, width=1 << 30).strip()
-    if yaml.safe_load(text) != params:   # never write what would read back differently
+    """YAML flow mapping for ``param_str``, read back by the layers' own loader to the same dict."""
+    from caffe_losses.params import load_yaml
+    text = yaml.dump(params, Dumper=_dumper(), default_flow_style=True, sort_keys=False, width=1 << 30,
+                     allow_unicode=True).strip()
+    if load_yaml(text) != params:   # never write what the layer would read differently
         raise MigrationError(f"internal error: param_str {text!r} does not read back as {params!r}")
     return text
 
@@ -151,12 +192,12 @@ class _Edits:
 
     def alone(self, field):
         """Whether ``field`` has its lines to itself (only blanks and a comment around it)."""
-        before = self.text[self._line_start(field.start):field.start]
-        after = self._rest_of_line(field.end)
+        before = self.text[self._line_start(field.outer_start):field.outer_start]
+        after = self._rest_of_line(field.outer_end)
         return not before.strip() and re.fullmatch(r"[ \t]*[,;]?[ \t]*(#.*)?\r?", after) is not None
 
     def indent(self, field):
-        before = self.text[self._line_start(field.start):field.start]
+        before = self.text[self._line_start(field.outer_start):field.outer_start]
         return before if not before.strip() else None
 
     def remove(self, field):
@@ -172,13 +213,15 @@ class _Edits:
     def insert_after(self, field, lines, inline):
         """Inserts ``lines`` (one field each) after ``field``: on new lines with its indentation
         when it ends its line, else ``inline`` on the same line."""
-        rest = self._rest_of_line(field.end)
+        end = field.outer_end              # after the whole list for an element of one
+        rest = self._rest_of_line(end)
         indent = self.indent(field)
         if indent is not None and re.fullmatch(r"[ \t]*[,;]?[ \t]*(#.*)?\r?", rest):
-            pos = field.end + len(rest)
-            self.replace(pos, pos, "".join("\n" + indent + line for line in lines))
+            eol = "\r\n" if rest.endswith("\r") else "\n"     # the file's own line ends
+            pos = end + len(rest.rstrip("\r"))
+            self.replace(pos, pos, "".join(eol + indent + line for line in lines))
         else:
-            self.replace(field.end, field.end, " " + inline)
+            self.replace(end, end, " " + inline)
 
     def apply(self):
         out, last = [], len(self.text)
@@ -208,15 +251,25 @@ class _Layer:
         self.label = layer_label(self.name, self.tops)
 
 
-def _subfields(ctx, layer, block, allowed):
-    """``block``'s fields {name: value (a Field for a message)}; a problem for any other sub-field."""
+def _subfields(ctx, layer, block, allowed, descriptor=None):
+    """``block``'s fields {name: value (a Field for a message)}, read as Caffe reads them (its
+    message type ``descriptor``, by default the block's own); a problem for any other sub-field."""
+    descriptor = descriptor or _descriptor(block.name)
     values = {}
     for f in block.children:
-        if f.name not in allowed:
+        fd = descriptor.fields_by_name.get(f.name)
+        if f.name not in allowed or fd is None:
             ctx.problem(layer, f"{block.name} {{ {f.name} }} has no counterpart here: "
                                f"cannot translate '{textproto.describe(ctx.text, f)}'")
             continue
-        values[f.name] = f if f.is_message else _value(f)
+        try:
+            value = textproto.scalar(f, fd)
+            if isinstance(value, float) and re.fullmatch(r"-?[ \t]*[0-9]+", f.value) and value.is_integer():
+                value = int(value)      # a float field written as "3": param_str says 3, as the user did
+            values[f.name] = value
+        except ValueError as err:
+            ctx.problem(layer, f"'{textproto.describe(ctx.text, f)}' in {block.name}: {err} "
+                               f"(Caffe refuses the net too)")
     return values
 
 
@@ -229,15 +282,11 @@ def _loss_param(ctx, layer, keys):
     out = {}
     if "ignore_label" in v:
         out["ignore_label"] = v["ignore_label"]
-    if "normalization" in v:
-        if v["normalization"] not in _NORMALIZATIONS:
-            ctx.problem(layer, f"loss_param {{ normalization: {v['normalization']} }} is not one of "
-                               f"{', '.join(_NORMALIZATIONS)}")
-        else:
-            out["normalization"] = v["normalization"]
+    if "normalization" in v:            # a name, or its number (DIGITS writes 0 for FULL)
+        out["normalization"] = v["normalization"]
     elif "normalize" in v:
         # Caffe's LossLayer: the old bool, read only when normalization is unset
-        out["normalization"] = "VALID" if _true(v["normalize"]) else "BATCH_SIZE"
+        out["normalization"] = "VALID" if v["normalize"] else "BATCH_SIZE"
     for key in list(out):
         if key not in keys:
             ctx.problem(layer, f"loss_param {{ {key} }} has no counterpart in the migrated layer "
@@ -248,7 +297,8 @@ def _loss_param(ctx, layer, keys):
 
 def _filler(ctx, layer, block):
     """center_filler { ... } -> the CenterLoss 'center_filler' value (None for zeros)."""
-    v = _subfields(ctx, layer, block, _FILLER_KEYS + ("sparse",))
+    from caffe.proto import caffe_pb2
+    v = _subfields(ctx, layer, block, _FILLER_KEYS + ("sparse",), caffe_pb2.FillerParameter.DESCRIPTOR)
     if "sparse" in v and v["sparse"] != -1:
         ctx.problem(layer, "center_filler { sparse } is not supported: cannot translate")
     spec = {key: v[key] for key in _FILLER_KEYS if key in v}
@@ -265,8 +315,10 @@ def _native_infogain(ctx, layer):
     block = layer.f.get("infogain_loss_param")
     v = _subfields(ctx, layer, block, ("source", "axis")) if block is not None else {}
     params = {}
-    producer = ctx.producer.get(layer.bottoms[0]) if layer.bottoms else None
+    # the layer that wrote the scores last: a Softmax in place (top == bottom) counts too
+    producer = ctx.writer.get(layer.bottoms[0]) if layer.bottoms else None
     classic = producer is not None and producer.type == "Softmax"
+    in_place = classic and layer.bottoms[0] in producer.bottoms
     if len(layer.bottoms) == 3:
         if "source" in v:
             ctx.notes.append(f"{layer.label}: H comes from the third bottom "
@@ -282,14 +334,17 @@ def _native_infogain(ctx, layer):
     params.update(_loss_param(ctx, layer, ("ignore_label", "normalization")))
     if classic:
         if len(layer.tops) > 1:
-            ctx.problem(layer, f"InfogainLoss fed by the Softmax {ctx.producer[layer.bottoms[0]].label} "
+            ctx.problem(layer, f"InfogainLoss fed by the Softmax {producer.label} "
                                f"with a second top: cannot translate (feed it the raw scores)")
+        stabler = (f"remove the in-place Softmax {producer.label} and use SoftmaxWithInfogainLoss"
+                   if in_place else f"SoftmaxWithInfogainLoss on "
+                                    f"'{producer.bottoms[0] if producer.bottoms else '?'}'")
         ctx.notes.append(
             f"{layer.label}: its input '{layer.bottoms[0]}' comes from the Softmax "
-            f"{producer.label}, as nets written for Caffe before 1.0 (probabilities in) do; since "
-            f"Caffe 1.0 the native layer applies a softmax itself, so it applied two. Migrated to "
-            f"caffe_losses.InfogainLoss, the classic form on probabilities. Stabler: "
-            f"SoftmaxWithInfogainLoss on '{producer.bottoms[0] if producer.bottoms else '?'}'.")
+            f"{producer.label}{' (in place)' if in_place else ''}, as nets written for Caffe before "
+            f"1.0 (probabilities in) do; since Caffe 1.0 the native layer applies a softmax itself, "
+            f"so it applied two. Migrated to caffe_losses.InfogainLoss, the classic form on "
+            f"probabilities. Stabler: {stabler}.")
         return "InfogainLoss", params
     return "SoftmaxWithInfogainLoss", params
 
@@ -385,8 +440,9 @@ def _python_layer(ctx, layer):
         ctx.problem(layer, f"caffe_losses has no layer '{cls_name}'")
         return None
     existing_text = pp.get("param_str") or ""
-    try:
-        existing = yaml.safe_load(existing_text) if existing_text.strip() else {}
+    from caffe_losses.params import load_yaml
+    try:     # as the layer reads it (YAML 1.2 numbers: 0255 is 255)
+        existing = load_yaml(existing_text) if existing_text.strip() else {}
     except yaml.YAMLError as err:
         ctx.problem(layer, f"its param_str is not valid YAML ({err}); fix it first")
         return None
@@ -433,7 +489,8 @@ class _Context:
     def __init__(self, text, hed):
         self.text, self.hed = text, hed
         self.result = Migration(text)
-        self.producer = {}
+        self.producer = {}      # blob -> the layer that made it (in-place layers not counted)
+        self.writer = {}        # blob -> the layer that wrote it last (in-place layers too)
         self.notes = self.result.notes
 
     def problem(self, layer, message):
@@ -460,9 +517,19 @@ def _unit(edits, layer_field):
     return "  "
 
 
+def _not_text(ctx, layer, params):
+    """A problem for each string setting that is not UTF-8 (pycaffe hands param_str to Python as text)."""
+    for key, value in params.items():
+        if isinstance(value, str) and textproto.encode(value).decode("utf-8", "replace") != value:
+            ctx.problem(layer, f"{key} {textproto.quote(value)} is not UTF-8 text: Caffe hands param_str "
+                               f"to a Python layer as UTF-8 text, so the layer could not read it "
+                               f"(rename the file to UTF-8)")
+
+
 def _rewrite_native(ctx, edits, layer, convert, blocks):
     n_problems = len(ctx.result.problems)
     cls_name, params = convert(ctx, layer)
+    _not_text(ctx, layer, params)
     if len(ctx.result.problems) > n_problems:
         return
     f = layer.f
@@ -502,6 +569,8 @@ def _moved(block, params):
 def _rewrite_python(ctx, edits, layer, weighted_later):
     n_problems = len(ctx.result.problems)
     got = _python_layer(ctx, layer)
+    if got is not None:
+        _not_text(ctx, layer, got[1])
     if got is None or len(ctx.result.problems) > n_problems:
         return
     cls_name, params, blocks, pp = got
@@ -538,12 +607,47 @@ def _unknown_field(path, field, top):
     return top, name
 
 
+def _given_twice(ctx, root):
+    """Caffe refuses a net whose non-repeated field is given twice (it does not keep the last)."""
+    from caffe.proto import caffe_pb2
+    found = textproto.repeated_twice(root, caffe_pb2.NetParameter.DESCRIPTOR)
+    for layer in root.all("layer"):      # the forks' blocks, as their caffe.proto declares them
+        for name in FORK_FIELDS:
+            blocks = layer.all(name)
+            found += [((layer,), b) for b in blocks[1:]]
+            for b in blocks:
+                found += [((layer, b) + path, f) for path, f in textproto.repeated_twice(b, _descriptor(name))]
+    for path, f in found:
+        owner, name = _unknown_field(path, f, "the net")
+        ctx.result.problems.append(
+            f"{owner}: '{name}' is given twice; Caffe refuses the net (\"Non-repeated field "
+            f"\"{f.name}\" is specified multiple times\"): keep one (merge the two)")
+
+
+def _unknown_types(ctx, root, keep_unknown):
+    """Layer types the Caffe in use does not register: Caffe would abort with "Unknown layer type"."""
+    import caffe
+    known = set(caffe.layer_type_list())
+    for field in root.all("layer"):
+        layer = _Layer(field)
+        if not layer.type or layer.type in known:
+            continue
+        message = (f"{layer.label}: type '{layer.type}' is not a layer type of this Caffe "
+                   f"(caffe.layer_type_list()), and migrate has no translation for it: Caffe would "
+                   f"abort with \"Unknown layer type: {layer.type}\"")
+        if keep_unknown:
+            ctx.result.notes.append(message + "; kept (--keep-unknown): the net needs the Caffe that has it")
+        else:
+            ctx.result.problems.append(message + " (--keep-unknown keeps it, for the Caffe that has it)")
+
+
 def _validate(ctx, keep_unknown):
     """Checks the migrated text: protobuf reads it, every param_str validates."""
     from google.protobuf import text_format
 
     from caffe.proto import caffe_pb2
     from caffe_losses.params import parse_params
+    from caffe_losses.prototxt import parse_text
     result = ctx.result
     root = textproto.parse(result.text)
     unknown = textproto.unknown_fields(root, caffe_pb2.NetParameter.DESCRIPTOR)
@@ -556,10 +660,11 @@ def _validate(ctx, keep_unknown):
             result.notes.append(message + "; kept (--keep-unknown): the net needs that fork's Caffe")
         else:
             result.problems.append(message)
-    if not unknown:
+    _unknown_types(ctx, root, keep_unknown)
+    if not unknown and not result.problems:
         try:
-            net = text_format.Parse(result.text, caffe_pb2.NetParameter())
-        except text_format.ParseError as err:
+            net = parse_text(result.text, caffe_pb2.NetParameter())
+        except (text_format.ParseError, textproto.TextProtoError) as err:
             result.problems.append(f"the migrated net does not parse in BVLC Caffe ({err})")
             return
         import caffe_losses
@@ -594,6 +699,7 @@ def migrate_text(text, *, hed=False, keep_unknown=False):
     except textproto.TextProtoError as err:
         raise MigrationError(f"not a prototxt: {err}") from None
     ctx = _Context(text, hed)
+    _given_twice(ctx, root)
     edits = _Edits(text)
     if root.all("layers"):
         for v1 in root.all("layers"):
@@ -605,8 +711,7 @@ def migrate_text(text, *, hed=False, keep_unknown=False):
                     f"tool first")
     table = dict(_NATIVE, **(_HED if hed else {}))
     layers = [_Layer(field) for field in root.all("layer")]
-    records = [(layer.bottoms, layer.tops, [_value(w) for w in layer.f.all("loss_weight")])
-               for layer in layers]
+    records = [(layer.bottoms, layer.tops, _loss_weights(layer.f)) for layer in layers]
     for i, layer in enumerate(layers):
         if layer.type in table:
             convert, blocks = table[layer.type]
@@ -616,6 +721,7 @@ def migrate_text(text, *, hed=False, keep_unknown=False):
             if pp is not None and pp.get("module") == "caffe_losses":
                 _rewrite_python(ctx, edits, layer, weighted_downstream(records, i))
         for top in layer.tops:
+            ctx.writer[top] = layer
             if top not in layer.bottoms:
                 ctx.producer[top] = layer
     result = ctx.result

@@ -149,9 +149,12 @@ def _uses_state_rules(param):
                for layer in param.layer for rule in list(layer.include) + list(layer.exclude))
 
 
-def check_net_structure(param, phase, where):
+def check_net_structure(param, phase, where, types=True):
     """What Caffe's ``Net::Init`` aborts on: unknown layer types, bottoms no earlier layer makes,
     a top made by two layers (other than in place).
+
+    ``types=False`` leaves unknown layer types to the caller (``check``'s
+    ``layer-type`` rule names each with migrate's translation).
 
     Nets in the old V1 format, and nets that pick layers by stage or level
     (which depend on the solver's net states), are left to Caffe.
@@ -166,7 +169,7 @@ def check_net_structure(param, phase, where):
         if not in_phase(layer, phase):
             continue
         name = layer.name or (layer.top[0] if len(layer.top) else "")
-        if layer.type not in known:
+        if types and layer.type not in known:
             close = difflib.get_close_matches(layer.type, sorted(known), n=1)
             raise PreflightError(f"{where}: layer '{name}' has type '{layer.type}', which this Caffe does "
                                  f"not have" + (f". Did you mean '{close[0]}'?" if close else ""))

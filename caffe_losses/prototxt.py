@@ -8,24 +8,65 @@ template change into its folder with :func:`working_directory`.
 import contextlib
 import os
 
-__all__ = ["read_net_param", "read_solver_param", "read_prototxt", "read_nets", "solver_nets", "python_modules",
+__all__ = ["read_text", "parse_text", "read_net_param", "read_solver_param", "read_prototxt", "read_nets", "solver_nets", "python_modules",
            "working_directory"]
+
+
+def read_text(path, what="net"):
+    """A prototxt file's text, as Caffe reads the file: bytes, UTF-8 where they are.
+
+    A byte that is not UTF-8 (a Latin-1 comment) is kept as a surrogate
+    escape (:func:`caffe_losses.textproto.decode`): Caffe's parser takes any
+    byte in a comment or a string, so such a file is text, not "a binary file".
+    """
+    from caffe_losses.textproto import decode
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as err:
+        raise ValueError(f"{path}: cannot be read: {err.strerror or err}") from None
+    return decode(data)
+
+
+def parse_text(text, message):
+    """Merges prototxt ``text`` (from :func:`read_text`) into ``message`` as Caffe's parser reads it.
+
+    Protobuf's Python parser, with the values it reads otherwise than
+    Caffe's C++ one respelt (:func:`caffe_losses.textproto.caffe_spelling`)
+    and the escapes Caffe refuses refused; ``Parse``, not ``Merge``: Caffe
+    refuses a non-repeated field given twice.
+
+    Raises:
+      google.protobuf.text_format.ParseError, or
+      :class:`caffe_losses.textproto.TextProtoError` (a ValueError) for an
+      escape Caffe refuses.
+    """
+    from google.protobuf import text_format
+
+    from caffe_losses.textproto import TextProtoError, caffe_spelling, for_protobuf
+    try:
+        spelt = caffe_spelling(text, message.DESCRIPTOR)
+    except TextProtoError as err:
+        if "escape" in str(err):
+            raise
+        spelt = text         # protobuf says what is wrong
+    return text_format.Parse(for_protobuf(spelt), message)
 
 
 def _read(path, message, what):
     from google.protobuf import text_format
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} file not found: {path}")
+
+    from caffe_losses.textproto import TextProtoError
+    text = read_text(path, what)
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not a valid {what} prototxt (not text: a binary file?)") from None
-    except OSError as err:
-        raise ValueError(f"{path}: cannot be read: {err.strerror or err}") from None
-    try:
-        text_format.Merge(text, message)
+        parse_text(text, message)
+    except TextProtoError as err:
+        raise ValueError(f"{path}: not a valid {what} prototxt ({err})") from None
     except text_format.ParseError as err:
+        if "\0" in text:
+            raise ValueError(f"{path}: not a valid {what} prototxt (not text: a binary file?)") from None
         from caffe_losses.migrate import fork_fields_hint
         hint = fork_fields_hint(text, message.DESCRIPTOR, path)   # a fork's field? name it
         raise ValueError(f"{path}: not a valid {what} prototxt ({err})"
@@ -50,7 +91,7 @@ def read_solver_param(path):
     return _read(path, caffe_pb2.SolverParameter(), "solver")
 
 
-def solver_nets(solver, path):
+def solver_nets(solver, path, reader=None):
     """The nets of the solver ``solver`` (read from ``path``), as Caffe's ``Solver::Init`` builds them.
 
     A solver's ``net``, ``train_net`` and ``test_net`` must be net prototxts
@@ -66,14 +107,17 @@ def solver_nets(solver, path):
       ``test_iter`` beyond those.  ``where`` is the net's file, or
       ``"PATH (FIELD)"`` for a net written inside the solver.
 
+    ``reader`` reads a net file (default :func:`read_net_param`).
+
     Raises:
       FileNotFoundError, ValueError naming the file.
     """
     from caffe.proto import caffe_pb2
+    reader = reader or read_net_param
 
     def read(name):
         try:
-            return read_net_param(name)
+            return reader(name)
         except ValueError as err:
             try:
                 read_solver_param(name)
@@ -97,24 +141,27 @@ def solver_nets(solver, path):
         [(where, net, caffe_pb2.TEST) for where, net in tests]
 
 
-def read_prototxt(path):
+def read_prototxt(path, reader=None):
     """A net prototxt, or a solver prototxt and its nets: ``(SolverParameter or None, nets)``.
 
     ``nets`` is a list of ``(where, NetParameter)``: ``[(path, net)]`` for a
     net prototxt; for a solver, each of :func:`solver_nets` once.
 
+    ``reader`` reads a net file (default :func:`read_net_param`).
+
     Raises:
       FileNotFoundError, ValueError naming the file.
     """
+    reader = reader or read_net_param
     try:
-        return None, [(path, read_net_param(path))]
+        return None, [(path, reader(path))]
     except ValueError as net_err:
         try:
             solver = read_solver_param(path)
         except ValueError:
             raise net_err from None
     nets, seen = [], set()
-    for where, net, _ in solver_nets(solver, path):
+    for where, net, _ in solver_nets(solver, path, reader):
         if id(net) not in seen:         # the generic net, once
             seen.add(id(net))
             nets.append((where, net))

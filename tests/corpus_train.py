@@ -85,8 +85,8 @@ TRAIN_CASES = [
     ("tool-train-test-iter-without-interval", train_case(solver_extra="test_iter: 2\n"),
      ("exit", r"has test nets \(test_iter\) but no test_interval > 0")),
     ("tool-train-unknown-layer-type", train_case(net=NET.replace('"InnerProduct"', '"InnerProdcut"')),
-     ("exit", r"net\.prototxt: layer 'fc' has type 'InnerProdcut', which this Caffe does not have\. "
-              r"Did you mean 'InnerProduct'\?")),
+     ("exit", r"net\.prototxt: ERROR \[layer-type\] layer 'fc': type 'InnerProdcut' is not a layer type of "
+              r"this Caffe .*Did you mean 'InnerProduct'\?")),
     ("tool-train-unknown-bottom", train_case(net=NET.replace('bottom: "fc" bottom: "y"', 'bottom: "fc1" bottom: "y"')),
      ("exit", r"layer 'loss' reads bottom 'fc1', which no layer before it makes in the TRAIN net")),
     ("tool-train-top-made-twice", train_case(net=NET.replace('top: "fc"', 'top: "y"')),

@@ -11,10 +11,14 @@ behaviour, and leaves every other layer as it was (byte for byte):
   caffe_losses Python layers carrying loss_param & co (which Caffe ignores for
   Python layers)                                        -> the settings move into param_str
 
-It reads nets whose layers carry fields BVLC's caffe.proto lacks, prints each
-change (layer: old -> new), and writes nothing when something cannot be
-translated. Migrating a migrated net changes nothing. docs/migrate.md lists
-every layer and parameter.
+It reads nets whose layers carry fields BVLC's caffe.proto lacks, and reads
+every value as Caffe's own parser does (enums by number, octal and hex
+integers, string escapes, lists); it keeps the file's bytes (CRLF, Latin-1
+comments). It prints each change (layer: old -> new), names every layer type
+this Caffe does not register, and writes nothing when something cannot be
+translated (--keep-unknown keeps such layers). Given a solver, it migrates
+the net file the solver names. Migrating a migrated net changes nothing.
+docs/migrate.md lists every layer and parameter.
 
   caffe-losses migrate train_val.prototxt -o train_val_migrated.prototxt
   caffe-losses migrate hed_train_val.prototxt -o hed_migrated.prototxt --hed
@@ -29,19 +33,23 @@ overwritten.
 import os
 import sys
 
+from caffe_losses import textproto
 from caffe_losses.migrate import MigrationError, inspect_weights, migrate_text
 from caffe_losses.safety import OutputError, check_output, output_file
+from caffe_losses.textproto import decode, encode
 
 
 def add_arguments(parser):
-    parser.add_argument("net", help="the net prototxt to migrate (it is never modified)")
+    parser.add_argument("net", help="the net prototxt to migrate (it is never modified); a solver "
+                                     "prototxt: the net file it names")
     parser.add_argument("-o", "--output", required=True, help="where to write the migrated net")
     parser.add_argument("--hed", action="store_true",
                         help="the net is HED's: its SigmoidCrossEntropyLoss layers are the fork's "
                              "class-balanced loss (without --hed they are left alone)")
     parser.add_argument("--keep-unknown", action="store_true",
-                        help="keep fork-only fields on layers migrate does not translate (e.g. "
-                             "ROIPooling's roi_pooling_param); the net then needs that fork's Caffe")
+                        help="keep layers migrate does not translate: fork-only fields (e.g. "
+                             "ROIPooling's roi_pooling_param) and layer types this Caffe lacks; the "
+                             "net then needs that fork's Caffe")
     parser.add_argument("--weights", help="a .caffemodel trained with the original net: check that it "
                                           "loads into the migrated net, and say which blobs are copied")
     parser.add_argument("--weights-out", help="where to write the model when it has to change to fit "
@@ -135,6 +143,37 @@ def _check_weights(path, result, net_param):
     return lines, [], new_model, None
 
 
+def _read(path):
+    """The file's text, every byte kept (CRLF stays CRLF, a Latin-1 byte in a comment stays that byte)."""
+    with open(path, "rb") as f:
+        return decode(f.read())
+
+
+def _solver_nets(text, path):
+    """``(net files, inline nets)`` when ``text`` is a solver prototxt, else None.
+
+    A solver is told from a net by its top-level fields (``base_lr``, ``net``,
+    ...: SolverParameter's and not NetParameter's).  Net files are as the
+    solver names them (Caffe reads them relative to the working directory).
+    """
+    from caffe.proto import caffe_pb2
+    try:
+        root = textproto.parse(text)
+    except textproto.TextProtoError:
+        return None
+    names = {f.name for f in root.children}
+    net_fields = set(caffe_pb2.NetParameter.DESCRIPTOR.fields_by_name)
+    solver_fields = set(caffe_pb2.SolverParameter.DESCRIPTOR.fields_by_name)
+    if not names or names & net_fields - solver_fields or not names & solver_fields - net_fields:
+        return None
+    files = []
+    for f in root.children:
+        if f.name in ("net", "train_net", "test_net") and f.is_string and f.value not in files:
+            files.append(f.value)
+    inline = sorted({f.name for f in root.children if f.name in ("net_param", "train_net_param", "test_net_param")})
+    return files, inline
+
+
 def run(args):
     if args.weights_out and not args.weights:
         return _fail("--weights-out needs --weights (the model to carry over)")
@@ -149,8 +188,26 @@ def run(args):
         return _fail(f"net file not found: {args.net}")
     if args.weights and not os.path.isfile(args.weights):
         return _fail(f"weights file not found: {args.weights}")
-    with open(args.net) as f:
-        text = f.read()
+    text = _read(args.net)
+    solver = _solver_nets(text, args.net)
+    if solver is not None:
+        nets, inline = solver
+        if inline or len(nets) != 1:
+            named = (", ".join(nets) + (" and " if nets and inline else "")) if nets else ""
+            named += f"nets written inside it ({', '.join(inline)})" if inline else ""
+            hint = (f"; migrate each net file: caffe-losses migrate {nets[0]} -o NEW.prototxt" if nets
+                    else "; move the net into a file of its own and migrate that file")
+            return _fail(f"{args.net} is a solver prototxt, not a net; it names {named or 'no net'}{hint}")
+        print(f"{args.net} is a solver prototxt: migrating the net it names, {nets[0]} (then point "
+              f"the solver's net at {args.output})")
+        if not os.path.isfile(nets[0]):
+            return _fail(f"net file not found: {nets[0]} (named by the solver {args.net}; Caffe reads "
+                         f"it relative to the working directory)")
+        for other in (args.output, args.weights_out):
+            if other and (_same_file(other, nets[0]) or os.path.abspath(other) == os.path.abspath(nets[0])):
+                return _fail(f"refusing to write over an input ({other})")
+        args.net = nets[0]
+        text = _read(args.net)
     try:
         result = migrate_text(text, hed=args.hed, keep_unknown=args.keep_unknown)
     except MigrationError as err:
@@ -169,8 +226,9 @@ def run(args):
         from google.protobuf import text_format
 
         from caffe.proto import caffe_pb2
+        from caffe_losses.prototxt import parse_text
         try:
-            net_param = text_format.Parse(result.text, caffe_pb2.NetParameter())
+            net_param = parse_text(result.text, caffe_pb2.NetParameter())
         except text_format.ParseError as err:     # --keep-unknown
             return _fail(f"--weights: the migrated net keeps fields BVLC Caffe lacks ({err}); "
                          f"check the model with that fork's Caffe")
@@ -185,8 +243,8 @@ def run(args):
             print(f"weights: {line}")
 
     try:
-        with output_file(args.output, option="-o") as tmp, open(tmp, "w") as f:
-            f.write(result.text)
+        with output_file(args.output, option="-o") as tmp, open(tmp, "wb") as f:
+            f.write(encode(result.text))        # the input's bytes, line ends included
     except OSError as err:
         return _fail(err)
     if result.changes:
