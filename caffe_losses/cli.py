@@ -152,11 +152,16 @@ def run_command(command, run, args):
               f"memory available", file=sys.stderr)
         return 2
     except ImportError as err:
-        line = missing_pycaffe(err)
-        if line is None:
-            raise
-        print(f"caffe-losses {command}: {line}", file=sys.stderr)
-        return 2
+        return _report_missing_pycaffe(command, err)
+
+
+def _report_missing_pycaffe(command, err):
+    """Prints the one line for pycaffe missing and returns 2; re-raises any other ImportError."""
+    line = missing_pycaffe(err)
+    if line is None:
+        raise err
+    print(f"caffe-losses {command}: {line}", file=sys.stderr)
+    return 2
 
 
 def main(argv=None):
@@ -172,11 +177,7 @@ def main(argv=None):
     try:
         allow_user_modules(args)
     except ImportError as err:
-        line = missing_pycaffe(err)
-        if line is None:
-            raise
-        print(f"caffe-losses {args.command}: {line}", file=sys.stderr)
-        return 2
+        return _report_missing_pycaffe(args.command, err)
     return run_command(args.command, args._run, args)
 
 
