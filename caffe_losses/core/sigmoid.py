@@ -19,10 +19,9 @@ Kernel (same inputs and results; held to the reference by
 
 Helpers:
 
-* :func:`check_targets`: targets in [0, 1] or equal to the ignore label.
-* :func:`count_targets` and :func:`pos_weight_from_counts`: per-channel
-  positive / negative counts and PyTorch-style ``pos_weight = neg / pos``
-  (used by ``caffe-losses make-pos-weight``).
+* :func:`check_targets`: targets in [0, 1] or equal to the ignore label (the
+  layer's check and ``caffe-losses make-pos-weight``'s).
+* :func:`channel_shape`: a scores blob as (N, C, inner).
 """
 
 import math
@@ -35,7 +34,7 @@ from caffe_losses.core import common
 
 __all__ = ["weighted_sigmoid_cross_entropy_forward", "weighted_sigmoid_cross_entropy_backward",
            "weighted_sigmoid_cross_entropy_kernel",
-           "check_targets", "channel_shape", "count_targets", "pos_weight_from_counts", "BALANCES"]
+           "check_targets", "channel_shape", "BALANCES"]
 
 OWNER = "weighted_sigmoid_cross_entropy"
 BALANCES = ("none", "auto")
@@ -71,8 +70,11 @@ def _weight(owner, key, value, channels, dtype):
     return arr.astype(dtype).reshape(1, channels, 1)
 
 
-def check_targets(owner, target, ignore_label=None, name="target"):
+def check_targets(owner, target, ignore_label=None, name="target", *, describe=None):
     """Checks that targets lie in [0, 1] or equal ``ignore_label``.
+
+    The one check of targets: the layer and ``caffe-losses make-pos-weight``
+    both call it.
 
     Args:
       owner: layer/function name for messages.
@@ -80,6 +82,8 @@ def check_targets(owner, target, ignore_label=None, name="target"):
       ignore_label: a value allowed anywhere, meaning "leave this element out";
         None for none.
       name: the bottom's name in messages.
+      describe: optional ``describe(value, index, count) -> message`` for
+        callers that speak of a file rather than a bottom (the tool).
 
     Returns:
       boolean mask of the ignored elements, or None when none is ignored.
@@ -103,6 +107,8 @@ def check_targets(owner, target, ignore_label=None, name="target"):
     if not bad.any():
         return ignored
     idx = common.first_bad_index(bad)
+    if describe is not None:
+        raise ValueError(describe(float(target[idx]), idx, int(bad.sum())))
     extra = f" or the ignore_label {ignore_label}" if ignore_label is not None else ""
     raise ValueError(f"{owner}: bottom '{name}' holds {float(target[idx])} at index {idx}; "
                      f"expected values in [0, 1]{extra} ({int(bad.sum())} bad value(s))")
@@ -368,56 +374,3 @@ def _hed_balance(t, not_t):
     beta_pos = np.where(count > 0, count_neg / safe, 0.0).astype(t.dtype).reshape(n, 1, 1)
     beta_neg = np.where(count > 0, count_pos / safe, 0.0).astype(t.dtype).reshape(n, 1, 1)
     return beta_pos, beta_neg
-
-
-def count_targets(target, *, ignore_label=None, owner="count_targets"):
-    """Positives and negatives per channel (axis 1) of a target array.
-
-    ``pos_c = sum t`` and ``neg_c = sum (1 - t)`` over every axis but 1,
-    leaving out elements equal to ``ignore_label`` (counts for 0/1 targets,
-    expected counts for soft targets).  A 1-D array is one channel.
-
-    Returns:
-      (pos, neg): float64 arrays of shape (C,).
-    """
-    t = np.asarray(target, dtype=np.float64)
-    ignored = check_targets(owner, t, ignore_label, name="labels")
-    n, c, inner = channel_shape(t.shape)
-    t = t.reshape(n, c, inner)
-    if ignored is not None:
-        ignored = ignored.reshape(n, c, inner)
-    if ignored is not None:
-        valid = ~ignored
-        pos = np.where(valid, t, 0).sum(axis=(0, 2))
-        neg = np.where(valid, 1 - t, 0).sum(axis=(0, 2))
-    else:
-        pos = t.sum(axis=(0, 2))
-        neg = (1 - t).sum(axis=(0, 2))
-    return pos, neg
-
-
-def pos_weight_from_counts(pos, neg, *, max_weight=None):
-    """PyTorch's ``pos_weight = neg / pos`` per channel.
-
-    Args:
-      pos, neg: per-channel counts (from :func:`count_targets`).
-      max_weight: cap on each weight, also used for a channel with no
-        positive; None: such a channel is an error.
-
-    Returns:
-      float64 array (C,).
-
-    Raises:
-      ValueError naming the channels with no positive when ``max_weight`` is None.
-    """
-    pos = np.asarray(pos, dtype=np.float64)
-    neg = np.asarray(neg, dtype=np.float64)
-    empty = pos <= 0
-    if empty.any() and max_weight is None:
-        chans = ", ".join(str(int(i)) for i in np.flatnonzero(empty)[:10])
-        raise ValueError(f"channel(s) {chans} have no positive target: neg/pos is infinite; "
-                         f"give a max_weight to use for them")
-    w = np.divide(neg, np.where(empty, 1.0, pos))
-    if max_weight is not None:
-        w = np.where(empty, max_weight, np.minimum(w, max_weight))
-    return w
