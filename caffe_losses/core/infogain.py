@@ -11,8 +11,6 @@ References (the specification; docs and tests point here):
 * :func:`infogain_forward` / :func:`infogain_backward`: the classic form on
   probabilities, ``log(max(p, eps))`` (``InfogainLoss``; Caffe's layer
   before #3855).
-* :func:`infogain_matrix`: validates H (L x L, finite, non-negative) and
-  precomputes its row sums.
 
 Kernel (same inputs and results, fewer passes; held to the reference by
 ``tests/test_kernels.py``):
@@ -21,6 +19,10 @@ Kernel (same inputs and results, fewer passes; held to the reference by
   (and :func:`softmax_infogain_kernel_prob`): the fused loss in place in
   reused arrays, with fewer passes; a diagonal H (class weights, or the
   identity) never gathers an L-wide row of H per position.
+
+Helpers, last: :func:`infogain_matrix` validates H (L x L, finite,
+non-negative) and precomputes its row sums; the (O, C, I) view and its
+checked labels; :func:`check_probabilities`.
 
 Notation: the scores ``x`` are viewed as (O, C, I) = (outer, classes, inner),
 Caffe's ``outer_num_``, the class axis and ``inner_num_``; one label per
@@ -40,11 +42,6 @@ __all__ = ["InfogainMatrix", "infogain_matrix", "square_shape", "softmax_infogai
            "softmax_infogain_backward", "softmax_infogain_prob", "softmax_infogain_kernel",
            "softmax_infogain_kernel_backward", "softmax_infogain_kernel_prob", "infogain_forward",
            "infogain_backward", "check_probabilities", "PROB_TOLERANCE"]
-
-# Probabilities may exceed 1 by rounding (a float32 softmax can give
-# 1.0000001); anything beyond this is not a probability.
-PROB_TOLERANCE = 1e-4
-
 
 # ---------------------------------------------------------------------------
 # Reference: softmax + infogain, fused
@@ -506,6 +503,11 @@ def _positions(owner, x, label, axis, ignore_label, xname):
 def _as_real(x):
     x = np.asarray(x)
     return x if x.dtype.kind == "f" else x.astype(np.float64)
+
+
+# Probabilities may exceed 1 by rounding (a float32 softmax can give
+# 1.0000001); anything beyond this is not a probability.
+PROB_TOLERANCE = 1e-4
 
 
 def check_probabilities(owner, p, name="prob"):

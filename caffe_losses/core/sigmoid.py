@@ -40,91 +40,9 @@ OWNER = "weighted_sigmoid_cross_entropy"
 BALANCES = ("none", "auto")
 
 
-def channel_shape(shape):
-    """``(N, C, inner)`` of a scores blob: samples, channels (axis 1), the rest.
-
-    A 1-D blob ``(N,)`` has one channel; a 0-d blob is one sample.
-    """
-    shape = tuple(int(s) for s in shape)
-    n = shape[0] if len(shape) >= 1 else 1
-    c = shape[1] if len(shape) >= 2 else 1
-    inner = math.prod(shape[2:])
-    return n, c, inner
-
-
-def _weight(owner, key, value, channels, dtype):
-    """A weight as a Python float or a (1, C, 1) array; checks sign and length."""
-    if not isinstance(value, (list, tuple, np.ndarray)) or np.ndim(value) == 0:
-        value = float(value)
-        if not value >= 0 or not np.isfinite(value):
-            raise ValueError(f"{owner}: '{key}' must be a finite number >= 0. Received: {key}={value}")
-        return value
-    arr = np.asarray(value, dtype=np.float64).reshape(-1)
-    if arr.size != channels:
-        raise ValueError(f"{owner}: '{key}' has {arr.size} weight(s) but bottom 'scores' has "
-                         f"{channels} channel(s) along axis 1: expected one weight per channel")
-    if not (np.all(np.isfinite(arr)) and np.all(arr >= 0)):
-        bad = common.first_bad_index(~(np.isfinite(arr) & (arr >= 0)))[0]
-        raise ValueError(f"{owner}: '{key}' must hold finite numbers >= 0; item {bad} is "
-                         f"{arr[bad]}. Received: {key}={arr.tolist()}")
-    return arr.astype(dtype).reshape(1, channels, 1)
-
-
-def check_targets(owner, target, ignore_label=None, name="target", *, describe=None):
-    """Checks that targets lie in [0, 1] or equal ``ignore_label``.
-
-    The one check of targets: the layer and ``caffe-losses make-pos-weight``
-    both call it.
-
-    Args:
-      owner: layer/function name for messages.
-      target: array of target values (soft targets allowed).
-      ignore_label: a value allowed anywhere, meaning "leave this element out";
-        None for none.
-      name: the bottom's name in messages.
-      describe: optional ``describe(value, index, count) -> message`` for
-        callers that speak of a file rather than a bottom (the tool).
-
-    Returns:
-      boolean mask of the ignored elements, or None when none is ignored.
-
-    Raises:
-      ValueError naming the first bad value, its index and what was expected
-      (NaN and inf are bad values too).
-    """
-    ignored = None
-    if ignore_label is not None:
-        ignored = target == ignore_label
-        if not ignored.any():
-            ignored = None
-    if target.size == 0:
-        return ignored
-    if target.min() >= 0 and target.max() <= 1:     # the usual batch; False for NaN
-        return ignored
-    bad = ~((target >= 0) & (target <= 1))
-    if ignored is not None:
-        bad &= ~ignored
-    if not bad.any():
-        return ignored
-    idx = common.first_bad_index(bad)
-    if describe is not None:
-        raise ValueError(describe(float(target[idx]), idx, int(bad.sum())))
-    extra = f" or the ignore_label {ignore_label}" if ignore_label is not None else ""
-    raise ValueError(f"{owner}: bottom '{name}' holds {float(target[idx])} at index {idx}; "
-                     f"expected values in [0, 1]{extra} ({int(bad.sum())} bad value(s))")
-
-
-def _weights(owner, pos_weight, neg_weight, balance, c, dtype):
-    """Checked weights: ``w_p`` (scalar or (1, C, 1) array) and ``w_n`` (scalar); checks ``balance`` too."""
-    if balance not in BALANCES:
-        raise ValueError(f"{owner}: 'balance' must be one of {', '.join(BALANCES)}. "
-                         f"Received: balance={balance!r}")
-    wp = _weight(owner, "pos_weight", pos_weight, c, dtype)
-    wn = _weight(owner, "neg_weight", neg_weight, 1, dtype)
-    if not isinstance(wn, float):
-        wn = float(wn.reshape(()))
-    return wp, wn
-
+# ---------------------------------------------------------------------------
+# Reference
+# ---------------------------------------------------------------------------
 
 @dataclass
 class SigmoidCache:
@@ -330,6 +248,10 @@ def _log1p_unit(e, *, tmp, tmp2):
     return e
 
 
+# ---------------------------------------------------------------------------
+# Helpers: checked inputs and weights, HED's balance, the target check
+# ---------------------------------------------------------------------------
+
 def _inputs(owner, scores, target, pos_weight, neg_weight, balance, ignore_label, normalization,
             workspace=None):
     """Checked inputs as (N, C, inner) views: ``x, t, valid, w_p, w_n, norm``.
@@ -374,3 +296,89 @@ def _hed_balance(t, not_t):
     beta_pos = np.where(count > 0, count_neg / safe, 0.0).astype(t.dtype).reshape(n, 1, 1)
     beta_neg = np.where(count > 0, count_pos / safe, 0.0).astype(t.dtype).reshape(n, 1, 1)
     return beta_pos, beta_neg
+
+
+def _weights(owner, pos_weight, neg_weight, balance, c, dtype):
+    """Checked weights: ``w_p`` (scalar or (1, C, 1) array) and ``w_n`` (scalar); checks ``balance`` too."""
+    if balance not in BALANCES:
+        raise ValueError(f"{owner}: 'balance' must be one of {', '.join(BALANCES)}. "
+                         f"Received: balance={balance!r}")
+    wp = _weight(owner, "pos_weight", pos_weight, c, dtype)
+    wn = _weight(owner, "neg_weight", neg_weight, 1, dtype)
+    if not isinstance(wn, float):
+        wn = float(wn.reshape(()))
+    return wp, wn
+
+
+def _weight(owner, key, value, channels, dtype):
+    """A weight as a Python float or a (1, C, 1) array; checks sign and length."""
+    if not isinstance(value, (list, tuple, np.ndarray)) or np.ndim(value) == 0:
+        value = float(value)
+        if not value >= 0 or not np.isfinite(value):
+            raise ValueError(f"{owner}: '{key}' must be a finite number >= 0. Received: {key}={value}")
+        return value
+    arr = np.asarray(value, dtype=np.float64).reshape(-1)
+    if arr.size != channels:
+        raise ValueError(f"{owner}: '{key}' has {arr.size} weight(s) but bottom 'scores' has "
+                         f"{channels} channel(s) along axis 1: expected one weight per channel")
+    if not (np.all(np.isfinite(arr)) and np.all(arr >= 0)):
+        bad = common.first_bad_index(~(np.isfinite(arr) & (arr >= 0)))[0]
+        raise ValueError(f"{owner}: '{key}' must hold finite numbers >= 0; item {bad} is "
+                         f"{arr[bad]}. Received: {key}={arr.tolist()}")
+    return arr.astype(dtype).reshape(1, channels, 1)
+
+
+def check_targets(owner, target, ignore_label=None, name="target", *, describe=None):
+    """Checks that targets lie in [0, 1] or equal ``ignore_label``.
+
+    The one check of targets: the layer and ``caffe-losses make-pos-weight``
+    both call it.
+
+    Args:
+      owner: layer/function name for messages.
+      target: array of target values (soft targets allowed).
+      ignore_label: a value allowed anywhere, meaning "leave this element out";
+        None for none.
+      name: the bottom's name in messages.
+      describe: optional ``describe(value, index, count) -> message`` for
+        callers that speak of a file rather than a bottom (the tool).
+
+    Returns:
+      boolean mask of the ignored elements, or None when none is ignored.
+
+    Raises:
+      ValueError naming the first bad value, its index and what was expected
+      (NaN and inf are bad values too).
+    """
+    ignored = None
+    if ignore_label is not None:
+        ignored = target == ignore_label
+        if not ignored.any():
+            ignored = None
+    if target.size == 0:
+        return ignored
+    if target.min() >= 0 and target.max() <= 1:     # the usual batch; False for NaN
+        return ignored
+    bad = ~((target >= 0) & (target <= 1))
+    if ignored is not None:
+        bad &= ~ignored
+    if not bad.any():
+        return ignored
+    idx = common.first_bad_index(bad)
+    if describe is not None:
+        raise ValueError(describe(float(target[idx]), idx, int(bad.sum())))
+    extra = f" or the ignore_label {ignore_label}" if ignore_label is not None else ""
+    raise ValueError(f"{owner}: bottom '{name}' holds {float(target[idx])} at index {idx}; "
+                     f"expected values in [0, 1]{extra} ({int(bad.sum())} bad value(s))")
+
+
+def channel_shape(shape):
+    """``(N, C, inner)`` of a scores blob: samples, channels (axis 1), the rest.
+
+    A 1-D blob ``(N,)`` has one channel; a 0-d blob is one sample.
+    """
+    shape = tuple(int(s) for s in shape)
+    n = shape[0] if len(shape) >= 1 else 1
+    c = shape[1] if len(shape) >= 2 else 1
+    inner = math.prod(shape[2:])
+    return n, c, inner
