@@ -199,7 +199,7 @@ def test_bad_input_messages():
         forward(np.zeros((2, 3)), np.array([[-1.0, 255, 0], [0, 0, 0]]), ignore_label=255)
     with pytest.raises(ValueError, match=r"bottom 'target' holds nan"):
         forward(np.zeros((2, 3)), np.array([[np.nan, 0, 0], [0, 0, 0]]))
-    with pytest.raises(ValueError, match=r"'pos_weight' has 2 weight\(s\) but bottom 'scores' has 3 "
+    with pytest.raises(ValueError, match=r"'pos_weight' has 2 weight\(s\) but bottom 'scores' \(2, 3\) has 3 "
                                          r"channel\(s\) along axis 1"):
         forward(np.zeros((2, 3)), np.zeros((2, 3)), pos_weight=[1.0, 2.0])
     with pytest.raises(ValueError, match=r"'pos_weight' must hold finite numbers >= 0; item 1 is -2"):

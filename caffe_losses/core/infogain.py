@@ -38,7 +38,7 @@ import numpy as np
 
 from caffe_losses.core import common
 
-__all__ = ["InfogainMatrix", "infogain_matrix", "square_shape", "softmax_infogain_forward",
+__all__ = ["InfogainMatrix", "infogain_matrix", "square_shape", "check_shapes", "softmax_infogain_forward",
            "softmax_infogain_backward", "softmax_infogain_prob", "softmax_infogain_kernel",
            "softmax_infogain_kernel_backward", "softmax_infogain_kernel_prob", "infogain_forward",
            "infogain_backward", "check_probabilities", "PROB_TOLERANCE"]
@@ -484,18 +484,47 @@ class Positions:
         return rows
 
 
-def _positions(owner, x, label, axis, ignore_label, xname):
-    """The (O, C, I) view of ``x`` and its checked labels (errors name ``owner``)."""
+def check_shapes(owner, shape, label_shape, axis=1, xname="scores", *, h_bottom=None, h_source=None):
+    """The (O, C, I) of predictions of ``shape``, checked against the labels and H: the one shape check.
+
+    The layers call it in ``reshape``; the cores through :func:`_positions`.
+
+    Args:
+      owner: the name that messages start with.
+      shape, label_shape: the predictions' and the labels' shapes.
+      axis: the class axis; xname: the predictions' bottom name.
+      h_bottom: the shape of an H bottom, which must be C x C (or 1 x 1 x C x C).
+      h_source: ``(what, L)`` of an H read from a file, e.g. ``("'source' file 'H.npy'", 4)``.
+
+    Returns:
+      (O, C, I).
+    """
+    shape = tuple(int(s) for s in shape)
     try:
-        O, C, I = common.canonical_shape(x.shape, axis)
-    except ValueError as err:
-        raise ValueError(f"{owner}: 'axis' {err} (bottom '{xname}'). Received: axis={axis}") from None
-    label = np.asarray(label)
-    if label.size != O * I:
+        O, C, I = common.canonical_shape(shape, axis)
+    except ValueError:
+        raise ValueError(f"{owner}: 'axis' must be in [-{len(shape)}, {len(shape)}) for bottom "
+                         f"'{xname}' of shape {shape}. Received: axis={axis}") from None
+    count = math.prod(label_shape)
+    if count != O * I:
         raise ValueError(
             f"{owner}: bottom 'label' must hold one label per position of '{xname}' "
-            f"{tuple(x.shape)} (axis {axis}): expected {O * I} values, got {label.size} "
-            f"{tuple(label.shape)}; e.g. scores N x C x H x W need labels N x H x W or N x 1 x H x W")
+            f"{shape} (axis {axis}): expected {O * I} values, got {count} "
+            f"{tuple(label_shape)}; e.g. scores N x C x H x W need labels N x H x W or N x 1 x H x W")
+    if h_source is not None and h_source[1] != C:
+        what, L = h_source
+        raise ValueError(f"{owner}: {what} holds a {L} x {L} H, but bottom '{xname}' {shape} has "
+                         f"{C} classes on axis {axis}: H must be {C} x {C}")
+    if h_bottom is not None and square_shape(h_bottom) != (C, C):
+        raise ValueError(f"{owner}: bottom 'H' must be a {C} x {C} matrix (or 1 x 1 x {C} x {C}) "
+                         f"for the {C} classes of '{xname}' {shape}. Received shape {tuple(h_bottom)}")
+    return O, C, I
+
+
+def _positions(owner, x, label, axis, ignore_label, xname):
+    """The (O, C, I) view of ``x`` and its checked labels (errors name ``owner``)."""
+    label = np.asarray(label)
+    O, C, I = check_shapes(owner, x.shape, label.shape, axis, xname)
     y, valid = common.check_labels(owner, label, C, ignore_label)   # indexes of the label's own shape
     return Positions(O, C, I, y.reshape(O, I), None if valid is None else valid.reshape(O, I))
 

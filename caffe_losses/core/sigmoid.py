@@ -21,6 +21,8 @@ Helpers:
 
 * :func:`check_targets`: targets in [0, 1] or equal to the ignore label (the
   layer's check and ``caffe-losses make-pos-weight``'s).
+* :func:`check_weight_count`: one ``pos_weight`` per channel (the layer's
+  ``reshape`` check too).
 * :func:`channel_shape`: a scores blob as (N, C, inner).
 """
 
@@ -34,7 +36,7 @@ from caffe_losses.core import common
 
 __all__ = ["weighted_sigmoid_cross_entropy_forward", "weighted_sigmoid_cross_entropy_backward",
            "weighted_sigmoid_cross_entropy_kernel",
-           "check_targets", "channel_shape", "BALANCES"]
+           "check_targets", "check_weight_count", "channel_shape", "BALANCES"]
 
 OWNER = "weighted_sigmoid_cross_entropy"
 BALANCES = ("none", "auto")
@@ -268,7 +270,7 @@ def _inputs(owner, scores, target, pos_weight, neg_weight, balance, ignore_label
     n, c, inner = channel_shape(x.shape)
 
     def settings():
-        wp, wn = _weights(owner, pos_weight, neg_weight, balance, c, x.dtype)
+        wp, wn = _weights(owner, pos_weight, neg_weight, balance, x.shape, x.dtype)
         return wp, wn, common.normalizer(normalization, n, c * inner)
 
     if workspace is None:
@@ -298,34 +300,51 @@ def _hed_balance(t, not_t):
     return beta_pos, beta_neg
 
 
-def _weights(owner, pos_weight, neg_weight, balance, c, dtype):
+def _weights(owner, pos_weight, neg_weight, balance, shape, dtype):
     """Checked weights: ``w_p`` (scalar or (1, C, 1) array) and ``w_n`` (scalar); checks ``balance`` too."""
     if balance not in BALANCES:
         raise ValueError(f"{owner}: 'balance' must be one of {', '.join(BALANCES)}. "
                          f"Received: balance={balance!r}")
-    wp = _weight(owner, "pos_weight", pos_weight, c, dtype)
-    wn = _weight(owner, "neg_weight", neg_weight, 1, dtype)
+    wp = _weight(owner, "pos_weight", pos_weight, shape, dtype)
+    wn = _weight(owner, "neg_weight", neg_weight, shape, dtype, channels=1)
     if not isinstance(wn, float):
         wn = float(wn.reshape(()))
     return wp, wn
 
 
-def _weight(owner, key, value, channels, dtype):
-    """A weight as a Python float or a (1, C, 1) array; checks sign and length."""
+def _weight(owner, key, value, shape, dtype, channels=None):
+    """A weight as a Python float or a (1, C, 1) array; checks sign and length.
+
+    ``shape`` is the scores' (C = ``channels``, default its axis 1).
+    """
     if not isinstance(value, (list, tuple, np.ndarray)) or np.ndim(value) == 0:
         value = float(value)
         if not value >= 0 or not np.isfinite(value):
             raise ValueError(f"{owner}: '{key}' must be a finite number >= 0. Received: {key}={value}")
         return value
     arr = np.asarray(value, dtype=np.float64).reshape(-1)
-    if arr.size != channels:
-        raise ValueError(f"{owner}: '{key}' has {arr.size} weight(s) but bottom 'scores' has "
-                         f"{channels} channel(s) along axis 1: expected one weight per channel")
+    channels = check_weight_count(owner, key, arr.size, shape, channels)
     if not (np.all(np.isfinite(arr)) and np.all(arr >= 0)):
         bad = common.first_bad_index(~(np.isfinite(arr) & (arr >= 0)))[0]
         raise ValueError(f"{owner}: '{key}' must hold finite numbers >= 0; item {bad} is "
                          f"{arr[bad]}. Received: {key}={arr.tolist()}")
     return arr.astype(dtype).reshape(1, channels, 1)
+
+
+def check_weight_count(owner, key, count, shape, channels=None):
+    """Raises unless a list ``key`` of ``count`` weights has one weight per channel of scores ``shape``.
+
+    The one check of the length (the layer calls it in ``reshape``, the core on
+    every call).  ``channels``: the count expected, default axis 1 of ``shape``.
+    Returns the channel count.
+    """
+    if channels is None:
+        channels = channel_shape(shape)[1]
+    if count != channels:
+        raise ValueError(f"{owner}: '{key}' has {count} weight(s) but bottom 'scores' "
+                         f"{tuple(shape)} has {channels} channel(s) along axis 1: expected one "
+                         f"weight per channel")
+    return channels
 
 
 def check_targets(owner, target, ignore_label=None, name="target", *, describe=None):

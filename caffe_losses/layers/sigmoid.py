@@ -120,11 +120,7 @@ class WeightedSigmoidCrossEntropyLoss(LossLayer):
                       f"{shape[0]} samples, got {other[0]} {other}")
         weights = self.params["pos_weight"]
         if isinstance(weights, list):
-            channels = core.channel_shape(shape)[1]
-            if len(weights) != channels:
-                self.fail(f"'pos_weight' has {len(weights)} weight(s) but bottom 'scores' "
-                          f"{shape} has {channels} channel(s) along axis 1: expected one "
-                          f"weight per channel")
+            core.check_weight_count(self.owner, "pos_weight", len(weights), shape)
 
     def loss(self, bottom, top):
         scores, target = self.bottom_arrays(bottom)
