@@ -327,14 +327,15 @@ def softmax_infogain_kernel_backward(cache, *, scale=1.0, out=None):
     """Kernel: :func:`softmax_infogain_backward` for a :func:`softmax_infogain_kernel` cache.
 
     ``(p * rowsum(H)[y] - H[y, :]) k`` with ``p = e / Z`` and ``k = scale /
-    norm``; on the diagonal path that is one pass, ``e * (w[y] k / Z)``, then
-    ``w[y] k`` subtracted at ``k = y`` only.
+    norm``; on the diagonal path that is one pass, ``e * (w[y] k / Z)``, and
+    at ``k = y``, where ``e = 1``, ``w[y] k / Z - w[y] k`` written directly.
     """
     k = scale / cache.norm
     g = common.out_view(out, cache.exp.shape, cache.exp.dtype)
     if cache.rows is None:
         np.multiply(cache.exp, cache.rowsum * k / cache.z, out=g)
-        g.reshape(-1)[cache.at_label] -= cache.rowsum[:, 0, :] * k
+        wk = cache.rowsum[:, 0, :] * k                 # e_y = 1: p_y w k - w k, written at once
+        g.reshape(-1)[cache.at_label] = wk / cache.z[:, 0, :] - wk
     else:
         np.multiply(cache.exp, cache.rowsum / cache.z, out=g)
         g -= cache.rows
