@@ -21,7 +21,7 @@ import sys
 import numpy as np
 
 from caffe_losses.core.sigmoid import channel_shape, check_targets
-from caffe_losses.hmatrix import read_npy
+from caffe_losses.hmatrix import read_labels
 from caffe_losses.params import FLOAT32_MAX
 
 __all__ = ["add_arguments", "run", "load_labels", "count_targets", "pos_weight_from_counts",
@@ -47,7 +47,10 @@ def add_arguments(parser):
 
 
 def load_labels(spec):
-    """Loads the label array named by ``spec`` (see the module docstring).
+    """Loads the label array named by ``spec`` (see the module docstring), in its shape.
+
+    ``FILE.h5:DATASET`` names a dataset; the file is read by
+    ``hmatrix.read_labels`` (``table=True``), as ``make-h`` reads its labels.
 
     Raises:
       FileNotFoundError / ValueError with what was expected.
@@ -58,34 +61,10 @@ def load_labels(spec):
         path, dataset = spec.rsplit(":", 1)
     else:
         raise FileNotFoundError(f"label file not found: {spec}")
-    ext = os.path.splitext(path)[1].lower()
-    if ext in (".h5", ".hdf5", ".hdf"):
-        import h5py
-        try:
-            f = h5py.File(path, "r")
-        except OSError as err:
-            raise ValueError(f"{path}: not a readable HDF5 file ({err})") from None
-        with f:
-            names = []
-            f.visit(lambda name: names.append(name) if isinstance(f[name], h5py.Dataset) else None)
-            if dataset is None:
-                raise ValueError(f"{path}: name the dataset as {path}:DATASET; it holds "
-                                 f"{', '.join(names) or 'no dataset'}")
-            if dataset not in f or not isinstance(f[dataset], h5py.Dataset):
-                raise ValueError(f"{path}: no dataset '{dataset}'; it holds "
-                                 f"{', '.join(names) or 'no dataset'}")
-            if f[dataset].dtype.kind not in "fiub":
-                raise ValueError(f"{spec}: holds {f[dataset].dtype}; expected numbers")
-            return np.asarray(f[dataset][...], dtype=np.float64)
-    if dataset is not None:
+    if dataset is not None and os.path.splitext(path)[1].lower() not in (".h5", ".hdf5", ".hdf"):
         raise ValueError(f"{spec}: ':{dataset}' names an HDF5 dataset, but {path} is not an "
                          f".h5 file")
-    if ext == ".npy":
-        return read_npy(path, path)
-    try:
-        return np.loadtxt(path, ndmin=2, delimiter="," if ext == ".csv" else None, dtype=np.float64)
-    except ValueError as err:
-        raise ValueError(f"{path}: not a numeric text table, one sample per row ({err})") from None
+    return read_labels(path, dataset=dataset, table=True, what=path)
 
 
 def _fmt(value, decimals):
