@@ -345,10 +345,8 @@ def mean_variance_forward(scores, labels, values=None, *, lambda_mean=0.2, lambd
     k = math.prod(scores.shape[1:])
     x = scores.reshape(n, k).astype(dtype, copy=False)
     y, _ = common.check_labels(owner, labels, k)      # indexes of the label's own shape
+    common.check_label_count(owner, n, np.shape(labels), "scores", scores.shape)
     y = y.reshape(-1)
-    if y.size != n:
-        raise ValueError(f"{owner}: bottom 'label' must hold one label per sample: "
-                         f"expected {n}, got {y.size}")
     v = bin_values(values, k, dtype, owner=owner)
     with np.errstate(invalid="ignore"):           # a non-finite score: reported below
         logp = common.log_softmax(x, axis=1)
