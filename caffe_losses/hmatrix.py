@@ -342,16 +342,27 @@ def identity_h(num_classes):
     return np.eye(num_classes)
 
 
-def read_labels(path, *, dataset="label"):
-    """Reads labels from a text file, a ``.npy`` or an HDF5 dataset: 1-D float64.
+def read_labels(path, *, dataset="label", table=False, what=None):
+    """Reads labels from a text file, a ``.npy`` or an HDF5 dataset, as float64.
 
-    Text: numbers separated by spaces, commas or newlines, or a Caffe list
-    file of ``<image path> <label>`` lines (the last column is taken).
-    HDF5 (``.h5``, ``.hdf5``): the dataset ``dataset`` (default ``label``,
-    what Caffe's HDF5Data layer reads), all values.
+    The one label-file reader: ``caffe-losses make-h`` reads class labels with
+    it (flat), ``caffe-losses make-pos-weight`` per-channel targets
+    (``table=True``).
+
+    Text: numbers separated by spaces, commas or newlines (``#`` starts a
+    comment); flat, a Caffe list file of ``<image path> <label>`` lines is
+    read too (the last column is taken); as a table, one sample per line,
+    every line as long.
+    HDF5 (``.h5``, ``.hdf5``, or the HDF5 signature): the dataset ``dataset``
+    (default ``label``, what Caffe's HDF5Data layer reads), all values; None:
+    the caller must name one (``FILE.h5:DATASET``).
+
+    Args:
+      table: keep the array's shape (text: (rows, columns)) instead of 1-D.
+      what: how messages name the file (default ``label file 'PATH'``).
     """
     path = os.fspath(path)
-    what = f"label file {_where(path)}"
+    what = what or f"label file {_where(path)}"
     if not os.path.isfile(path):
         raise _not_a_file(path, what)
     try:
@@ -360,37 +371,56 @@ def read_labels(path, *, dataset="label"):
     except OSError as err:
         raise OSError(f"{what} cannot be read: {err.strerror or err}") from None
     if head.startswith(NPY_MAGIC) or path.lower().endswith(".npy"):
-        return read_npy(path, what).ravel()
-    if head.startswith(b"\x89HDF") or path.lower().endswith((".h5", ".hdf5")):
-        import h5py
-        try:
-            f = h5py.File(path, "r")
-        except OSError as err:
-            raise ValueError(f"{what} is not a readable HDF5 file ({err})") from None
-        with f:
-            if dataset not in f or not isinstance(f[dataset], h5py.Dataset):
-                raise ValueError(f"HDF5 file '{path}' has no dataset '{dataset}'. "
-                                 f"Datasets: {', '.join(sorted(f.keys())) or 'none'}")
-            data = f[dataset]
-            if data.dtype.kind not in "fiub":
-                raise ValueError(f"dataset '{dataset}' of '{path}' holds {data.dtype}; expected "
-                                 f"numbers")
-            return np.asarray(data[...], dtype=np.float64).ravel()
-    values = []
+        data = read_npy(path, what)
+        return data if table else data.ravel()
+    if head.startswith(b"\x89HDF") or path.lower().endswith((".h5", ".hdf5", ".hdf")):
+        data = _read_h5_labels(path, dataset, what)
+        return data if table else data.ravel()
+    rows = []
     with open(path, errors="replace") as f:
         for number, line in enumerate(f, 1):
             fields = line.split("#")[0].replace(",", " ").split()
             if not fields:
                 continue
             try:
-                values.extend(float(v) for v in fields)
+                rows.append([float(v) for v in fields])
             except ValueError:
                 try:   # "<image path> <label>": a Caffe ImageData list file
-                    values.append(float(fields[-1]))
+                    if table:
+                        raise
+                    rows.append([float(fields[-1])])
                 except ValueError:
-                    raise ValueError(f"{path}, line {number}: expected numbers or "
-                                     f"'<path> <label>'. Received: {line.strip()[:60]!r}") from None
-    return np.asarray(values, dtype=np.float64)
+                    expected = "numbers, one sample per line" if table else "numbers or '<path> <label>'"
+                    raise ValueError(f"{what}, line {number}: expected {expected}. "
+                                     f"Received: {line.strip()[:60]!r}") from None
+            if table and len(rows[-1]) != len(rows[0]):
+                raise ValueError(f"{what}, line {number}: {len(rows[-1])} value(s), but the first "
+                                 f"sample has {len(rows[0])}: expected one sample per line, "
+                                 f"each as long")
+    if table:
+        return np.asarray(rows, dtype=np.float64).reshape(len(rows), -1 if rows else 1)
+    return np.asarray([v for row in rows for v in row], dtype=np.float64)
+
+
+def _read_h5_labels(path, dataset, what):
+    """The values of ``dataset`` in the HDF5 file ``path``, float64, in their shape."""
+    import h5py      # optional dependency: only HDF5 label files need it
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise ValueError(f"{what} is not a readable HDF5 file ({err})") from None
+    with f:
+        names = []
+        f.visit(lambda name: names.append(name) if isinstance(f[name], h5py.Dataset) else None)
+        held = ", ".join(names) or "no dataset"
+        if dataset is None:
+            raise ValueError(f"{what}: name the dataset as {path}:DATASET; it holds {held}")
+        if dataset not in f or not isinstance(f[dataset], h5py.Dataset):
+            raise ValueError(f"{what}: no dataset '{dataset}'; it holds {held}")
+        data = f[dataset]
+        if data.dtype.kind not in "fiub":
+            raise ValueError(f"{what}: dataset '{dataset}' holds {data.dtype}; expected numbers")
+        return np.asarray(data[...], dtype=np.float64)
 
 
 def class_counts(labels, num_classes=None, *, ignore_label=None):

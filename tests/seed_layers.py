@@ -1,6 +1,6 @@
-# The seed's code, kept verbatim for comparison and benchmarks: the forum
-# layer of seed 002 ("Weighted Caffe Sigmoid Cross Entropy", haomeiwen.com,
-# 2018-12-27), class SigmoidCrossEntropyWeightLossLayer, as the seed gives it.
+# Public code from the web, kept verbatim for comparison and benchmarks: the
+# forum layer of "Weighted Caffe Sigmoid Cross Entropy" (haomeiwen.com,
+# 2018-12-27), class SigmoidCrossEntropyWeightLossLayer, as the post gives it.
 # tests/test_sigmoid_seed.py checks that WeightedSigmoidCrossEntropyLoss loads
 # its prototxt and matches its formula; a benchmark times it.  Do not use it:
 #

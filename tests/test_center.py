@@ -93,7 +93,8 @@ def test_core_bad_input():
         core.center_loss_forward(x, np.where(np.arange(len(y)) == 2, 4, y), centers)
     with pytest.raises(ValueError, match=r"holds 1\.5 .*expected integers"):
         core.center_loss_forward(x, np.where(np.arange(len(y)) == 0, 1.5, y), centers)
-    with pytest.raises(ValueError, match=r"one label per feature row \(7\), got 6"):
+    with pytest.raises(ValueError, match=r"bottom 'label' must hold one label per sample of 'features' \(7, 3\): "
+                                         r"expected 7 values, got 6"):
         core.center_loss_forward(x, y[:6], centers)
     with pytest.raises(ValueError, match=r"centers must be \(num_classes, D\) with D=3"):
         core.center_loss_forward(x, y, centers[:, :2])

@@ -121,6 +121,25 @@ def test_softmax_infogain_kernel(shape, axis, dtype, h_kind, ignore, normalizati
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("h_kind", ["identity", "class weights"])
+@pytest.mark.parametrize("gap", ["below", "above"])
+def test_softmax_infogain_kernel_diagonal_overflow(dtype, h_kind, gap):
+    """The diagonal path's one threshold: a score so far above its label's that ``exp(x - x_y)``
+    overflows sends the batch to the general path; both sides give the reference's results."""
+    limit = float(np.log(np.finfo(dtype).max))            # ~88.7 (float32), ~709.8 (float64)
+    rng = seeded("overflow", dtype, h_kind, gap)
+    x = rng.randn(6, 5).astype(dtype)
+    x[2, 4] = x[2, 0] + (limit - 1 if gap == "below" else limit + 1)
+    y = np.array([1.0, 3.0, 0.0, 2.0, 4.0, 0.0])
+    H = make_h(h_kind, 5, rng)
+    reference = outcome(ig.softmax_infogain_forward, ig.softmax_infogain_backward, x, y, H)
+    _, cache = ig.softmax_infogain_kernel(x, y, H)
+    assert (cache.rows is None) == (gap == "below")       # the path taken
+    kernel = outcome(ig.softmax_infogain_kernel, ig.softmax_infogain_kernel_backward, x, y, H)
+    assert_same(reference, kernel, dtype, 1.5 * H.sum(axis=1).max() / 6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("bad", ["label", "nan score", "inf score", "label count", "H shape"])
 def test_softmax_infogain_kernel_errors(dtype, bad):
     x = np.zeros((4, 5), dtype)

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from caffe_losses import cli
-from caffe_losses.tools.make_pos_weight import format_param_str
+from caffe_losses.tools.make_pos_weight import count_targets, format_param_str, pos_weight_from_counts
 from caffe_losses.data.sigmoid import SIZES, SPLIT_SEEDS, make_edges, make_multilabel
 from caffe_losses.templates import TEMPLATE_ROOT
 from caffe_losses.testing import layer_net
@@ -159,3 +159,23 @@ def test_weight_of_ten_at_zero_decimals(tmp_path, capsys):
     np.save(tmp_path / "t.npy", t)
     rc, out, _ = tool([str(tmp_path / "t.npy"), "--decimals", "0", "--quiet"], capsys)
     assert rc == 0 and out == 'param_str: "{pos_weight: 10}"'
+
+
+def test_pos_weight_from_counts_pytorch_example():
+    # PyTorch's BCEWithLogitsLoss docs: 100 positives and 300 negatives -> 3.
+    labels = np.zeros((400, 2))
+    labels[:100, 0] = 1
+    labels[:200, 1] = 1
+    pos, neg = count_targets(labels)
+    assert pos.tolist() == [100, 200] and neg.tolist() == [300, 200]
+    assert pos_weight_from_counts(pos, neg).tolist() == [3.0, 1.0]
+
+
+def test_count_targets_per_channel_with_ignore_and_soft_targets():
+    labels = np.array([[[1, 0], [255, 0.5]], [[0, 0], [1, 255]]], dtype=np.float64)  # N=2, C=2, 2
+    pos, neg = count_targets(labels, ignore_label=255)
+    assert pos.tolist() == [1.0, 1.5] and neg.tolist() == [3.0, 0.5]
+    with pytest.raises(ValueError, match=r"channel\(s\) 1 have no positive"):
+        pos_weight_from_counts([2.0, 0.0], [3.0, 5.0])
+    assert pos_weight_from_counts([2.0, 0.0], [3.0, 5.0], max_weight=10).tolist() == [1.5, 10.0]
+    assert pos_weight_from_counts([1.0], [50.0], max_weight=10).tolist() == [10.0]

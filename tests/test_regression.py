@@ -490,7 +490,7 @@ def test_mean_variance_bad_input():
                                          r"expected integers in \[0, 4\)"):
         net.forward()
     with pytest.raises(ValueError, match=r"MeanVarianceLoss: bottom 'label' must hold one label per "
-                                         r"sample: expected 2, got 3"):
+                                         r"sample of 'scores' \(2, 4\): expected 2 values, got 3"):
         layer_net(MOD, "MeanVarianceLoss", {"scores": (2, 4), "label": (3,)})
     with pytest.raises(ValueError, match=r"MeanVarianceLoss: 'lambda_var' must be >= 0"):
         layer_net(MOD, "MeanVarianceLoss", {"scores": (2, 4), "label": (2,)}, param_str="{lambda_var: -1}")

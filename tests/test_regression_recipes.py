@@ -73,7 +73,7 @@ def test_expectation_template_equals_the_surgery_template_model(tmp_path, monkey
     seed_net = caffe.Net("train_val.prototxt", "init_weights.caffemodel", caffe.TEST)
     monkeypatch.chdir(folders["age_expectation"])
     ours = caffe.Net("train_val.prototxt", caffe.TEST)
-    # (copied blob by blob: a .caffemodel of the seed net cannot be loaded here,
+    # (copied blob by blob: a .caffemodel of the surgery net cannot be loaded here,
     # its 'pred_age' is a Convolution with a kernel, ours a parameterless layer)
     rng = np.random.RandomState(4)
     for name in ("conv1", "conv2", "fc100"):      # give the bins something to say

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from caffe_losses.core.common import softplus
-from caffe_losses.core.sigmoid import (check_targets, count_targets,
-                                       pos_weight_from_counts, weighted_sigmoid_cross_entropy_kernel,
+from caffe_losses.core.sigmoid import (check_targets, weighted_sigmoid_cross_entropy_kernel,
                                        weighted_sigmoid_cross_entropy_backward as backward,
                                        weighted_sigmoid_cross_entropy_forward as forward)
 from caffe_losses.testing import check_gradient
@@ -200,7 +199,7 @@ def test_bad_input_messages():
         forward(np.zeros((2, 3)), np.array([[-1.0, 255, 0], [0, 0, 0]]), ignore_label=255)
     with pytest.raises(ValueError, match=r"bottom 'target' holds nan"):
         forward(np.zeros((2, 3)), np.array([[np.nan, 0, 0], [0, 0, 0]]))
-    with pytest.raises(ValueError, match=r"'pos_weight' has 2 weight\(s\) but bottom 'scores' has 3 "
+    with pytest.raises(ValueError, match=r"'pos_weight' has 2 weight\(s\) but bottom 'scores' \(2, 3\) has 3 "
                                          r"channel\(s\) along axis 1"):
         forward(np.zeros((2, 3)), np.zeros((2, 3)), pos_weight=[1.0, 2.0])
     with pytest.raises(ValueError, match=r"'pos_weight' must hold finite numbers >= 0; item 1 is -2"):
@@ -221,23 +220,3 @@ def test_check_targets_mask():
     assert check_targets("o", t, 255).tolist() == [False, False, False, True]
     assert check_targets("o", t[:3]) is None
     assert check_targets("o", t[:3], 255) is None     # nothing ignored: no mask
-
-
-def test_pos_weight_from_counts_pytorch_example():
-    # PyTorch's BCEWithLogitsLoss docs: 100 positives and 300 negatives -> 3.
-    labels = np.zeros((400, 2))
-    labels[:100, 0] = 1
-    labels[:200, 1] = 1
-    pos, neg = count_targets(labels)
-    assert pos.tolist() == [100, 200] and neg.tolist() == [300, 200]
-    assert pos_weight_from_counts(pos, neg).tolist() == [3.0, 1.0]
-
-
-def test_count_targets_per_channel_with_ignore_and_soft_targets():
-    labels = np.array([[[1, 0], [255, 0.5]], [[0, 0], [1, 255]]], dtype=np.float64)  # N=2, C=2, 2
-    pos, neg = count_targets(labels, ignore_label=255)
-    assert pos.tolist() == [1.0, 1.5] and neg.tolist() == [3.0, 0.5]
-    with pytest.raises(ValueError, match=r"channel\(s\) 1 have no positive"):
-        pos_weight_from_counts([2.0, 0.0], [3.0, 5.0])
-    assert pos_weight_from_counts([2.0, 0.0], [3.0, 5.0], max_weight=10).tolist() == [1.5, 10.0]
-    assert pos_weight_from_counts([1.0], [50.0], max_weight=10).tolist() == [10.0]

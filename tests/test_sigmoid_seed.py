@@ -1,8 +1,10 @@
-"""The forum layer's prototxt (seed 002) runs on WeightedSigmoidCrossEntropyLoss.
+"""The forum layer's prototxt runs on WeightedSigmoidCrossEntropyLoss.
 
-The seed's layer block is used as the seed gives it, with only ``module`` and
-``layer`` changed; the seed's own layer (``tests/seed_layers.py``) runs beside
-it in the same net, fed the same blobs through Splits.
+The forum layer: ``SigmoidCrossEntropyWeightLossLayer`` from "Weighted Caffe
+Sigmoid Cross Entropy" (haomeiwen.com, 2018-12-27), kept verbatim in
+``tests/seed_layers.py``.  Its prototxt block is used as the post gives it,
+with only ``module`` and ``layer`` changed; the forum layer itself runs
+beside it in the same net, fed the same blobs through Splits.
 """
 
 import textwrap
@@ -15,7 +17,7 @@ from caffe_losses.testing import net_from_text
 RNG = np.random.RandomState(2)
 SHAPE = (4, 1, 5, 5)
 
-# The seed's block, with module/layer changed (and its comments kept).
+# The forum layer's block, with module/layer changed (and its comments kept).
 SEED_BLOCK_OURS = r'''
 layer{
     name: "loss"
@@ -57,7 +59,7 @@ def seed_pair_net(ours_block=SEED_BLOCK_OURS):
 def run(net, x, t):
     net.blobs["score"].data[...] = x
     net.blobs["label"].data[...] = t
-    with np.errstate(over="ignore"):          # the seed's exp(-x) overflows for x < -88
+    with np.errstate(over="ignore"):          # the forum layer's exp(-x) overflows for x < -88
         net.forward()
         net.backward()
     return (float(net.blobs["loss"].data[0]), float(net.blobs["seed_loss"].data[0]),
@@ -66,7 +68,7 @@ def run(net, x, t):
 
 @pytest.mark.parametrize("targets", ["binary", "soft"])
 def test_seed_prototxt_matches_the_seed_formula_times_n(targets):
-    # Where exp(-x) does not overflow, the seed's sum equals N times our
+    # Where exp(-x) does not overflow, the forum layer's sum equals N times our
     # default (BATCH_SIZE) value: cls_weight is read as pos_weight.
     x = (RNG.randn(*SHAPE) * 4).astype(np.float32)
     t = (RNG.rand(*SHAPE) < 0.2).astype(np.float32) if targets == "binary" else \
@@ -87,7 +89,7 @@ def test_normalization_none_gives_the_seed_value_itself():
 
 
 def test_where_the_seed_overflows_ours_is_exact():
-    # One positive pixel with logit -100: the seed's log(1 + exp(100)) is inf in
+    # One positive pixel with logit -100: the forum layer's log(1 + exp(100)) is inf in
     # float32; the loss is 100 * 100 (cls_weight times softplus(100) = 100).
     x = np.full(SHAPE, 20.0, np.float32)
     t = np.zeros(SHAPE, np.float32)

@@ -83,9 +83,7 @@ def center_loss_forward(x, labels, centers, *, normalization="BATCH_SIZE", owner
         raise ValueError(f"{owner}: centers must be (num_classes, D) with D={features.shape[1]} (the "
                          f"feature size). Received centers of shape {centers.shape}")
     labels = np.asarray(labels)
-    if labels.size != features.shape[0]:
-        raise ValueError(f"{owner}: expected one label per feature row ({features.shape[0]}), "
-                         f"got {labels.size} labels of shape {labels.shape}")
+    common.check_label_count(owner, features.shape[0], labels.shape, "features", x.shape)
     y, _ = common.check_labels(owner, labels, centers.shape[0])
     y = y.reshape(-1)
     diff = features - centers[y]                          # (N, D): x_i - c_{y_i}

@@ -136,6 +136,19 @@ def check_same_count(owner, name_a, a_shape, name_b, b_shape):
                          f"'{name_a}' {tuple(a_shape)}: expected {ca}, got {cb} {tuple(b_shape)}")
 
 
+def check_label_count(owner, n, label_shape, xname=None, x_shape=None):
+    """Raises ValueError unless the labels hold one value per sample (``n``).
+
+    The one check, for the cores and the layers' ``reshape`` alike;
+    ``xname`` and ``x_shape`` name the per-sample bottom in the message.
+    """
+    count = math.prod(label_shape)
+    if count != n:
+        of = f" of '{xname}' {tuple(x_shape)}" if xname is not None else ""
+        raise ValueError(f"{owner}: bottom 'label' must hold one label per sample{of}: expected "
+                         f"{n} values, got {count} {tuple(label_shape)}")
+
+
 def out_view(out, shape, dtype):
     """``out`` viewed as ``shape`` (same count, C-contiguous: no copy), or a new array when None.
 

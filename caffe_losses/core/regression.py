@@ -152,57 +152,9 @@ def smooth_l1_backward(cache, *, scale=1.0, out=None):
     return g if out is None else out
 
 
-def _same_count(owner, pred, name, values):
-    """``values`` as an array shaped like ``pred`` (any shape with its count)."""
-    values = np.asarray(values)
-    common.check_same_count(owner, "pred", pred.shape, name, values.shape)
-    return values.reshape(pred.shape)
-
-
-def _weights(owner, pred, name, weights):
-    """Checked weights shaped like ``pred``, or None: finite (any sign), as many as ``pred``."""
-    if weights is None:
-        return None
-    weights = np.asarray(weights)
-    common.check_same_count(owner, "pred", pred.shape, name, weights.shape)
-    if weights.size and not np.isfinite(weights.min() + weights.max()):   # NaN or inf somewhere
-        bad = ~np.isfinite(weights)
-        idx = common.first_bad_index(bad)
-        raise ValueError(f"{owner}: bottom '{name}' holds {float(weights[idx])} at index {idx}; "
-                         f"expected finite weights ({int(bad.sum())} bad value(s))")
-    return weights.reshape(pred.shape)
-
-
 # ---------------------------------------------------------------------------
 # Expectation over bins
 # ---------------------------------------------------------------------------
-
-def bin_values(values, k, dtype=np.float64, owner="Expectation"):
-    """The K bin values ``v_k`` from a ``values`` setting.
-
-    Args:
-      values: None (``0, 1, ..., K-1``), a mapping ``{start, step}`` (each
-        optional: start 0, step 1; ``v_k = start + k * step``), or a sequence
-        of exactly K numbers.
-      k: the number of bins K.
-
-    Raises:
-      ValueError naming ``owner`` and 'values' when a list has the wrong length.
-    """
-    if isinstance(values, np.ndarray) and values.shape == (k,) and values.dtype == dtype:
-        return values                 # already made (the layers pass theirs on every call)
-    if values is None:
-        values = {}
-    if isinstance(values, dict):
-        start = float(values.get("start", 0.0))
-        step = float(values.get("step", 1.0))
-        return (start + step * np.arange(k, dtype=np.float64)).astype(dtype)
-    values = np.asarray(values, dtype=np.float64).reshape(-1)
-    if values.size != k:
-        raise ValueError(f"{owner}: 'values' must hold one number per bin: expected {k} "
-                         f"(the scores' axis 1), got {values.size}")
-    return values.astype(dtype)
-
 
 @dataclass
 class ExpectationCache:
@@ -345,10 +297,8 @@ def mean_variance_forward(scores, labels, values=None, *, lambda_mean=0.2, lambd
     k = math.prod(scores.shape[1:])
     x = scores.reshape(n, k).astype(dtype, copy=False)
     y, _ = common.check_labels(owner, labels, k)      # indexes of the label's own shape
+    common.check_label_count(owner, n, np.shape(labels), "scores", scores.shape)
     y = y.reshape(-1)
-    if y.size != n:
-        raise ValueError(f"{owner}: bottom 'label' must hold one label per sample: "
-                         f"expected {n}, got {y.size}")
     v = bin_values(values, k, dtype, owner=owner)
     with np.errstate(invalid="ignore"):           # a non-finite score: reported below
         logp = common.log_softmax(x, axis=1)
@@ -381,3 +331,55 @@ def mean_variance_backward(cache, *, scale=1.0, out=None):
     g[np.arange(n), cache.labels] -= 1.0
     g *= scale / max(1, n)
     return g.reshape(cache.shape) if out is None else out
+
+
+# ---------------------------------------------------------------------------
+# Helpers: the checked weights and values, the bin values
+# ---------------------------------------------------------------------------
+
+def _same_count(owner, pred, name, values):
+    """``values`` as an array shaped like ``pred`` (any shape with its count)."""
+    values = np.asarray(values)
+    common.check_same_count(owner, "pred", pred.shape, name, values.shape)
+    return values.reshape(pred.shape)
+
+
+def _weights(owner, pred, name, weights):
+    """Checked weights shaped like ``pred``, or None: finite (any sign), as many as ``pred``."""
+    if weights is None:
+        return None
+    weights = np.asarray(weights)
+    common.check_same_count(owner, "pred", pred.shape, name, weights.shape)
+    if weights.size and not np.isfinite(weights.min() + weights.max()):   # NaN or inf somewhere
+        bad = ~np.isfinite(weights)
+        idx = common.first_bad_index(bad)
+        raise ValueError(f"{owner}: bottom '{name}' holds {float(weights[idx])} at index {idx}; "
+                         f"expected finite weights ({int(bad.sum())} bad value(s))")
+    return weights.reshape(pred.shape)
+
+
+def bin_values(values, k, dtype=np.float64, owner="Expectation"):
+    """The K bin values ``v_k`` from a ``values`` setting.
+
+    Args:
+      values: None (``0, 1, ..., K-1``), a mapping ``{start, step}`` (each
+        optional: start 0, step 1; ``v_k = start + k * step``), or a sequence
+        of exactly K numbers.
+      k: the number of bins K.
+
+    Raises:
+      ValueError naming ``owner`` and 'values' when a list has the wrong length.
+    """
+    if isinstance(values, np.ndarray) and values.shape == (k,) and values.dtype == dtype:
+        return values                 # already made (the layers pass theirs on every call)
+    if values is None:
+        values = {}
+    if isinstance(values, dict):
+        start = float(values.get("start", 0.0))
+        step = float(values.get("step", 1.0))
+        return (start + step * np.arange(k, dtype=np.float64)).astype(dtype)
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if values.size != k:
+        raise ValueError(f"{owner}: 'values' must hold one number per bin: expected {k} "
+                         f"(the scores' axis 1), got {values.size}")
+    return values.astype(dtype)

@@ -19,10 +19,11 @@ Kernel (same inputs and results; held to the reference by
 
 Helpers:
 
-* :func:`check_targets`: targets in [0, 1] or equal to the ignore label.
-* :func:`count_targets` and :func:`pos_weight_from_counts`: per-channel
-  positive / negative counts and PyTorch-style ``pos_weight = neg / pos``
-  (used by ``caffe-losses make-pos-weight``).
+* :func:`check_targets`: targets in [0, 1] or equal to the ignore label (the
+  layer's check and ``caffe-losses make-pos-weight``'s).
+* :func:`check_weight_count`: one ``pos_weight`` per channel (the layer's
+  ``reshape`` check too).
+* :func:`channel_shape`: a scores blob as (N, C, inner).
 """
 
 import math
@@ -35,90 +36,15 @@ from caffe_losses.core import common
 
 __all__ = ["weighted_sigmoid_cross_entropy_forward", "weighted_sigmoid_cross_entropy_backward",
            "weighted_sigmoid_cross_entropy_kernel",
-           "check_targets", "channel_shape", "count_targets", "pos_weight_from_counts", "BALANCES"]
+           "check_targets", "check_weight_count", "channel_shape", "BALANCES"]
 
 OWNER = "weighted_sigmoid_cross_entropy"
 BALANCES = ("none", "auto")
 
 
-def channel_shape(shape):
-    """``(N, C, inner)`` of a scores blob: samples, channels (axis 1), the rest.
-
-    A 1-D blob ``(N,)`` has one channel; a 0-d blob is one sample.
-    """
-    shape = tuple(int(s) for s in shape)
-    n = shape[0] if len(shape) >= 1 else 1
-    c = shape[1] if len(shape) >= 2 else 1
-    inner = math.prod(shape[2:])
-    return n, c, inner
-
-
-def _weight(owner, key, value, channels, dtype):
-    """A weight as a Python float or a (1, C, 1) array; checks sign and length."""
-    if not isinstance(value, (list, tuple, np.ndarray)) or np.ndim(value) == 0:
-        value = float(value)
-        if not value >= 0 or not np.isfinite(value):
-            raise ValueError(f"{owner}: '{key}' must be a finite number >= 0. Received: {key}={value}")
-        return value
-    arr = np.asarray(value, dtype=np.float64).reshape(-1)
-    if arr.size != channels:
-        raise ValueError(f"{owner}: '{key}' has {arr.size} weight(s) but bottom 'scores' has "
-                         f"{channels} channel(s) along axis 1: expected one weight per channel")
-    if not (np.all(np.isfinite(arr)) and np.all(arr >= 0)):
-        bad = common.first_bad_index(~(np.isfinite(arr) & (arr >= 0)))[0]
-        raise ValueError(f"{owner}: '{key}' must hold finite numbers >= 0; item {bad} is "
-                         f"{arr[bad]}. Received: {key}={arr.tolist()}")
-    return arr.astype(dtype).reshape(1, channels, 1)
-
-
-def check_targets(owner, target, ignore_label=None, name="target"):
-    """Checks that targets lie in [0, 1] or equal ``ignore_label``.
-
-    Args:
-      owner: layer/function name for messages.
-      target: array of target values (soft targets allowed).
-      ignore_label: a value allowed anywhere, meaning "leave this element out";
-        None for none.
-      name: the bottom's name in messages.
-
-    Returns:
-      boolean mask of the ignored elements, or None when none is ignored.
-
-    Raises:
-      ValueError naming the first bad value, its index and what was expected
-      (NaN and inf are bad values too).
-    """
-    ignored = None
-    if ignore_label is not None:
-        ignored = target == ignore_label
-        if not ignored.any():
-            ignored = None
-    if target.size == 0:
-        return ignored
-    if target.min() >= 0 and target.max() <= 1:     # the usual batch; False for NaN
-        return ignored
-    bad = ~((target >= 0) & (target <= 1))
-    if ignored is not None:
-        bad &= ~ignored
-    if not bad.any():
-        return ignored
-    idx = common.first_bad_index(bad)
-    extra = f" or the ignore_label {ignore_label}" if ignore_label is not None else ""
-    raise ValueError(f"{owner}: bottom '{name}' holds {float(target[idx])} at index {idx}; "
-                     f"expected values in [0, 1]{extra} ({int(bad.sum())} bad value(s))")
-
-
-def _weights(owner, pos_weight, neg_weight, balance, c, dtype):
-    """Checked weights: ``w_p`` (scalar or (1, C, 1) array) and ``w_n`` (scalar); checks ``balance`` too."""
-    if balance not in BALANCES:
-        raise ValueError(f"{owner}: 'balance' must be one of {', '.join(BALANCES)}. "
-                         f"Received: balance={balance!r}")
-    wp = _weight(owner, "pos_weight", pos_weight, c, dtype)
-    wn = _weight(owner, "neg_weight", neg_weight, 1, dtype)
-    if not isinstance(wn, float):
-        wn = float(wn.reshape(()))
-    return wp, wn
-
+# ---------------------------------------------------------------------------
+# Reference
+# ---------------------------------------------------------------------------
 
 @dataclass
 class SigmoidCache:
@@ -324,6 +250,10 @@ def _log1p_unit(e, *, tmp, tmp2):
     return e
 
 
+# ---------------------------------------------------------------------------
+# Helpers: checked inputs and weights, HED's balance, the target check
+# ---------------------------------------------------------------------------
+
 def _inputs(owner, scores, target, pos_weight, neg_weight, balance, ignore_label, normalization,
             workspace=None):
     """Checked inputs as (N, C, inner) views: ``x, t, valid, w_p, w_n, norm``.
@@ -340,7 +270,7 @@ def _inputs(owner, scores, target, pos_weight, neg_weight, balance, ignore_label
     n, c, inner = channel_shape(x.shape)
 
     def settings():
-        wp, wn = _weights(owner, pos_weight, neg_weight, balance, c, x.dtype)
+        wp, wn = _weights(owner, pos_weight, neg_weight, balance, x.shape, x.dtype)
         return wp, wn, common.normalizer(normalization, n, c * inner)
 
     if workspace is None:
@@ -370,54 +300,104 @@ def _hed_balance(t, not_t):
     return beta_pos, beta_neg
 
 
-def count_targets(target, *, ignore_label=None, owner="count_targets"):
-    """Positives and negatives per channel (axis 1) of a target array.
+def _weights(owner, pos_weight, neg_weight, balance, shape, dtype):
+    """Checked weights: ``w_p`` (scalar or (1, C, 1) array) and ``w_n`` (scalar); checks ``balance`` too."""
+    if balance not in BALANCES:
+        raise ValueError(f"{owner}: 'balance' must be one of {', '.join(BALANCES)}. "
+                         f"Received: balance={balance!r}")
+    wp = _weight(owner, "pos_weight", pos_weight, shape, dtype)
+    wn = _weight(owner, "neg_weight", neg_weight, shape, dtype, channels=1)
+    if not isinstance(wn, float):
+        wn = float(wn.reshape(()))
+    return wp, wn
 
-    ``pos_c = sum t`` and ``neg_c = sum (1 - t)`` over every axis but 1,
-    leaving out elements equal to ``ignore_label`` (counts for 0/1 targets,
-    expected counts for soft targets).  A 1-D array is one channel.
 
-    Returns:
-      (pos, neg): float64 arrays of shape (C,).
+def _weight(owner, key, value, shape, dtype, channels=None):
+    """A weight as a Python float or a (1, C, 1) array; checks sign and length.
+
+    ``shape`` is the scores' (C = ``channels``, default its axis 1).
     """
-    t = np.asarray(target, dtype=np.float64)
-    ignored = check_targets(owner, t, ignore_label, name="labels")
-    n, c, inner = channel_shape(t.shape)
-    t = t.reshape(n, c, inner)
-    if ignored is not None:
-        ignored = ignored.reshape(n, c, inner)
-    if ignored is not None:
-        valid = ~ignored
-        pos = np.where(valid, t, 0).sum(axis=(0, 2))
-        neg = np.where(valid, 1 - t, 0).sum(axis=(0, 2))
-    else:
-        pos = t.sum(axis=(0, 2))
-        neg = (1 - t).sum(axis=(0, 2))
-    return pos, neg
+    if not isinstance(value, (list, tuple, np.ndarray)) or np.ndim(value) == 0:
+        value = float(value)
+        if not value >= 0 or not np.isfinite(value):
+            raise ValueError(f"{owner}: '{key}' must be a finite number >= 0. Received: {key}={value}")
+        return value
+    arr = np.asarray(value, dtype=np.float64).reshape(-1)
+    channels = check_weight_count(owner, key, arr.size, shape, channels)
+    if not (np.all(np.isfinite(arr)) and np.all(arr >= 0)):
+        bad = common.first_bad_index(~(np.isfinite(arr) & (arr >= 0)))[0]
+        raise ValueError(f"{owner}: '{key}' must hold finite numbers >= 0; item {bad} is "
+                         f"{arr[bad]}. Received: {key}={arr.tolist()}")
+    return arr.astype(dtype).reshape(1, channels, 1)
 
 
-def pos_weight_from_counts(pos, neg, *, max_weight=None):
-    """PyTorch's ``pos_weight = neg / pos`` per channel.
+def check_weight_count(owner, key, count, shape, channels=None):
+    """Raises unless a list ``key`` of ``count`` weights has one weight per channel of scores ``shape``.
+
+    The one check of the length (the layer calls it in ``reshape``, the core on
+    every call).  ``channels``: the count expected, default axis 1 of ``shape``.
+    Returns the channel count.
+    """
+    if channels is None:
+        channels = channel_shape(shape)[1]
+    if count != channels:
+        raise ValueError(f"{owner}: '{key}' has {count} weight(s) but bottom 'scores' "
+                         f"{tuple(shape)} has {channels} channel(s) along axis 1: expected one "
+                         f"weight per channel")
+    return channels
+
+
+def check_targets(owner, target, ignore_label=None, name="target", *, describe=None):
+    """Checks that targets lie in [0, 1] or equal ``ignore_label``.
+
+    The one check of targets: the layer and ``caffe-losses make-pos-weight``
+    both call it.
 
     Args:
-      pos, neg: per-channel counts (from :func:`count_targets`).
-      max_weight: cap on each weight, also used for a channel with no
-        positive; None: such a channel is an error.
+      owner: layer/function name for messages.
+      target: array of target values (soft targets allowed).
+      ignore_label: a value allowed anywhere, meaning "leave this element out";
+        None for none.
+      name: the bottom's name in messages.
+      describe: optional ``describe(value, index, count) -> message`` for
+        callers that speak of a file rather than a bottom (the tool).
 
     Returns:
-      float64 array (C,).
+      boolean mask of the ignored elements, or None when none is ignored.
 
     Raises:
-      ValueError naming the channels with no positive when ``max_weight`` is None.
+      ValueError naming the first bad value, its index and what was expected
+      (NaN and inf are bad values too).
     """
-    pos = np.asarray(pos, dtype=np.float64)
-    neg = np.asarray(neg, dtype=np.float64)
-    empty = pos <= 0
-    if empty.any() and max_weight is None:
-        chans = ", ".join(str(int(i)) for i in np.flatnonzero(empty)[:10])
-        raise ValueError(f"channel(s) {chans} have no positive target: neg/pos is infinite; "
-                         f"give a max_weight to use for them")
-    w = np.divide(neg, np.where(empty, 1.0, pos))
-    if max_weight is not None:
-        w = np.where(empty, max_weight, np.minimum(w, max_weight))
-    return w
+    ignored = None
+    if ignore_label is not None:
+        ignored = target == ignore_label
+        if not ignored.any():
+            ignored = None
+    if target.size == 0:
+        return ignored
+    if target.min() >= 0 and target.max() <= 1:     # the usual batch; False for NaN
+        return ignored
+    bad = ~((target >= 0) & (target <= 1))
+    if ignored is not None:
+        bad &= ~ignored
+    if not bad.any():
+        return ignored
+    idx = common.first_bad_index(bad)
+    if describe is not None:
+        raise ValueError(describe(float(target[idx]), idx, int(bad.sum())))
+    extra = f" or the ignore_label {ignore_label}" if ignore_label is not None else ""
+    raise ValueError(f"{owner}: bottom '{name}' holds {float(target[idx])} at index {idx}; "
+                     f"expected values in [0, 1]{extra} ({int(bad.sum())} bad value(s))")
+
+
+def channel_shape(shape):
+    """``(N, C, inner)`` of a scores blob: samples, channels (axis 1), the rest.
+
+    A 1-D blob ``(N,)`` has one channel; a 0-d blob is one sample.
+    """
+    shape = tuple(int(s) for s in shape)
+    n = shape[0] if len(shape) >= 1 else 1
+    c = shape[1] if len(shape) >= 2 else 1
+    inner = math.prod(shape[2:])
+    return n, c, inner

@@ -51,7 +51,7 @@ import warnings
 
 import caffe
 
-from caffe_losses.core.common import check_finite, raise_non_finite
+from caffe_losses.core.common import check_finite, check_same_count, raise_non_finite
 from caffe_losses.params import parse_params
 from caffe_losses.safety import overflows_float32
 
@@ -172,11 +172,8 @@ class PythonLayer(caffe.Layer):
         raise ValueError(f"{self.owner}: {message}")
 
     def require_same_count(self, bottom, i, j):
-        a, b = bottom[i], bottom[j]
-        if a.count != b.count:
-            self.fail(f"bottom '{self.bottom_name(j)}' must have as many values as "
-                      f"'{self.bottom_name(i)}' {tuple(a.data.shape)}: expected {a.count}, "
-                      f"got {b.count} {tuple(b.data.shape)}")
+        check_same_count(self.owner, self.bottom_name(i), bottom[i].data.shape,
+                         self.bottom_name(j), bottom[j].data.shape)
 
     def require_nonempty(self, bottom, indexes=None):
         """Refuses a bottom with no values (a batch of 0 samples, or 0 classes / channels).

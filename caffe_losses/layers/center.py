@@ -7,6 +7,7 @@ import warnings
 import caffe
 
 from caffe_losses.core import center as core
+from caffe_losses.core.common import check_label_count
 from caffe_losses.fillers import as_filler, fill
 from caffe_losses.layers.base import LossLayer
 from caffe_losses.params import (FLOAT32_EXACT_INT, REQUIRED, Param, as_float, as_int,
@@ -205,11 +206,7 @@ class CenterLoss(LossLayer):
         if len(shape) < 2 or math.prod(shape[1:]) != self.dim:
             self.fail(f"bottom 'features' must be (N, {self.dim}) or (N, {self.dim}, 1, 1), the "
                       f"feature size of the centers ({self.num_classes} x {self.dim}); got shape {shape}")
-        n = shape[0]
-        labels = bottom[1]
-        if labels.count != n:
-            self.fail(f"bottom 'label' must hold one label per sample of 'features' {shape}: "
-                      f"expected {n} values, got {labels.count} {tuple(labels.data.shape)}")
+        check_label_count(self.owner, shape[0], bottom[1].data.shape, "features", shape)
 
     def loss(self, bottom, top):
         centers = self.blobs[0].data        # fresh view: the TEST net may share another buffer

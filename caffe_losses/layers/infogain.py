@@ -15,8 +15,7 @@ import warnings
 import numpy as np
 
 from caffe_losses.core import infogain as core
-from caffe_losses.core.common import Workspace, canonical_shape
-from caffe_losses.core.infogain import square_shape
+from caffe_losses.core.common import Workspace
 from caffe_losses.hmatrix import load_blob, require_float32, zero_rows
 from caffe_losses.layers.base import LossLayer, PythonLayer
 from caffe_losses.params import (Param, REQUIRED, as_float, as_int, as_str, ignore_label_param,
@@ -71,30 +70,14 @@ class _InfogainLayer(LossLayer):
         self._workspace = Workspace()  # the kernel's arrays
 
     def check_bottoms(self, bottom):
-        data = bottom[0].data
-        name0 = self.bottom_name(0)
-        axis = self.params["axis"]
-        try:
-            O, C, I = canonical_shape(data.shape, axis)
-        except ValueError:
-            self.fail(f"'axis' must be in [-{data.ndim}, {data.ndim}) for bottom '{name0}' of "
-                      f"shape {tuple(data.shape)}. Received: axis={axis}")
-        if bottom[1].count != O * I:
-            self.fail(f"bottom 'label' must hold one label per position of '{name0}' "
-                      f"{tuple(data.shape)} (axis {axis}): expected {O * I} values, got "
-                      f"{bottom[1].count} {tuple(bottom[1].data.shape)}; e.g. scores N x C x H x W "
-                      f"need labels N x H x W or N x 1 x H x W")
+        h_source = h_bottom = None
         if self._h_source is not None:
-            L = self._h_source.num_classes
-            if L != C:
-                self.fail(f"{self._h_name} holds a {L} x {L} H, but bottom '{name0}' "
-                          f"{tuple(data.shape)} has {C} classes on axis {axis}: H must be {C} x {C}")
+            h_source = (self._h_name, self._h_source.num_classes)
         else:
-            shape = tuple(bottom[2].data.shape)
-            if square_shape(shape) != (C, C):
-                self.fail(f"bottom 'H' must be a {C} x {C} matrix (or 1 x 1 x {C} x {C}) for the "
-                          f"{C} classes of '{name0}' {tuple(data.shape)}. Received shape {shape}")
-        self._classes = C
+            h_bottom = bottom[2].data.shape
+        _, self._classes, _ = core.check_shapes(self.owner, bottom[0].data.shape, bottom[1].data.shape,
+                                                self.params["axis"], self.bottom_name(0),
+                                                h_bottom=h_bottom, h_source=h_source)
 
     def current_h(self, data):
         """H for this forward: from ``source``, or the H bottom's ``data`` (re-validated when it changed)."""

@@ -8,6 +8,7 @@ formulas and their derivations are in the core's docstrings and in
 import numpy as np
 
 from caffe_losses.core import regression as core
+from caffe_losses.core.common import check_label_count
 from caffe_losses.layers.base import LossLayer, PythonLayer
 from caffe_losses.params import Param, as_bool, as_float, as_float_list, normalization_param
 from caffe_losses.safety import FLOAT32_MAX, float32_overflow, overflows_float32
@@ -290,9 +291,7 @@ class MeanVarianceLoss(LossLayer):
 
     def check_bottoms(self, bottom):
         n = _check_scores(self, bottom[0])
-        if bottom[1].count != n:
-            self.fail(f"bottom 'label' must hold one label per sample: expected {n}, "
-                      f"got {bottom[1].count} {tuple(bottom[1].data.shape)}")
+        check_label_count(self.owner, n, bottom[1].data.shape, "scores", bottom[0].data.shape)
 
     def loss(self, bottom, top):
         scores, labels = self.bottom_arrays(bottom)

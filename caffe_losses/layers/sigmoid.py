@@ -24,12 +24,14 @@ class WeightedSigmoidCrossEntropyLoss(LossLayer):
     ``p = sigmoid(x)``::
 
         l = -[w_p t log(p) + w_n (1 - t) log(1 - p)]
-          = w_n (1 - t) x + (w_p t + w_n (1 - t)) softplus(-x)
+          = w_p t softplus(-x) + w_n (1 - t) softplus(x)
 
-    (``-log p = softplus(-x)``, ``-log(1 - p) = softplus(x) = x + softplus(-x)``),
-    with ``softplus(-x) = max(-x, 0) + log1p(exp(-|x|))``: ``exp`` only sees
-    ``-|x|``, so logits of +-1e4 give exact, finite values.  The loss is
-    ``L = sum(l) / norm``, ``norm`` as Caffe's native layer (below).
+    (``-log p = softplus(-x)``, ``-log(1 - p) = softplus(x)``), with
+    ``softplus(+-x) = max(+-x, 0) + log(1 + exp(-|x|))``: ``exp`` only sees
+    ``-|x|``, so logits of +-1e4 give exact, finite values (the kernel,
+    ``core.sigmoid.weighted_sigmoid_cross_entropy_kernel``, forms
+    ``log(1 + exp(-|x|))`` without NumPy's slow float32 ``log1p``).  The
+    loss is ``L = sum(l) / norm``, ``norm`` as Caffe's native layer (below).
 
     Backward::
 
@@ -118,11 +120,7 @@ class WeightedSigmoidCrossEntropyLoss(LossLayer):
                       f"{shape[0]} samples, got {other[0]} {other}")
         weights = self.params["pos_weight"]
         if isinstance(weights, list):
-            channels = core.channel_shape(shape)[1]
-            if len(weights) != channels:
-                self.fail(f"'pos_weight' has {len(weights)} weight(s) but bottom 'scores' "
-                          f"{shape} has {channels} channel(s) along axis 1: expected one "
-                          f"weight per channel")
+            core.check_weight_count(self.owner, "pos_weight", len(weights), shape)
 
     def loss(self, bottom, top):
         scores, target = self.bottom_arrays(bottom)

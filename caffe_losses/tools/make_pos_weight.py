@@ -20,11 +20,12 @@ import sys
 
 import numpy as np
 
-from caffe_losses.core.sigmoid import count_targets, pos_weight_from_counts
-from caffe_losses.hmatrix import read_npy
+from caffe_losses.core.sigmoid import channel_shape, check_targets
+from caffe_losses.hmatrix import read_labels
 from caffe_losses.params import FLOAT32_MAX
 
-__all__ = ["add_arguments", "run", "load_labels", "format_param_str", "param_str_value"]
+__all__ = ["add_arguments", "run", "load_labels", "count_targets", "pos_weight_from_counts",
+           "format_param_str", "param_str_value"]
 
 
 MAX_DECIMALS = 17
@@ -46,7 +47,10 @@ def add_arguments(parser):
 
 
 def load_labels(spec):
-    """Loads the label array named by ``spec`` (see the module docstring).
+    """Loads the label array named by ``spec`` (see the module docstring), in its shape.
+
+    ``FILE.h5:DATASET`` names a dataset; the file is read by
+    ``hmatrix.read_labels`` (``table=True``), as ``make-h`` reads its labels.
 
     Raises:
       FileNotFoundError / ValueError with what was expected.
@@ -57,34 +61,10 @@ def load_labels(spec):
         path, dataset = spec.rsplit(":", 1)
     else:
         raise FileNotFoundError(f"label file not found: {spec}")
-    ext = os.path.splitext(path)[1].lower()
-    if ext in (".h5", ".hdf5", ".hdf"):
-        import h5py
-        try:
-            f = h5py.File(path, "r")
-        except OSError as err:
-            raise ValueError(f"{path}: not a readable HDF5 file ({err})") from None
-        with f:
-            names = []
-            f.visit(lambda name: names.append(name) if isinstance(f[name], h5py.Dataset) else None)
-            if dataset is None:
-                raise ValueError(f"{path}: name the dataset as {path}:DATASET; it holds "
-                                 f"{', '.join(names) or 'no dataset'}")
-            if dataset not in f or not isinstance(f[dataset], h5py.Dataset):
-                raise ValueError(f"{path}: no dataset '{dataset}'; it holds "
-                                 f"{', '.join(names) or 'no dataset'}")
-            if f[dataset].dtype.kind not in "fiub":
-                raise ValueError(f"{spec}: holds {f[dataset].dtype}; expected numbers")
-            return np.asarray(f[dataset][...], dtype=np.float64)
-    if dataset is not None:
+    if dataset is not None and os.path.splitext(path)[1].lower() not in (".h5", ".hdf5", ".hdf"):
         raise ValueError(f"{spec}: ':{dataset}' names an HDF5 dataset, but {path} is not an "
                          f".h5 file")
-    if ext == ".npy":
-        return read_npy(path, path)
-    try:
-        return np.loadtxt(path, ndmin=2, delimiter="," if ext == ".csv" else None, dtype=np.float64)
-    except ValueError as err:
-        raise ValueError(f"{path}: not a numeric text table, one sample per row ({err})") from None
+    return read_labels(path, dataset=dataset, table=True, what=path)
 
 
 def _fmt(value, decimals):
@@ -98,20 +78,67 @@ def _fmt(value, decimals):
     return text if text != "-0" else "0"
 
 
-def check_targets(labels, spec, ignore_label):
-    """Targets must lie in [0, 1] or equal ``--ignore-label``: the first bad one, in the user's words."""
-    if labels.size == 0:
-        raise ValueError(f"{spec}: holds no targets")
-    bad = ~((labels >= 0) & (labels <= 1))
-    if ignore_label is not None:
-        bad &= labels != ignore_label
-    if bad.any():
-        idx = tuple(int(i) for i in np.argwhere(bad)[0]) if labels.ndim else ()
+def count_targets(target, *, ignore_label=None, owner="count_targets", describe=None):
+    """Positives and negatives per channel (axis 1) of a target array.
+
+    ``pos_c = sum t`` and ``neg_c = sum (1 - t)`` over every axis but 1,
+    leaving out elements equal to ``ignore_label`` (counts for 0/1 targets,
+    expected counts for soft targets).  A 1-D array is one channel.
+    Targets are checked by the layer's own ``check_targets`` (``describe``
+    phrases its message, as there).
+
+    Returns:
+      (pos, neg): float64 arrays of shape (C,).
+    """
+    t = np.asarray(target, dtype=np.float64)
+    ignored = check_targets(owner, t, ignore_label, name="labels", describe=describe)
+    n, c, inner = channel_shape(t.shape)
+    t = t.reshape(n, c, inner)
+    if ignored is not None:
+        valid = ~ignored.reshape(n, c, inner)
+        pos = np.where(valid, t, 0).sum(axis=(0, 2))
+        neg = np.where(valid, 1 - t, 0).sum(axis=(0, 2))
+    else:
+        pos = t.sum(axis=(0, 2))
+        neg = (1 - t).sum(axis=(0, 2))
+    return pos, neg
+
+
+def pos_weight_from_counts(pos, neg, *, max_weight=None):
+    """PyTorch's ``pos_weight = neg / pos`` per channel.
+
+    Args:
+      pos, neg: per-channel counts (from :func:`count_targets`).
+      max_weight: cap on each weight, also used for a channel with no
+        positive; None: such a channel is an error.
+
+    Returns:
+      float64 array (C,).
+
+    Raises:
+      ValueError naming the channels with no positive when ``max_weight`` is None.
+    """
+    pos = np.asarray(pos, dtype=np.float64)
+    neg = np.asarray(neg, dtype=np.float64)
+    empty = pos <= 0
+    if empty.any() and max_weight is None:
+        chans = ", ".join(str(int(i)) for i in np.flatnonzero(empty)[:10])
+        raise ValueError(f"channel(s) {chans} have no positive target: neg/pos is infinite; "
+                         f"give a max_weight to use for them")
+    w = np.divide(neg, np.where(empty, 1.0, pos))
+    if max_weight is not None:
+        w = np.where(empty, max_weight, np.minimum(w, max_weight))
+    return w
+
+
+def _bad_target(spec, labels, ignore_label):
+    """How the tool words the first bad target (``check_targets``' ``describe``): file, index, option."""
+    def describe(value, idx, count):
         where = f" at index {idx}" if labels.ndim > 1 else f" at position {idx[0]}" if idx else ""
         extra = f" or the --ignore-label {ignore_label:g}" if ignore_label is not None else \
             " (give --ignore-label V to leave a value out)"
-        raise ValueError(f"{spec} holds {float(labels[idx]):g}{where}; expected targets in "
-                         f"[0, 1]{extra}; {int(bad.sum())} bad value(s)")
+        return f"{spec} holds {value:g}{where}; expected targets in [0, 1]{extra}; {count} bad value(s)"
+    return describe
 
 
 def weights_from_counts(pos, neg, max_weight):
@@ -187,8 +214,10 @@ def run(args):
     try:
         check_options(args)
         labels = load_labels(args.labels)
-        check_targets(labels, args.labels, args.ignore_label)
-        pos, neg = count_targets(labels, ignore_label=args.ignore_label, owner="make-pos-weight")
+        if labels.size == 0:
+            raise ValueError(f"{args.labels}: holds no targets")
+        pos, neg = count_targets(labels, ignore_label=args.ignore_label, owner="make-pos-weight",
+                                 describe=_bad_target(args.labels, labels, args.ignore_label))
         weights = weights_from_counts(pos, neg, args.max_weight)
         check_printed(weights, args.decimals)
         line = format_param_str(weights, decimals=args.decimals, extra=args.extra)
