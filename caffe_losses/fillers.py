@@ -34,6 +34,7 @@ import os
 import tempfile
 
 import numpy as np
+from google.protobuf import text_format
 
 from caffe_losses.params import as_float
 
@@ -108,7 +109,6 @@ def fill(shape, spec, dtype=np.float32):
     that point of the generator's stream.
     """
     import caffe
-    from google.protobuf import text_format
     shape = tuple(int(d) for d in shape)
     if spec["type"] == "constant":       # no random draw: no net needed
         return np.full(shape, spec.get("value", 0.0), dtype=dtype)

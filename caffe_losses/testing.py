@@ -30,6 +30,7 @@ import os
 import tempfile
 
 import numpy as np
+from google.protobuf import text_format
 
 __all__ = ["GradientCheckError", "numeric_gradient", "check_gradient",
            "layer_net", "layer_net_param", "net_from_text", "check_net_gradient"]
@@ -151,7 +152,6 @@ def layer_net(module, layer, bottoms, *, tops=("loss",), param_str="", loss_weig
     Returns:
       caffe.Net in the TRAIN phase with ``force_backward: true``.
     """
-    from google.protobuf import text_format
     param = layer_net_param(module, layer, bottoms, tops=tops, param_str=param_str,
                             loss_weight=loss_weight, name=name)
     return net_from_text(text_format.MessageToString(param))
