@@ -184,10 +184,13 @@ def output_file(path, inputs=(), *, option="--output", tool=None):
 
 
 def shown_path(path):
-    """How messages show a file's path: as given, plus where a relative one was looked for."""
+    """How messages show a file's path: as given, plus where a relative one was looked for.
+
+    ``'H.binaryproto' (relative to the working directory /run: /run/H.binaryproto)``
+    """
     if os.path.isabs(path):
         return f"'{path}'"
-    return f"'{path}' (relative to the working directory {os.getcwd()})"
+    return f"'{path}' (relative to the working directory {os.getcwd()}: {os.path.abspath(path)})"
 
 
 def read_bytes(path, what, limit=-1):

@@ -167,3 +167,18 @@ def test_the_cli_and_its_tools_import_without_the_optional_modules(blocked):
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_the_layers_of_the_package_as_docs_developing_describes_them():
+    """core <- layers <- library modules <- commands (caffe_losses/tools) and the demo (experiments)."""
+    graph = _graph()
+    for name, edges in graph.items():
+        if name.startswith("caffe_losses.core"):
+            # NumPy only: the cores, and the float32 guards of safety (no caffe import there)
+            assert edges <= {n for n in graph if n.startswith("caffe_losses.core")} | {"caffe_losses.safety"}, name
+        if not name.startswith("caffe_losses.tools"):
+            assert not {n for n in edges if n.startswith("caffe_losses.tools")}, name
+        if not (name.startswith("caffe_losses.experiments") or name == "caffe_losses.tools.demo"):
+            assert not {n for n in edges if n.startswith("caffe_losses.experiments")}, name
+        if name.startswith("caffe_losses.experiments"):
+            assert not {n for n in edges if n.startswith("caffe_losses.tools")}, name
