@@ -20,6 +20,10 @@ from caffe_losses.figures import pyplot, save_figure
 from caffe_losses.preflight import check_data_sources, in_phase, read_list_file
 from caffe_losses.prototxt import read_net_param, working_directory
 
+# caffe (pycaffe) and matplotlib (optional, the demo extra) are imported inside the
+# functions that use them: the CLI imports this module, and must run without either
+# (tests/test_layout.py).
+
 __all__ = ["load_net", "forward_rows", "collect_features", "evaluate", "intra_inter_ratio",
            "draw_features", "default_samples"]
 

@@ -38,6 +38,9 @@ from google.protobuf import text_format
 
 from caffe_losses.params import as_float
 
+# caffe (pycaffe) is imported inside the functions that use it: the CLI imports this
+# module, and must run without pycaffe to say that it is missing (tests/test_layout.py).
+
 __all__ = ["FILLER_TYPES", "as_filler", "fill", "caffe_filler_net"]
 
 FILLER_TYPES = ("constant", "uniform", "gaussian", "xavier", "msra", "positive_unitball")

@@ -18,6 +18,9 @@ from caffe_losses import preflight
 from caffe_losses.prototxt import read_net_param
 from caffe_losses.safety import OutputError, check_output, output_file
 
+# caffe (pycaffe) is imported inside the functions that use it: the CLI imports this
+# module, and must run without pycaffe to say that it is missing (tests/test_layout.py).
+
 __all__ = ["SurgeryError", "SUPPORTED", "MAX_VALUES", "surgery", "find_layer", "lr_mults"]
 
 SUPPORTED = ("Convolution", "InnerProduct")

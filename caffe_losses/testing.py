@@ -32,6 +32,9 @@ import tempfile
 import numpy as np
 from google.protobuf import text_format
 
+# caffe (pycaffe) is imported inside the functions that use it: the CLI imports this
+# module, and must run without pycaffe to say that it is missing (tests/test_layout.py).
+
 __all__ = ["GradientCheckError", "numeric_gradient", "check_gradient",
            "layer_net", "layer_net_param", "net_from_text", "check_net_gradient"]
 

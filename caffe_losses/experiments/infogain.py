@@ -26,6 +26,10 @@ from caffe_losses.features import forward_rows
 from caffe_losses.figures import pyplot, save_figure
 from caffe_losses.prototxt import read_net_param
 
+# caffe (pycaffe) and matplotlib (optional, the demo extra) are imported inside the
+# functions that use them: the CLI imports this module, and must run without either
+# (tests/test_layout.py).
+
 __all__ = ["TEMPLATE", "plan", "summarize", "evaluate", "baseline_net"]
 
 FAMILY = "infogain"

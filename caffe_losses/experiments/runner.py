@@ -29,6 +29,10 @@ from caffe_losses.figures import pyplot, save_figure
 from caffe_losses.prototxt import read_solver_param, working_directory
 from caffe_losses.templates import TEMPLATE_ROOT, prepare_data
 
+# caffe (pycaffe) and matplotlib (optional, the demo extra) are imported inside the
+# functions that use them: the CLI imports this module, and must run without either
+# (tests/test_layout.py).
+
 __all__ = ["SEEDS", "SMALL_SEEDS", "seed_list", "Job", "Variant", "plan", "copy_template", "write_net",
            "write_solver", "eval_points", "run_job", "run_jobs", "by_variant", "finals",
            "default_workers", "plot_curves", "range_bars"]

@@ -36,6 +36,10 @@ from caffe_losses.figures import pyplot, save_figure
 from caffe_losses.params import load_yaml
 from caffe_losses.prototxt import read_net_param
 
+# caffe (pycaffe) and matplotlib (optional, the demo extra) are imported inside the
+# functions that use them: the CLI imports this module, and must run without either
+# (tests/test_layout.py).
+
 __all__ = ["TASKS", "plan", "summarize", "evaluate", "evaluate_per_tag", "metrics",
            "precision_recall", "average_precision", "baseline_net"]
 

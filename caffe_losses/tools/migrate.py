@@ -42,6 +42,9 @@ from caffe_losses.prototxt import parse_text
 from caffe_losses.safety import OutputError, check_output, output_file
 from caffe_losses.textproto import decode, encode
 
+# caffe (pycaffe) is imported inside the functions that use it: the CLI imports this
+# module, and must run without pycaffe to say that it is missing (tests/test_layout.py).
+
 
 def add_arguments(parser):
     parser.add_argument("net", help="the net prototxt to migrate (it is never modified); a solver "
