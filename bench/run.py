@@ -41,6 +41,7 @@ import argparse
 import csv
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -59,7 +60,9 @@ import caffe  # noqa: E402
 from caffe.proto import caffe_pb2  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
 
+from caffe_losses.figures import pyplot, save_figure  # noqa: E402
 from caffe_losses.hmatrix import save_h  # noqa: E402
+from caffe_losses.params import load_yaml  # noqa: E402
 from caffe_losses.prototxt import read_net_param, read_solver_param, working_directory  # noqa: E402
 from caffe_losses.templates import TEMPLATE_ROOT, prepare_template  # noqa: E402
 from caffe_losses.testing import net_from_text  # noqa: E402
@@ -311,7 +314,6 @@ TEMPLATE_CASES = [
 
 def _to_native(param):
     """The net with each Python loss of this package replaced by its native counterpart."""
-    import yaml
     out = caffe_pb2.NetParameter()
     out.CopyFrom(param)
     del out.layer[:]
@@ -327,7 +329,7 @@ def _to_native(param):
         if kind == "SoftmaxWithInfogainLoss":           # native InfogainLoss: the same bottoms and tops
             new.type = "InfogainLoss"
             new.ClearField("python_param")
-            keys = yaml.safe_load(layer.python_param.param_str or "{}") or {}
+            keys = load_yaml(layer.python_param.param_str or "{}") or {}
             if "source" in keys:
                 new.infogain_loss_param.source = keys["source"]
         elif kind != "Constant":                        # Constant (H as a bottom) stays
@@ -337,7 +339,6 @@ def _to_native(param):
 
 def template_pair(tmp, template):
     """Solver factories for a prepared copy of ``template``, ours and with the native loss."""
-    import shutil
     folder = os.path.join(tmp, template)
     if not os.path.isdir(folder):
         shutil.copytree(os.path.join(TEMPLATE_ROOT, template), folder)
@@ -625,10 +626,8 @@ def rss_growth(tmp, iterations=1000):
 
 
 def plot(rows, path, title):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
+    plt = pyplot()
+    from matplotlib.patches import Patch     # matplotlib: optional (the demo extra)
     sections = [s for s in ("end-to-end", "per-layer") if any(r["section"] == s for r in rows)]
     fig, axes = plt.subplots(len(sections), 1, figsize=(max(9, 0.5 * len(rows)), 5 * len(sections)),
                              squeeze=False)
@@ -649,9 +648,7 @@ def plot(rows, path, title):
                                Patch(color="tab:orange", label="slower than native, no target missed"),
                                Patch(color="tab:red", label="target missed (see the printed table)")],
                       fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def main(argv=None):

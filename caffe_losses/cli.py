@@ -12,6 +12,8 @@ import os
 import re
 import sys
 
+from caffe_losses.prototxt import python_modules
+
 # subcommand -> module under caffe_losses.tools
 SUBCOMMANDS = {
     "train": "train",
@@ -43,12 +45,7 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, module_name in SUBCOMMANDS.items():
-        try:
-            module = importlib.import_module(f"caffe_losses.tools.{module_name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"caffe_losses.tools.{module_name}":
-                raise
-            continue  # tool not written yet
+        module = importlib.import_module(f"caffe_losses.tools.{module_name}")
         doc = plain((module.__doc__ or name).strip().splitlines()[0])
         p = sub.add_parser(name, help=doc, description=plain(module.__doc__),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -77,7 +74,6 @@ def needs_user_modules(args):
     """
     if args.command == "gradcheck":
         return args.module.split(".")[0] != "caffe_losses"
-    from caffe_losses.prototxt import python_modules
     return any(m.split(".")[0] != "caffe_losses" for p in _prototxts(args) for m in python_modules(p))
 
 

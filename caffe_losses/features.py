@@ -13,10 +13,16 @@ as in Wen et al. (ECCV 2016).
 
 import os
 
+import h5py
 import numpy as np
 
+from caffe_losses.figures import pyplot, save_figure
 from caffe_losses.preflight import check_data_sources, in_phase, read_list_file
 from caffe_losses.prototxt import read_net_param, working_directory
+
+# caffe (pycaffe) and matplotlib (optional, the demo extra) are imported inside the
+# functions that use them: the CLI imports this module, and must run without either
+# (tests/test_layout.py).
 
 __all__ = ["load_net", "forward_rows", "collect_features", "evaluate", "intra_inter_ratio",
            "draw_features", "default_samples"]
@@ -55,7 +61,6 @@ def _resolve_root(prototxt, root):
 
 def default_samples(prototxt, root):
     """Rows of the TEST-phase HDF5Data source(s), or None (= one batch)."""
-    import h5py
     base = _resolve_root(prototxt, root)
     total = 0
     for source in _test_hdf5_sources(prototxt):
@@ -176,9 +181,7 @@ def draw_features(panels, path, *, suptitle="2-D features of the test set, colou
     Points are coloured by class (tab10), class means are marked with the
     class number, and each panel's title adds the intra/inter ratio.
     """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     if not panels:
         raise ValueError("draw_features: no panels to draw")
     fig, axes = plt.subplots(1, len(panels), figsize=(5.4 * len(panels) + 1.2, 5.4), squeeze=False)
@@ -208,8 +211,4 @@ def draw_features(panels, path, *, suptitle="2-D features of the test set, colou
     for h in legend.legend_handles if hasattr(legend, "legend_handles") else legend.legendHandles:
         h.set_alpha(1.0)
     fig.suptitle(suptitle, fontsize=12)
-    fig.tight_layout(rect=(0, 0, 1 - 1.0 / fig.get_size_inches()[0], 1))
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, rect=(0, 0, 1 - 1.0 / fig.get_size_inches()[0], 1))

@@ -34,8 +34,12 @@ import os
 import tempfile
 
 import numpy as np
+from google.protobuf import text_format
 
 from caffe_losses.params import as_float
+
+# caffe (pycaffe) is imported inside the functions that use it: the CLI imports this
+# module, and must run without pycaffe to say that it is missing (tests/test_layout.py).
 
 __all__ = ["FILLER_TYPES", "as_filler", "fill", "caffe_filler_net"]
 
@@ -108,7 +112,6 @@ def fill(shape, spec, dtype=np.float32):
     that point of the generator's stream.
     """
     import caffe
-    from google.protobuf import text_format
     shape = tuple(int(d) for d in shape)
     if spec["type"] == "constant":       # no random draw: no net needed
         return np.full(shape, spec.get("value", 0.0), dtype=dtype)

@@ -32,10 +32,13 @@ This module imports caffe only to read or write a ``.binaryproto``.
 import os
 
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from caffe_losses.core.common import first_bad_index
 from caffe_losses.core.infogain import infogain_matrix, square_shape
-from caffe_losses.safety import FLOAT32_MAX, check_allocation, float32_overflow, format_bytes
+from caffe_losses.safety import (FLOAT32_MAX, check_allocation, float32_overflow, format_bytes,
+                                 output_file, read_bytes)
+from caffe_losses.safety import shown_path as _where
 
 __all__ = ["load_blob", "load_h", "check_h", "save_h", "describe_h", "identity_h",
            "read_labels", "class_counts", "class_weights", "weights_h", "read_matrix",
@@ -51,13 +54,6 @@ NPY_MAGIC = b"\x93NUMPY"
 # Caffe's kMaxBlobAxes: a blob of more axes aborts the process (Blob::Reshape's CHECK)
 MAX_BLOB_AXES = 32
 WEIGHTINGS = ("inverse", "sqrt-inverse", "effective-number")
-
-
-def _where(path):
-    """The path as given, plus where a relative one was looked for."""
-    if os.path.isabs(path):
-        return f"'{path}'"
-    return f"'{path}' (relative to the working directory {os.getcwd()})"
 
 
 def load_blob(path, *, owner="load_blob", key="source"):
@@ -87,13 +83,13 @@ def load_blob(path, *, owner="load_blob", key="source"):
                              f".binaryproto or .npy file")
         raise FileNotFoundError(f"{what} not found" if not os.path.isdir(path) else
                                 f"{what} is a folder, not a file")
-    if _read_bytes(path, what, limit=len(NPY_MAGIC)) == NPY_MAGIC:
+    if read_bytes(path, what, limit=len(NPY_MAGIC)) == NPY_MAGIC:
         return read_npy(path, what)
     size = os.path.getsize(path)
     # a BlobProto's float is 5 bytes in the file; parsed, 4 bytes, then 8 as float64
     check_allocation(size * 3, f"{what}, of {format_bytes(size)} (a .binaryproto H of L classes takes about "
                                f"5 L^2 bytes),")
-    raw = _read_bytes(path, what)
+    raw = read_bytes(path, what)
     if not raw:
         raise ValueError(f"{what} is empty")
     if path.lower().endswith(".npy") or raw[:1] == b"\x80":
@@ -111,14 +107,6 @@ def _not_a_file(path, what):
     if os.path.exists(path):
         return ValueError(f"{what} is not a regular file (a FIFO, a device or a socket)")
     return FileNotFoundError(f"{what} not found")
-
-
-def _read_bytes(path, what, limit=-1):
-    try:
-        with open(path, "rb") as f:
-            return f.read(limit)
-    except OSError as err:      # permission denied, I/O error
-        raise OSError(f"{what} cannot be read: {err.strerror or err}") from None
 
 
 def _npy_header(path, what):
@@ -170,7 +158,6 @@ def read_npy(path, what):
 
 
 def _parse_blobproto(raw, what):
-    from google.protobuf.message import DecodeError
     from caffe.proto import caffe_pb2
     blob = caffe_pb2.BlobProto()
     try:
@@ -289,7 +276,6 @@ def save_h(path, H, *, inputs=(), owner="save_h"):
     Returns:
       the (L, L) float32 matrix written (Caffe's ``data``), as float64.
     """
-    from caffe_losses.safety import output_file
     M = check_h(H, owner=owner, refuse_underflow=True).astype(np.float32)
     import caffe.io
     L = M.shape[0]

@@ -5,7 +5,7 @@
 
 * ``python-loss-weight``: a Python loss layer with no ``loss_weight``.
   Caffe gives Python layers no default loss weight, so the loss is computed
-  and printed but never trains the net (seed 002's warning).  Not when a
+  and printed but never trains the net.  Not when a
   later layer fed by the loss (a ``Power`` or ``Scale``) carries the weight:
   the gradient reaches the loss through it.
 * ``python-ignored-param``: a Python layer carrying ``loss_param``,
@@ -26,10 +26,11 @@
   ``SoftmaxWithLoss``, ``Expectation`` by default) fed by a ``Softmax``.
 * ``raw-scores``: the classic ``InfogainLoss`` (ours), which expects
   probabilities, fed straight by a classifier (InnerProduct/Convolution).
-* ``expectation-kernel-lr``: the seed's fixed expectation kernel (a
-  Convolution/InnerProduct with one output and no bias on top of a
-  Softmax) without ``param { lr_mult: 0 }``: the 0..K-1 kernel set by
-  net surgery would drift during training.
+* ``expectation-kernel-lr``: an expectation computed by a fixed kernel
+  (the age recipe's Convolution/InnerProduct with one output and no bias on
+  top of a Softmax, its kernel set to 0..K-1 by ``caffe-losses
+  net-surgery``) without ``param { lr_mult: 0 }``: the kernel would drift
+  during training.
 * ``layer-type``: a layer type the Caffe in use does not register
   (``caffe.layer_type_list()``): Caffe aborts with "Unknown layer type".
   The message says whether ``caffe-losses migrate`` translates it.
@@ -51,22 +52,30 @@ parser reads it (:mod:`caffe_losses.prototxt`); fields of a fork inside
 layers are reported (``fork-field``) and the rest checked.
 """
 
+import difflib
+import os
 from types import SimpleNamespace
 
-from caffe_losses.preflight import PreflightError, check_data_sources, in_phase
+from google.protobuf import text_format
 
-__all__ = ["Finding", "lint_net", "lint_file", "read_net", "weighted_downstream", "layer_label"]
+import caffe_losses
+from caffe_losses import textproto
+from caffe_losses.hmatrix import load_blob, load_h, zero_row_note
+from caffe_losses.params import parse_params
+from caffe_losses.preflight import (PreflightError, check_data_sources, check_net_structure, in_phase,
+                                    solver_preflight, solver_problems)
+from caffe_losses.prototxt import (FORK_FIELDS, layer_label, parse_text, read_net_param, read_prototxt,
+                                   read_text, solver_nets, unknown_field_label, weighted_downstream)
+from caffe_losses.safety import shown_path
+
+# caffe (pycaffe) is imported inside the functions that use it: the CLI
+# imports this module, and must run without pycaffe to say that it is missing.
+
+__all__ = ["Finding", "lint_net", "lint_file", "weighted_downstream", "layer_label"]
 
 ERROR, WARNING, NOTE = "error", "warning", "note"
 CLASSIFIER_TYPES = ("InnerProduct", "Convolution", "Deconvolution")
 SOFTMAX_INSIDE_NATIVE = ("InfogainLoss", "SoftmaxWithLoss")
-
-
-def layer_label(name, tops):
-    """How messages name a layer: ``layer 'loss'``, or by its top when it has no name."""
-    if name:
-        return f"layer '{name}'"
-    return f"unnamed layer (top '{tops[0]}')" if tops else "unnamed layer"
 
 
 def _who(layer):
@@ -102,16 +111,6 @@ class Finding:
         return (self.severity, self.rule, self.label, self.message)
 
 
-def read_net(path):
-    """Parses a net prototxt; a solver prototxt is followed to its net(s).
-
-    Returns:
-      list of (path, NetParameter).
-    """
-    from caffe_losses.prototxt import read_nets
-    return read_nets(path)
-
-
 def _python_class(layer):
     if layer.type != "Python":
         return None, None
@@ -119,7 +118,6 @@ def _python_class(layer):
 
 
 def _our_class(name):
-    import caffe_losses
     try:
         return getattr(caffe_losses, name)
     except AttributeError:
@@ -139,51 +137,22 @@ def _classifier_outputs(layer):
 
 
 def _parse(cls, param_str):
-    from caffe_losses.params import parse_params
     return parse_params(cls.__name__, cls.PARAMS, param_str)
 
 
 def _check_h_file(findings, layer, source, classes, owner):
-    from caffe_losses.hmatrix import load_h, zero_row_note
     try:
         H = load_h(source, owner=owner, key="source")
     except (OSError, ValueError, TypeError) as err:
         findings.append(Finding(ERROR, "h-file", layer, str(err)))
         return
-    note = zero_row_note(H, name=f"H in {_where(source)}")
+    note = zero_row_note(H, name=f"H in {shown_path(source)}")
     if note:   # valid (a class weighted 0): Caffe's InfogainLoss runs it
         findings.append(Finding(NOTE, "h-zero-row", layer, note))
     if classes is not None and H.shape[0] != classes:
         findings.append(Finding(ERROR, "h-file", layer,
-                                f"H in {_where(source)} is {H.shape[0]} x {H.shape[1]} but the classifier "
+                                f"H in {shown_path(source)} is {H.shape[0]} x {H.shape[1]} but the classifier "
                                 f"feeding the loss has {classes} outputs: expected {classes} x {classes}"))
-
-
-def _where(path):
-    import os
-    if os.path.isabs(path):
-        return f"'{path}'"
-    return f"'{path}' (read as {os.path.abspath(path)}, relative to the working directory)"
-
-
-def weighted_downstream(layers, index):
-    """Whether a later layer fed (directly or not) by layer ``index``'s tops has a loss weight.
-
-    Caffe back-propagates into every layer below a loss (``Net::Init``'s
-    ``blobs_under_loss``), so a loss layer without ``loss_weight`` whose top
-    feeds a ``Power`` or ``Scale`` that carries one does train.
-
-    Args:
-      layers: a list of ``(bottoms, tops, loss_weights)`` in net order.
-      index: the layer whose tops are followed.
-    """
-    reached = set(layers[index][1])
-    for bottoms, tops, weights in layers[index + 1:]:
-        if reached.intersection(bottoms):
-            if any(float(w) != 0 for w in weights):
-                return True
-            reached.update(tops)
-    return False
 
 
 # Caffe hands a Python layer only python_param (param_str); what its other
@@ -221,7 +190,6 @@ def _unknown_type(findings, layer, known):
     else:
         what = ("No translation in caffe-losses migrate: the net needs the Caffe (a fork) that has "
                 "this layer")
-    import difflib
     close = difflib.get_close_matches(layer.type, sorted(known), n=1, cutoff=0.8)   # a typo?
     if close:
         what = f"Did you mean '{close[0]}'?"
@@ -259,7 +227,6 @@ def _lint_phase(net, phase, weight_decay=None):
 
         # param-str ------------------------------------------------------
         if ours and cls is None:
-            import caffe_losses
             findings.append(Finding(ERROR, "param-str", layer,
                                     f"caffe_losses has no layer '{cls_name}'. Layers: "
                                     f"{', '.join(caffe_losses.__all__)}"))
@@ -315,7 +282,6 @@ def _lint_phase(net, phase, weight_decay=None):
 
         # constant-source: the file the Constant layer emits, read as the layer reads it
         if ours and cls_name == "Constant" and params and params.get("source"):
-            from caffe_losses.hmatrix import load_blob
             try:
                 load_blob(params["source"], owner="Constant", key="source")
             except (OSError, ValueError, TypeError) as err:
@@ -384,7 +350,6 @@ def _structure(nets):
 
     Unknown layer types are the ``layer-type`` rule's (per layer, with migrate's translation).
     """
-    from caffe_losses.preflight import check_net_structure
     out = []
     for where, net, phase in nets:
         try:
@@ -396,20 +361,17 @@ def _structure(nets):
 
 def _solver_findings(solver, path):
     """Every pre-check ``caffe-losses train`` makes on the solver (shared code), and the solver warnings."""
-    from caffe_losses.preflight import solver_preflight, solver_problems
     found = [(path, Finding(ERROR, "solver", None, str(err))) for err in solver_preflight(solver, path)]
     found += [(path, Finding(WARNING, "solver", None, f"solver {path}: {w}")) for w in solver_problems(solver)[1]]
     return found
 
 
 def _fork_finding(path, field, net_path):
-    from caffe_losses.migrate import FORK_FIELDS, _unknown_field
-    owner, name = _unknown_field(path, field, "the net")
+    owner, name = unknown_field_label(path, field, "the net")
     layer = path[0]
     who = SimpleNamespace(name=layer.get("name") or "", top=[t.value for t in layer.all("top")])
     origin = FORK_FIELDS.get(field.name)
     if origin and (layer.get("type") or "") in MIGRATED_TYPES:
-        import os
         stem = os.path.splitext(os.path.basename(net_path))[0]
         what = (f"To carry the layer over to caffe_losses' layers: caffe-losses migrate {net_path} -o "
                 f"{stem}_migrated.prototxt")
@@ -428,11 +390,7 @@ def read_net_tolerant(path, found):
     ``found`` (``{id(net): [Finding]}``); anything else protobuf refuses is
     an error as :func:`caffe_losses.prototxt.read_net_param` raises it.
     """
-    from google.protobuf import text_format
-
     from caffe.proto import caffe_pb2
-    from caffe_losses import textproto
-    from caffe_losses.prototxt import parse_text, read_net_param, read_text
     try:
         return read_net_param(path)
     except ValueError as err:
@@ -468,7 +426,6 @@ def lint_file(path):
     of ``Net::Init``.
     """
     from caffe.proto import caffe_pb2
-    from caffe_losses.prototxt import read_prototxt, solver_nets
     forks, cache = {}, {}
 
     def reader(name):                 # each file read once, its fork findings kept

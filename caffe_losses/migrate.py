@@ -43,19 +43,21 @@ register) is reported as a problem, and nothing should be written.
 import re
 
 import yaml
+from google.protobuf import text_format
+from google.protobuf.descriptor import FieldDescriptor
 
+import caffe_losses
 from caffe_losses import textproto
 from caffe_losses.fillers import FILLER_TYPES
-from caffe_losses.lint import layer_label, weighted_downstream
+from caffe_losses.params import _Loader, load_yaml, parse_params
+from caffe_losses.prototxt import (FORK_FIELDS, fork_fields_hint, layer_label, parse_text,
+                                   unknown_field_label, weighted_downstream)
+
+# caffe (pycaffe) is imported inside the functions that read caffe.proto: the
+# CLI imports this module, and must run without pycaffe to say that it is missing.
 
 __all__ = ["MigrationError", "Change", "Migration", "migrate_text", "FORK_FIELDS",
            "fork_fields_hint", "inspect_weights"]
-
-# fork-only LayerParameter fields -> (where they come from, what to do)
-FORK_FIELDS = {
-    "smooth_l1_loss_param": "fast-rcnn / py-faster-rcnn's SmoothL1Loss",
-    "center_loss_param": "caffe-face's CenterLoss",
-}
 
 _FILLER_KEYS = ("type", "value", "min", "max", "mean", "std", "variance_norm")
 
@@ -105,7 +107,6 @@ class _ForkField:
     """A field of a fork's caffe.proto, described as protobuf describes BVLC's (what textproto reads)."""
 
     def __init__(self, name, cpp_type, message_type=None):
-        from google.protobuf.descriptor import FieldDescriptor
         self.name, self.cpp_type = name, getattr(FieldDescriptor, "CPPTYPE_" + cpp_type)
         self.message_type, self.enum_type, self.is_repeated = message_type, None, False
 
@@ -146,8 +147,6 @@ def _loss_weights(field):
 
 def _dumper():
     """A YAML dumper that quotes every string that either YAML 1.1 or param_str's loader reads otherwise."""
-    from caffe_losses.params import _Loader
-
     class Dumper(yaml.SafeDumper):
         pass
     Dumper.yaml_implicit_resolvers = {}
@@ -159,7 +158,6 @@ def _dumper():
 
 def _param_str(params):
     """YAML flow mapping for ``param_str``, read back by the layers' own loader to the same dict."""
-    from caffe_losses.params import load_yaml
     text = yaml.dump(params, Dumper=_dumper(), default_flow_style=True, sort_keys=False, width=1 << 30,
                      allow_unicode=True).strip()
     if load_yaml(text) != params:   # never write what the layer would read differently
@@ -409,9 +407,10 @@ _NATIVE = {
 }
 _HED = {"SigmoidCrossEntropyLoss": (_hed_sigmoid, ("loss_param",))}
 
-# blocks on one of our Python layers -> param_str keys, per block
+# the blocks whose settings move into param_str -> {field: the param_str key it becomes}
 _MOVABLE = {
-    "loss_param": None,                           # via _loss_param
+    "loss_param": {"ignore_label": "ignore_label", "normalization": "normalization",
+                   "normalize": "normalization"},     # read by _loss_param (normalize: the old bool)
     "infogain_loss_param": {"source": "source", "axis": "axis"},
     "smooth_l1_loss_param": {"sigma": "sigma"},
     "center_loss_param": {"num_output": "num_classes", "center_filler": "center_filler"},
@@ -419,7 +418,6 @@ _MOVABLE = {
 
 
 def _schema_keys(cls_name):
-    import caffe_losses
     try:
         cls = getattr(caffe_losses, cls_name)
     except AttributeError:
@@ -440,7 +438,6 @@ def _python_layer(ctx, layer):
         ctx.problem(layer, f"caffe_losses has no layer '{cls_name}'")
         return None
     existing_text = pp.get("param_str") or ""
-    from caffe_losses.params import load_yaml
     try:     # as the layer reads it (YAML 1.2 numbers: 0255 is 255)
         existing = load_yaml(existing_text) if existing_text.strip() else {}
     except yaml.YAMLError as err:
@@ -559,10 +556,10 @@ def _rewrite_native(ctx, edits, layer, convert, blocks):
 
 
 def _moved(block, params):
-    keys = {"infogain_loss_param": ("source", "axis"),
-            "loss_param": ("ignore_label", "normalization"),
-            "smooth_l1_loss_param": ("sigma",),
-            "center_loss_param": ("num_classes", "center_filler", "update")}.get(block.name, ())
+    """The param_str settings that ``block`` became (shown in its change line)."""
+    keys = list(dict.fromkeys(_MOVABLE.get(block.name, {}).values()))
+    if block.name == "center_loss_param":
+        keys.append("update")       # the mode caffe-face's CenterLoss ran in (set by _center)
     return {k: params[k] for k in keys if k in params}
 
 
@@ -593,20 +590,6 @@ def _rewrite_python(ctx, edits, layer, weighted_later):
     ctx.result.migrated[layer.name] = (cls_name, params)
 
 
-def _unknown_field(path, field, top):
-    """How messages name a field of :func:`textproto.unknown_fields`: ``(owner, dotted name)``.
-
-    The owner is its layer with the layer's type (``layer 'loss' (CenterLoss)``),
-    or ``top`` for a field outside the layers.
-    """
-    name = ".".join([p.name for p in path[1:]] + [field.name])
-    if path and path[0].name in ("layer", "layers"):
-        layer = path[0]
-        kind = f" ({layer.get('type')})" if layer.get("type") else ""
-        return layer_label(layer.get("name"), [t.value for t in layer.all("top")]) + kind, name
-    return top, name
-
-
 def _given_twice(ctx, root):
     """Caffe refuses a net whose non-repeated field is given twice (it does not keep the last)."""
     from caffe.proto import caffe_pb2
@@ -618,7 +601,7 @@ def _given_twice(ctx, root):
             for b in blocks:
                 found += [((layer, b) + path, f) for path, f in textproto.repeated_twice(b, _descriptor(name))]
     for path, f in found:
-        owner, name = _unknown_field(path, f, "the net")
+        owner, name = unknown_field_label(path, f, "the net")
         ctx.result.problems.append(
             f"{owner}: '{name}' is given twice; Caffe refuses the net (\"Non-repeated field "
             f"\"{f.name}\" is specified multiple times\"): keep one (merge the two)")
@@ -643,16 +626,12 @@ def _unknown_types(ctx, root, keep_unknown):
 
 def _validate(ctx, keep_unknown):
     """Checks the migrated text: protobuf reads it, every param_str validates."""
-    from google.protobuf import text_format
-
     from caffe.proto import caffe_pb2
-    from caffe_losses.params import parse_params
-    from caffe_losses.prototxt import parse_text
     result = ctx.result
     root = textproto.parse(result.text)
     unknown = textproto.unknown_fields(root, caffe_pb2.NetParameter.DESCRIPTOR)
     for path, f in unknown:
-        owner, name = _unknown_field(path, f, "the net")
+        owner, name = unknown_field_label(path, f, "the net")
         origin = FORK_FIELDS.get(f.name, "a fork of Caffe")
         message = (f"{owner}: '{name}' is not in BVLC Caffe's caffe.proto (it comes from {origin}) and "
                    f"migrate does not translate this layer")
@@ -667,7 +646,6 @@ def _validate(ctx, keep_unknown):
         except (text_format.ParseError, textproto.TextProtoError) as err:
             result.problems.append(f"the migrated net does not parse in BVLC Caffe ({err})")
             return
-        import caffe_losses
         for layer in net.layer:
             if layer.type != "Python" or layer.python_param.module != "caffe_losses":
                 continue
@@ -730,32 +708,6 @@ def migrate_text(text, *, hed=False, keep_unknown=False):
     result.text = edits.apply()
     _validate(ctx, keep_unknown)
     return result
-
-
-def fork_fields_hint(text, descriptor, path):
-    """Why protobuf refused ``text``, when the reason is fields BVLC Caffe lacks.
-
-    Returns:
-      a message naming each unknown field, its layer and the fork it comes
-      from, with the ``caffe-losses migrate`` command to run; None when the
-      text has no unknown fields (or is not prototxt at all).
-    """
-    try:
-        unknown = textproto.unknown_fields(textproto.parse(text), descriptor)
-    except textproto.TextProtoError:
-        return None
-    if not unknown:
-        return None
-    parts = []
-    for where, f in unknown:
-        owner, name = _unknown_field(where, f, "the top level")
-        origin = FORK_FIELDS.get(f.name)
-        parts.append(f"{owner}: '{name}' is not in BVLC Caffe's caffe.proto"
-                     + (f" (it comes from {origin})" if origin else " (a fork's field?)"))
-    import os
-    stem = os.path.splitext(os.path.basename(path))[0]
-    return ("; ".join(parts) + f". To carry the net over to caffe_losses' layers: caffe-losses migrate "
-            f"{path} -o {stem}_migrated.prototxt")
 
 
 # ---------------------------------------------------------------------------

@@ -16,6 +16,8 @@ import subprocess
 import sys
 import tempfile
 
+from caffe_losses.preflight import PreflightError, check_data_sources
+
 __all__ = ["NetBuildError", "build_shapes"]
 
 _SCRIPT = """\
@@ -46,8 +48,6 @@ def _last_message(stderr):
 
 def _phase_reason(net_param, phase):
     from caffe.proto import caffe_pb2
-
-    from caffe_losses.preflight import PreflightError, check_data_sources
     try:
         check_data_sources(net_param, getattr(caffe_pb2, phase))
     except PreflightError as err:

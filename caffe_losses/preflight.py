@@ -7,17 +7,27 @@ the first snapshot when ``snapshot_prefix``'s folder is missing (the run is
 lost).  These functions look first and raise :class:`PreflightError` (a
 ``ValueError``) with a message naming the layer and file.  Used by
 ``caffe-losses train`` and ``net-surgery``.
+
+caffe (pycaffe) is imported inside the functions that use it: the CLI
+imports this module, and must run without pycaffe to say that it is missing.
 """
 
+import difflib
 import os
+import stat
+import subprocess
+import sys
 import tempfile
 
+import h5py
 import numpy as np
+
+from caffe_losses.safety import format_bytes, read_bytes
 
 __all__ = ["PreflightError", "in_phase", "check_data_sources", "check_net_structure", "check_weights",
            "check_solver", "check_snapshot_prefix", "check_solverstate", "net_shapes", "model_layer_names",
            "unmatched_layers", "weights_layers", "check_model", "solver_problems", "solver_preflight",
-           "read_list_file", "SOLVER_TYPES", "LR_POLICIES"]
+           "read_list_file", "snapshot_prefix", "SOLVER_TYPES", "LR_POLICIES"]
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -55,7 +65,6 @@ MAX_LIST_BYTES = 64 * 2 ** 20
 
 
 def _file_kind(st):
-    import stat
     for test, name in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
                        (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
                        (stat.S_ISDIR, "a folder")):
@@ -66,7 +75,6 @@ def _file_kind(st):
 
 def read_list_file(path, who):
     """The lines of a data layer's list file: a regular text file, read to a bound, never blocking."""
-    from caffe_losses.safety import format_bytes
     st = os.stat(path)
     kind = _file_kind(st)
     if kind:
@@ -127,7 +135,6 @@ def check_data_sources(param, phase):
                 if kind:
                     raise PreflightError(f"{who}: list file '{source}' names '{name}', which is {kind}, not an "
                                          f"HDF5 file")
-                import h5py
                 try:
                     with open(name, "rb"):
                         pass
@@ -159,7 +166,6 @@ def check_net_structure(param, phase, where, types=True):
     Nets in the old V1 format, and nets that pick layers by stage or level
     (which depend on the solver's net states), are left to Caffe.
     """
-    import difflib
     import caffe
     if len(param.layers) or _uses_state_rules(param):
         return
@@ -218,20 +224,19 @@ def _what_else(data):
     return None
 
 
-def _read_bytes(path, option):
+def _file_bytes(path, option):
     """The bytes of the file an ``option`` names; a missing file or a folder is an error."""
     if not os.path.exists(path):
         raise PreflightError(f"{option}: file not found: {path}")
     if not os.path.isfile(path):
         raise PreflightError(f"{option} {path}: not a file")
-    with open(path, "rb") as f:
-        return f.read()
+    return read_bytes(path, f"{option} {path}")
 
 
 def _weights_file(path, option):
     """Reads a .caffemodel, refusing what Caffe would abort on or load as nothing."""
     from caffe.proto import caffe_pb2
-    data = _read_bytes(path, option)
+    data = _file_bytes(path, option)
     if not data:
         raise PreflightError(f"{option} {path}: the file is empty")
     source = _parse(caffe_pb2.NetParameter(), data)
@@ -268,7 +273,6 @@ def net_shapes(net):
 
 
 def _h5_file(path, option):
-    import h5py
     try:
         return h5py.File(path, "r")
     except OSError as err:
@@ -278,7 +282,6 @@ def _h5_file(path, option):
 
 def _h5_model(path, option):
     """The layers of a ``.caffemodel.h5`` (Caffe's ``Net::ToHDF5``): ``[(name, {"0": shape, ...})]``."""
-    import h5py
     with _h5_file(path, option) as f:
         data = f.get("data")
         if not isinstance(data, h5py.Group):
@@ -356,7 +359,7 @@ def check_weights(path, net, option="weights", *, require_match=False):
     shapes = net if isinstance(net, dict) else net_shapes(net)
     matched = 0
     if path.endswith(".h5"):
-        if not _read_bytes(path, option).startswith(HDF5_SIGNATURE):
+        if not _file_bytes(path, option).startswith(HDF5_SIGNATURE):
             raise PreflightError(f"{option} {path}: named .h5 but not an HDF5 file")
         stored = _h5_model(path, option)
         for name, blobs in stored:
@@ -391,6 +394,22 @@ def unmatched_layers(path, net, option):
     shapes = net if isinstance(net, dict) else net_shapes(net)
     return [name for name, blobs in shapes.items()
             if any(owned for _, owned in blobs) and name not in stored]
+
+
+def snapshot_prefix(param, solver_path):
+    """The prefix Caffe snapshots to (``UpgradeSnapshotPrefixProperty``).
+
+    No ``snapshot_prefix``: the solver file's path without its extension
+    (``caffe train -solver models/solver.prototxt`` writes
+    ``models/solver_iter_N.caffemodel``). A prefix naming an existing folder:
+    that folder plus the solver file's stem.
+    """
+    stem = os.path.splitext(solver_path)[0]
+    if not param.HasField("snapshot_prefix"):
+        return stem
+    if os.path.isdir(param.snapshot_prefix):
+        return os.path.join(param.snapshot_prefix, os.path.basename(stem))
+    return param.snapshot_prefix
 
 
 def check_snapshot_prefix(prefix):
@@ -462,8 +481,6 @@ def _caffe_refuses(field, value):
     policy); Caffe aborts the process on a name it does not know, so a child
     process tries, on a one-layer net.
     """
-    import subprocess
-    import sys
     key = (field, value)
     if key not in _PROBED:
         code = ("import caffe, os, sys, tempfile\n"
@@ -495,7 +512,6 @@ def _caffe_refuses(field, value):
 
 
 def _close(name, names):
-    import difflib
     lower = {n.lower(): n for n in names}
     if name.lower() in lower:
         return lower[name.lower()]
@@ -582,7 +598,6 @@ def solver_preflight(param, path, *, weights_field=True):
     Returns:
       a list of :class:`PreflightError`, empty when the solver passes.
     """
-    from caffe_losses.training import snapshot_prefix
     problems = []
     try:
         check_solver(param, path)
@@ -618,7 +633,6 @@ _HISTORY_PER_PARAM = {"SGD": 1, "Nesterov": 1, "AdaGrad": 1, "RMSProp": 1, "AdaD
 
 def _h5_state(path, option):
     """``(iter, learned_net, [history shapes])`` of a ``.solverstate.h5`` (Caffe's SnapshotSolverStateToHDF5)."""
-    import h5py
     with _h5_file(path, option) as f:
         history = f.get("history")
         if not isinstance(history, h5py.Group) or "iter" not in f:
@@ -649,7 +663,7 @@ def check_solverstate(path, net, solver_type="SGD", option="--snapshot"):
     ending in ``.h5`` is read as Caffe's HDF5 state (``.solverstate.h5``).
     """
     from caffe.proto import caffe_pb2
-    data = _read_bytes(path, option)
+    data = _file_bytes(path, option)
     if path.endswith(".h5"):
         if not data.startswith(HDF5_SIGNATURE):
             raise PreflightError(f"{option} {path}: named .h5 but not an HDF5 file")

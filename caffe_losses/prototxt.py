@@ -1,15 +1,101 @@
-"""Reading prototxt files, and running code from a template's folder.
+"""Reading prototxt files, naming what is in them, and running code from a template's folder.
 
 Caffe resolves the relative paths inside a prototxt (data sources, H files,
 the solver's ``net:``) against the working directory, so tools that run a
 template change into its folder with :func:`working_directory`.
+
+How messages name a layer (:func:`layer_label`) and a field of a fork
+(:func:`unknown_field_label`, :data:`FORK_FIELDS`, :func:`fork_fields_hint`)
+lives here, below ``lint`` and ``migrate``, which both use it.
+
+caffe (pycaffe) is imported inside the functions that need ``caffe_pb2``:
+the CLI imports this module, and must run without pycaffe to say that it is
+missing in one line.
 """
 
 import contextlib
 import os
 
+from google.protobuf import text_format
+
+from caffe_losses import textproto
+from caffe_losses.textproto import TextProtoError, caffe_spelling, decode, for_protobuf
+
 __all__ = ["read_text", "parse_text", "read_net_param", "read_solver_param", "read_prototxt", "read_nets", "solver_nets", "python_modules",
-           "working_directory"]
+           "working_directory", "layer_label", "weighted_downstream", "FORK_FIELDS", "unknown_field_label",
+           "fork_fields_hint"]
+
+# fork-only LayerParameter fields -> where they come from
+FORK_FIELDS = {
+    "smooth_l1_loss_param": "fast-rcnn / py-faster-rcnn's SmoothL1Loss",
+    "center_loss_param": "caffe-face's CenterLoss",
+}
+
+
+def layer_label(name, tops):
+    """How messages name a layer: ``layer 'loss'``, or by its top when it has no name."""
+    if name:
+        return f"layer '{name}'"
+    return f"unnamed layer (top '{tops[0]}')" if tops else "unnamed layer"
+
+
+def weighted_downstream(layers, index):
+    """Whether a later layer fed (directly or not) by layer ``index``'s tops has a loss weight.
+
+    Caffe back-propagates into every layer below a loss (``Net::Init``'s
+    ``blobs_under_loss``), so a loss layer without ``loss_weight`` whose top
+    feeds a ``Power`` or ``Scale`` that carries one does train.
+
+    Args:
+      layers: a list of ``(bottoms, tops, loss_weights)`` in net order.
+      index: the layer whose tops are followed.
+    """
+    reached = set(layers[index][1])
+    for bottoms, tops, weights in layers[index + 1:]:
+        if reached.intersection(bottoms):
+            if any(float(w) != 0 for w in weights):
+                return True
+            reached.update(tops)
+    return False
+
+
+def unknown_field_label(path, field, top):
+    """How messages name a field of :func:`textproto.unknown_fields`: ``(owner, dotted name)``.
+
+    The owner is its layer with the layer's type (``layer 'loss' (CenterLoss)``),
+    or ``top`` for a field outside the layers.
+    """
+    name = ".".join([p.name for p in path[1:]] + [field.name])
+    if path and path[0].name in ("layer", "layers"):
+        layer = path[0]
+        kind = f" ({layer.get('type')})" if layer.get("type") else ""
+        return layer_label(layer.get("name"), [t.value for t in layer.all("top")]) + kind, name
+    return top, name
+
+
+def fork_fields_hint(text, descriptor, path):
+    """Why protobuf refused ``text``, when the reason is fields BVLC Caffe lacks.
+
+    Returns:
+      a message naming each unknown field, its layer and the fork it comes
+      from, with the ``caffe-losses migrate`` command to run; None when the
+      text has no unknown fields (or is not prototxt at all).
+    """
+    try:
+        unknown = textproto.unknown_fields(textproto.parse(text), descriptor)
+    except TextProtoError:
+        return None
+    if not unknown:
+        return None
+    parts = []
+    for where, f in unknown:
+        owner, name = unknown_field_label(where, f, "the top level")
+        origin = FORK_FIELDS.get(f.name)
+        parts.append(f"{owner}: '{name}' is not in BVLC Caffe's caffe.proto"
+                     + (f" (it comes from {origin})" if origin else " (a fork's field?)"))
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return ("; ".join(parts) + f". To carry the net over to caffe_losses' layers: caffe-losses migrate "
+            f"{path} -o {stem}_migrated.prototxt")
 
 
 def read_text(path, what="net"):
@@ -19,7 +105,6 @@ def read_text(path, what="net"):
     escape (:func:`caffe_losses.textproto.decode`): Caffe's parser takes any
     byte in a comment or a string, so such a file is text, not "a binary file".
     """
-    from caffe_losses.textproto import decode
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} file not found: {path}")
     try:
@@ -43,9 +128,6 @@ def parse_text(text, message):
       :class:`caffe_losses.textproto.TextProtoError` (a ValueError) for an
       escape Caffe refuses.
     """
-    from google.protobuf import text_format
-
-    from caffe_losses.textproto import TextProtoError, caffe_spelling, for_protobuf
     try:
         spelt = caffe_spelling(text, message.DESCRIPTOR)
     except TextProtoError as err:
@@ -56,9 +138,6 @@ def parse_text(text, message):
 
 
 def _read(path, message, what):
-    from google.protobuf import text_format
-
-    from caffe_losses.textproto import TextProtoError
     text = read_text(path, what)
     try:
         parse_text(text, message)
@@ -67,7 +146,6 @@ def _read(path, message, what):
     except text_format.ParseError as err:
         if "\0" in text:
             raise ValueError(f"{path}: not a valid {what} prototxt (not text: a binary file?)") from None
-        from caffe_losses.migrate import fork_fields_hint
         hint = fork_fields_hint(text, message.DESCRIPTOR, path)   # a fork's field? name it
         raise ValueError(f"{path}: not a valid {what} prototxt ({err})"
                          + (f". {hint}" if hint else "")) from None

@@ -30,7 +30,8 @@ import tempfile
 import numpy as np
 
 __all__ = ["OutputError", "check_output", "not_a_file", "output_file", "figure_output", "available_memory", "check_allocation",
-           "float32_overflow", "overflows_float32", "format_bytes", "FLOAT32_MAX", "FLOAT32_OVERFLOW"]
+           "float32_overflow", "overflows_float32", "format_bytes", "shown_path", "read_bytes", "FLOAT32_MAX",
+           "FLOAT32_OVERFLOW"]
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)          # 3.4028235e+38
 # Every float64 below this in magnitude rounds to a finite float32 (the
@@ -180,6 +181,25 @@ def output_file(path, inputs=(), *, option="--output", tool=None):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def shown_path(path):
+    """How messages show a file's path: as given, plus where a relative one was looked for.
+
+    ``'H.binaryproto' (relative to the working directory /run: /run/H.binaryproto)``
+    """
+    if os.path.isabs(path):
+        return f"'{path}'"
+    return f"'{path}' (relative to the working directory {os.getcwd()}: {os.path.abspath(path)})"
+
+
+def read_bytes(path, what, limit=-1):
+    """The bytes of a file (the first ``limit`` ones), or an OSError saying that ``what`` cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(limit)
+    except OSError as err:      # permission denied, I/O error
+        raise OSError(f"{what} cannot be read: {err.strerror or err}") from None
 
 
 def available_memory():

@@ -18,6 +18,9 @@ from caffe_losses import preflight
 from caffe_losses.prototxt import read_net_param
 from caffe_losses.safety import OutputError, check_output, output_file
 
+# caffe (pycaffe) is imported inside the functions that use it: the CLI imports this
+# module, and must run without pycaffe to say that it is missing (tests/test_layout.py).
+
 __all__ = ["SurgeryError", "SUPPORTED", "MAX_VALUES", "surgery", "find_layer", "lr_mults"]
 
 SUPPORTED = ("Convolution", "InnerProduct")
@@ -32,14 +35,6 @@ class SurgeryError(Exception):
 def _describe(values):
     v = [f"{x:g}" for x in values]
     return ", ".join(v) if len(v) <= 6 else ", ".join(v[:3]) + ", ..., " + ", ".join(v[-2:])
-
-
-def read_net(path):
-    """Parses a net prototxt into a ``caffe_pb2.NetParameter``."""
-    try:
-        return read_net_param(path)
-    except (FileNotFoundError, ValueError) as err:
-        raise SurgeryError(f"--model: {err}") from None
 
 
 def check_data_sources(param, phase):
@@ -120,7 +115,10 @@ def surgery(model, layer_name, values, output, *, weights=None, phase="TRAIN", o
     caffe.set_mode_cpu()
     phase_id = getattr(caffe_pb2, phase)
     values = np.asarray(values, dtype=np.float32)
-    param = read_net(model)
+    try:
+        param = read_net_param(model)
+    except (FileNotFoundError, ValueError) as error:
+        raise SurgeryError(f"--model: {error}") from None
     layer = find_layer(param, layer_name, phase_id)
     check_data_sources(param, phase_id)
     warnings = []

@@ -30,6 +30,10 @@ import os
 import tempfile
 
 import numpy as np
+from google.protobuf import text_format
+
+# caffe (pycaffe) is imported inside the functions that use it: the CLI imports this
+# module, and must run without pycaffe to say that it is missing (tests/test_layout.py).
 
 __all__ = ["GradientCheckError", "numeric_gradient", "check_gradient",
            "layer_net", "layer_net_param", "net_from_text", "check_net_gradient"]
@@ -151,7 +155,6 @@ def layer_net(module, layer, bottoms, *, tops=("loss",), param_str="", loss_weig
     Returns:
       caffe.Net in the TRAIN phase with ``force_backward: true``.
     """
-    from google.protobuf import text_format
     param = layer_net_param(module, layer, bottoms, tops=tops, param_str=param_str,
                             loss_weight=loss_weight, name=name)
     return net_from_text(text_format.MessageToString(param))

@@ -44,8 +44,10 @@ names the layer as written in the prototxt.
 """
 
 import contextlib
+import ctypes
 import math
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -57,16 +59,22 @@ import traceback
 import warnings
 from collections import deque
 
+import h5py
 import numpy as np
+from google.protobuf import text_format
 
+from caffe_losses.figures import pyplot, save_figure
 from caffe_losses.preflight import (PreflightError, check_data_sources, check_net_structure,
-                                    check_solverstate, check_weights, solver_preflight)
+                                    check_solverstate, check_weights, snapshot_prefix, solver_preflight)
 from caffe_losses.prototxt import read_solver_param, solver_nets
+from caffe_losses.safety import format_bytes
 
-__all__ = ["read_solver", "train", "plot_curve", "check_max_iter", "StoppedAgain", "net_loss", "collect_histories",
+# caffe (pycaffe) is imported inside the functions that use it: the CLI
+# imports this module, and must run without pycaffe to say that it is missing.
+
+__all__ = ["read_solver", "train", "plot_curve", "check_max_iter", "StoppedAgain", "net_loss",
            "snapshot_prefix", "snapshot_files", "format_test", "TrainingError", "CURVE_EXTRA_NOTE"]
 
-_COLLECTORS = []
 # test_interval for the solver handed to Caffe: its own TestAll never runs
 # (iter % (2^31 - 1) == 0 only at 0, and test_initialization is turned off)
 _NEVER = 2 ** 31 - 1
@@ -87,41 +95,9 @@ class TrainingError(Exception):
         self.details = details
 
 
-@contextlib.contextmanager
-def collect_histories():
-    """Collects the history of every :func:`train` call made inside the block.
-
-    Yields a list that fills with ``{"label", "solver", "iters", "loss",
-    "tests"}`` dicts (``caffe-losses demo`` draws its training curves from
-    them; ``tests`` as in :func:`train`'s history).
-    """
-    runs = []
-    _COLLECTORS.append(runs)
-    try:
-        yield runs
-    finally:
-        _COLLECTORS.remove(runs)
-
-
 def read_solver(path):
     """Parses a ``solver.prototxt`` into a ``caffe_pb2.SolverParameter``."""
     return read_solver_param(path)
-
-
-def snapshot_prefix(param, solver_path):
-    """The prefix Caffe snapshots to (``UpgradeSnapshotPrefixProperty``).
-
-    No ``snapshot_prefix``: the solver file's path without its extension
-    (``caffe train -solver models/solver.prototxt`` writes
-    ``models/solver_iter_N.caffemodel``). A prefix naming an existing folder:
-    that folder plus the solver file's stem.
-    """
-    stem = os.path.splitext(solver_path)[0]
-    if not param.HasField("snapshot_prefix"):
-        return stem
-    if os.path.isdir(param.snapshot_prefix):
-        return os.path.join(param.snapshot_prefix, os.path.basename(stem))
-    return param.snapshot_prefix
 
 
 def snapshot_files(prefix, iteration, snapshot_format):
@@ -360,7 +336,6 @@ def with_blob_names(message, layer, spec):
     Python layer its name and tops (the project's build) but not its bottoms,
     so the names come from the prototxt's layer.
     """
-    import re
     roles = tuple(getattr(layer, "BOTTOMS", ())) + tuple(getattr(layer, "OPTIONAL_BOTTOMS", ()))
     blobs = list(spec.bottom) if spec is not None else []
     rename = {role: blobs[i] for i, role in enumerate(roles) if i < len(blobs) and blobs[i] != role}
@@ -509,7 +484,6 @@ def _build_solver(param, prefix, solver_path):
     """``caffe.get_solver`` on a copy of the solver: Caffe's own testing and periodic snapshots
     off (both are run here), snapshots to a temporary prefix, no weights."""
     import caffe
-    from google.protobuf import text_format
     run = type(param)()
     run.CopyFrom(param)
     run.snapshot_prefix = _partial_prefix(prefix)
@@ -675,10 +649,6 @@ def train(solver_path, *, weights=None, snapshot=None, max_iter=None, progress=T
                        fork=gpu is None).run(names)
     history["solver"] = solver
     solver_dir = os.path.basename(os.path.dirname(os.path.abspath(solver_path)))
-    for runs in _COLLECTORS:
-        runs.append({"label": label or solver_dir, "solver": os.path.abspath(solver_path),
-                     "iters": list(history["iters"]), "loss": list(history["loss"]),
-                     "tests": list(history["tests"])})
     history["curve"], history["curve_note"] = None, None
     if curve_png and (history["iters"] or history["tests"]):
         try:
@@ -747,7 +717,7 @@ class _Run:
         except (_ChildFailed, OSError) as err:
             folder = os.path.dirname(os.path.abspath(final[0]))
             free = shutil.disk_usage(folder).free if os.path.isdir(folder) else None
-            space = f"; {_format_bytes(free)} free in {folder}" if free is not None else ""
+            space = f"; {format_bytes(free)} free in {folder}" if free is not None else ""
             raise TrainingError(f"cannot write the snapshot of iteration {it} ({final[0]}, {final[1]}): "
                                 f"{err}{space}. Nothing was written under those names; "
                                 f"{self.existing()}") from None
@@ -965,10 +935,9 @@ def _in_child(work):
     Any exception while waiting (:class:`_StopNow` from :func:`_stop_raises`)
     kills the child first, so that the caller can remove what it wrote.
     """
-    import warnings as _w
     read_end, write_end = os.pipe()
-    with _w.catch_warnings():
-        _w.simplefilter("ignore", DeprecationWarning)     # fork() with BLAS threads (Python 3.12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)     # fork() with BLAS threads (Python 3.12)
         pid = os.fork()
     if pid == 0:                                         # the child: never returns
         code = 1
@@ -1020,7 +989,6 @@ def _in_child(work):
 def _die_with_parent():
     """Linux: the snapshot child is killed if training is (never a writer left behind)."""
     with contextlib.suppress(Exception):
-        import ctypes
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)      # PR_SET_PDEATHSIG
 
@@ -1038,8 +1006,6 @@ def _set_learned_net(state_path, model, snapshot_format):
     """Sets the ``learned_net`` a solver state names (the weights file restored with it) to ``model``."""
     from caffe.proto import caffe_pb2
     if snapshot_format == caffe_pb2.SolverParameter.HDF5:
-        import h5py
-        import numpy as _np
         with h5py.File(state_path, "r+") as f:
             # Caffe's hdf5_save_string: a scalar, null-terminated fixed-length string
             data = model.encode() + b"\0"
@@ -1050,7 +1016,7 @@ def _set_learned_net(state_path, model, snapshot_format):
             tid.set_strpad(h5py.h5t.STR_NULLTERM)
             space = h5py.h5s.create(h5py.h5s.SCALAR)
             ds = h5py.h5d.create(f.id, b"learned_net", tid, space)
-            ds.write(h5py.h5s.ALL, h5py.h5s.ALL, _np.array(data, dtype=f"S{len(data)}"), mtype=tid)
+            ds.write(h5py.h5s.ALL, h5py.h5s.ALL, np.array(data, dtype=f"S{len(data)}"), mtype=tid)
         return
     state = caffe_pb2.SolverState()
     with open(state_path, "rb") as f:
@@ -1060,18 +1026,13 @@ def _set_learned_net(state_path, model, snapshot_format):
         f.write(state.SerializeToString())
 
 
-def _format_bytes(n):
-    from caffe_losses.safety import format_bytes
-    return format_bytes(n)
-
-
 def _check_free_space(solver, folder):
     """In-process snapshots (GPU mode): refuses one the disk has clearly no room for (Caffe would abort)."""
     need = sum(int(b.data.nbytes) for blobs in solver.net.params.values() for b in blobs)
     free = shutil.disk_usage(folder).free
     if free < 2 * need:
-        raise OSError(f"the disk has {_format_bytes(free)} free, less than the "
-                      f"{_format_bytes(2 * need)} the weights and solver state need at least")
+        raise OSError(f"the disk has {format_bytes(free)} free, less than the "
+                      f"{format_bytes(2 * need)} the weights and solver state need at least")
 
 
 def _test_series(tests):
@@ -1117,9 +1078,7 @@ def plot_curve(histories, path, *, title="Training loss", smooth=10):
     test outputs (accuracy...) on a second panel, from 0 to 1 when they all
     lie there (:func:`score_axis`), with each one's range in the legend.
     """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     test_losses, test_scores = {}, {}
     if "iters" in histories:
         test_losses, test_scores = _test_series(histories.get("tests") or [])
@@ -1161,8 +1120,4 @@ def plot_curve(histories, path, *, title="Training loss", smooth=10):
         low.grid(alpha=0.3)
         low.legend()
     axes[-1][0].set_xlabel("iteration")
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -10,6 +10,7 @@ folder's ``data/`` with :func:`write_splits`.
 
 import os
 
+import h5py
 import numpy as np
 
 __all__ = ["write_hdf5", "write_splits"]
@@ -34,10 +35,6 @@ def write_hdf5(folder, name, *, root=None, **arrays):
     Returns:
       the path of the list file (the layer's ``hdf5_data_param.source``).
     """
-    try:
-        import h5py
-    except ImportError as err:  # pragma: no cover - depends on the install
-        raise ImportError("writing HDF5 data needs h5py: pip install 'caffe-losses[demo]'") from err
     folder = os.path.abspath(folder)
     os.makedirs(folder, exist_ok=True)
     h5_path = os.path.join(folder, name + ".h5")

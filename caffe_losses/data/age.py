@@ -23,11 +23,13 @@ shuffled order and read with ``shuffle: false`` (Caffe's HDF5 shuffle is not
 seeded by the solver's ``random_seed``).
 """
 
+import io
 import os
 
 import numpy as np
 
 from caffe_losses.prototxt import working_directory
+from caffe_losses.surgery import surgery
 from caffe_losses.data import write_splits
 
 __all__ = ["make_ages", "render_faces", "load_age", "write_age", "trivial_mae",
@@ -147,9 +149,6 @@ def prepare_surgery(folder, *, small=False, seed=0, quiet=True):
 
     and so writes ``init_weights.caffemodel``, the template's ``weights:``.
     """
-    import io
-
-    from caffe_losses.surgery import surgery
     info = write_age(folder, small=small, seed=seed)
     sink = io.StringIO() if quiet else None
     with working_directory(os.path.abspath(folder)):

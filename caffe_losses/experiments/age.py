@@ -26,6 +26,7 @@ from caffe_losses.data import age as age_data
 from caffe_losses.experiments import report, runner
 from caffe_losses.experiments.runner import finals
 from caffe_losses.features import forward_rows
+from caffe_losses.figures import pyplot, save_figure
 from caffe_losses.prototxt import read_net_param
 
 __all__ = ["RECIPES", "BASELINE", "plan", "summarize", "evaluate", "baseline_net"]
@@ -107,9 +108,7 @@ def _trivial(small):
 
 
 def _plot_predictions(panels, trivial, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 4.1), squeeze=False)
     for ax, (name, result) in zip(axes[0], panels):
         pred, truth = result["arrays"]["pred"], result["arrays"]["truth"]
@@ -123,7 +122,7 @@ def _plot_predictions(panels, trivial, path):
     seed = panels[0][1]["job"].seed
     fig.suptitle(f"Age on the synthetic faces' test split, seed {seed} (the trivial predictor, the "
                  f"training median, has MAE {trivial:.2f})", fontsize=10)
-    return runner.save_figure(fig, path, dpi=90)
+    return save_figure(fig, path, dpi=90)
 
 
 def summarize(results, out_dir, *, small=False):

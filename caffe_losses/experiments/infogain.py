@@ -23,7 +23,12 @@ from caffe_losses.data.infogain import MINORITY, MINORITY_KEEP
 from caffe_losses.experiments import report, runner
 from caffe_losses.experiments.runner import finals
 from caffe_losses.features import forward_rows
+from caffe_losses.figures import pyplot, save_figure
 from caffe_losses.prototxt import read_net_param
+
+# caffe (pycaffe) and matplotlib (optional, the demo extra) are imported inside the
+# functions that use them: the CLI imports this module, and must run without either
+# (tests/test_layout.py).
 
 __all__ = ["TEMPLATE", "plan", "summarize", "evaluate", "baseline_net"]
 
@@ -71,9 +76,7 @@ def plan(out_dir, *, small=False, seeds=None):
 
 
 def _plot_recalls(ours, base, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 3.8))
     classes = np.arange(10)
     for k, (name, results) in enumerate(((OURS, ours), (f"{BASELINE}, baseline", base))):
@@ -88,7 +91,7 @@ def _plot_recalls(ours, base, path):
     ax.legend(loc="upper center", ncol=2, fontsize="small")
     ax.set_title(f"Imbalanced digits: per-class recall on the balanced test split\n"
                  f"(mean of {len(ours)} solver seed(s); whiskers: range over the seeds)", fontsize=10)
-    return runner.save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def summarize(results, out_dir, *, small=False):

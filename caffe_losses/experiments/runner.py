@@ -14,20 +14,28 @@ Nothing here deletes files: folders are created fresh and a copy into an
 existing folder is an error.
 """
 
+import concurrent.futures
 import dataclasses
 import importlib
+import multiprocessing
 import os
 import shutil
 import time
 
 import numpy as np
+from google.protobuf import text_format
 
+from caffe_losses.figures import pyplot, save_figure
 from caffe_losses.prototxt import read_solver_param, working_directory
 from caffe_losses.templates import TEMPLATE_ROOT, prepare_data
 
+# caffe (pycaffe) and matplotlib (optional, the demo extra) are imported inside the
+# functions that use them: the CLI imports this module, and must run without either
+# (tests/test_layout.py).
+
 __all__ = ["SEEDS", "SMALL_SEEDS", "seed_list", "Job", "Variant", "plan", "copy_template", "write_net",
            "write_solver", "eval_points", "run_job", "run_jobs", "by_variant", "finals",
-           "default_workers", "plot_curves", "range_bars", "save_figure"]
+           "default_workers", "plot_curves", "range_bars"]
 
 
 def seed_list(n):
@@ -127,16 +135,6 @@ def plan(family, out_dir, variants, *, small=False, seeds=None, small_iters=None
     return jobs
 
 
-def save_figure(fig, path, dpi=100):
-    """Lays out, writes and closes a matplotlib figure; returns ``path``."""
-    import matplotlib.pyplot as plt
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
-
-
 def copy_template(name, folder):
     """Copies ``prototxt_templates/name`` to the new folder ``folder`` (which must not exist)."""
     if os.path.exists(folder):
@@ -147,7 +145,6 @@ def copy_template(name, folder):
 
 def write_net(path, net, note):
     """Writes a ``NetParameter`` (or any message: a solver) as prototxt text, with a ``# note`` header."""
-    from google.protobuf import text_format
     with open(path, "w") as f:
         f.write(f"# {note}\n" + text_format.MessageToString(net))
     return path
@@ -270,8 +267,6 @@ def run_jobs(jobs, *, workers=1, progress=None):
             results.append(run_job(job))
             _report(progress, len(results), len(jobs), results[-1])
         return results
-    import concurrent.futures
-    import multiprocessing
     order = sorted(range(len(jobs)), key=lambda i: -jobs[i].cost)
     results = [None] * len(jobs)
     saved = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
@@ -328,9 +323,7 @@ def plot_curves(panels, path, *, title, n_seeds):
       title: figure title.
       n_seeds: seeds per series (said in the title).
     """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     cols = min(len(panels), 2)
     rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(6.2 * cols, 3.9 * rows + 0.6), squeeze=False)
@@ -349,7 +342,7 @@ def plot_curves(panels, path, *, title, n_seeds):
             y, label = panel["hline"]
             ax.axhline(y, color="0.4", lw=1, ls=":", label=label)
         if panel.get("log"):
-            import matplotlib.ticker
+            import matplotlib.ticker     # matplotlib: optional (the demo extra)
             ax.set_yscale("log")
             ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
             ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))

@@ -25,13 +25,20 @@ decision a user gets without tuning a threshold); recall and precision at
 
 import os
 
+import h5py
 import numpy as np
 
 from caffe_losses.data import sigmoid as data
 from caffe_losses.experiments import report, runner
 from caffe_losses.experiments.runner import finals
 from caffe_losses.features import forward_rows
+from caffe_losses.figures import pyplot, save_figure
+from caffe_losses.params import load_yaml
 from caffe_losses.prototxt import read_net_param
+
+# caffe (pycaffe) and matplotlib (optional, the demo extra) are imported inside the
+# functions that use them: the CLI imports this module, and must run without either
+# (tests/test_layout.py).
 
 __all__ = ["TASKS", "plan", "summarize", "evaluate", "evaluate_per_tag", "metrics",
            "precision_recall", "average_precision", "baseline_net"]
@@ -55,11 +62,10 @@ def baseline_net(path):
     The normalization of the template's ``param_str`` goes to ``loss_param``
     (the native layer reads it there); the weights are dropped.
     """
-    import yaml
     from caffe.proto import caffe_pb2
     net = read_net_param(path)
     (layer,) = [l for l in net.layer if l.name == "loss"]
-    params = yaml.safe_load(layer.python_param.param_str) or {}
+    params = load_yaml(layer.python_param.param_str) or {}
     layer.type = "SigmoidCrossEntropyLoss"
     layer.ClearField("python_param")
     mode = str(params.get("normalization", "BATCH_SIZE")).upper()
@@ -148,10 +154,7 @@ def plan(out_dir, *, small=False, seeds=None):
 
 def _plot_edges(out_dir, ours, base, path):
     """Test images, their edges and both nets' edge maps at sigmoid > 0.5 (first seed)."""
-    import h5py
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     with h5py.File(os.path.join(ours["job"].folder, "data", "test.h5"), "r") as f:
         images = f["data"][:4, 0]
     k, side = len(images), images.shape[-1]
@@ -171,15 +174,13 @@ def _plot_edges(out_dir, ours, base, path):
     fig.suptitle(f"Edges at sigmoid > 0.5, seed {ours['job'].seed}: the weighted net finds more of the "
                  f"edges,\nand marks more non-edge pixels too (the trade-off at a fixed threshold)",
                  fontsize=9)
-    return runner.save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def _plot_pr(edges_pair, tags_pair, path):
     """Left: precision-recall curves of the edge nets (first seed), the 0.5 threshold marked.
     Right: average precision per tag of the tag nets (mean over the seeds)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.8))
     for label, result, style in edges_pair:
         scores = np.ravel(result["arrays"]["scores"])
@@ -211,7 +212,7 @@ def _plot_pr(edges_pair, tags_pair, path):
     bx.legend(fontsize=7.5, loc="upper left")
     bx.set_title(f"tags: average precision per tag on the test split\n(mean of {len(tags_pair[0][1])} "
                  f"seed(s); whiskers: range over the seeds)", fontsize=10)
-    return runner.save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def summarize(results, out_dir, *, small=False):

@@ -5,16 +5,16 @@ import importlib
 import os
 import sys
 
+from caffe_losses.cli import SUBCOMMANDS, allow_user_modules, plain, run_command
+
 
 def main(module_name, argv=None):
     os.environ.setdefault("GLOG_minloglevel", "2")     # as `caffe-losses`: no INFO flood
-    from caffe_losses.cli import plain
     module = importlib.import_module(f"caffe_losses.tools.{module_name}")
     parser = argparse.ArgumentParser(prog=f"{module_name}.py", description=plain(module.__doc__),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     module.add_arguments(parser)
     args = parser.parse_args(argv)
-    from caffe_losses.cli import SUBCOMMANDS, allow_user_modules, run_command
     args.command = next((c for c, m in SUBCOMMANDS.items() if m == module_name), module_name)
     allow_user_modules(args)
     sys.exit(run_command(args.command, module.run, args))

@@ -44,9 +44,13 @@ import sys
 
 import numpy as np
 
-from caffe_losses.hmatrix import MAX_BLOB_AXES
+from caffe_losses.hmatrix import MAX_BLOB_AXES, read_npy
 from caffe_losses.params import FLOAT32_EXACT_INT
 from caffe_losses.safety import check_allocation, float32_overflow, overflows_float32
+from caffe_losses.testing import GradientCheckError, check_net_gradient, layer_net
+
+# caffe (pycaffe) is imported inside the functions that use it: the CLI imports this
+# module, and must run without pycaffe to say that it is missing (tests/test_layout.py).
 
 KINDS = ("normal", "int", "const", "file")
 BLOB_MAX_COUNT = 2 ** 31 - 1     # what a Caffe blob holds at most
@@ -140,7 +144,6 @@ def parse_bottom(text):
 
 
 def _file_bottom(name, path):
-    from caffe_losses.hmatrix import read_npy
     if not os.path.isfile(path):
         raise ValueError(f"--bottom {name}: file '{path}' not found")
     try:
@@ -271,7 +274,6 @@ def run(args):
         print(err, file=sys.stderr)
         return 2
     import caffe
-    from caffe_losses.testing import GradientCheckError, check_net_gradient, layer_net
     caffe.set_mode_cpu()
     rng = np.random.RandomState(args.seed)
     inputs = {s.name: s.fill(rng) for s in specs}

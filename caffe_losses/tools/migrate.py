@@ -33,10 +33,17 @@ overwritten.
 import os
 import sys
 
-from caffe_losses import textproto
+from google.protobuf import text_format
+
+from caffe_losses import preflight, textproto
 from caffe_losses.migrate import MigrationError, inspect_weights, migrate_text
+from caffe_losses.netshapes import NetBuildError, build_shapes
+from caffe_losses.prototxt import parse_text
 from caffe_losses.safety import OutputError, check_output, output_file
 from caffe_losses.textproto import decode, encode
+
+# caffe (pycaffe) is imported inside the functions that use it: the CLI imports this
+# module, and must run without pycaffe to say that it is missing (tests/test_layout.py).
 
 
 def add_arguments(parser):
@@ -94,8 +101,6 @@ def _check_weights(path, result, net_param):
       alone could not be compared (or None).  ``lines`` is None when the file
       is not a model at all (``problems`` is then its message).
     """
-    from caffe_losses import preflight
-    from caffe_losses.netshapes import NetBuildError, build_shapes
     option = "--weights"
     with open(path, "rb") as f:
         raw = f.read()
@@ -223,10 +228,7 @@ def run(args):
 
     new_model = None
     if args.weights:
-        from google.protobuf import text_format
-
         from caffe.proto import caffe_pb2
-        from caffe_losses.prototxt import parse_text
         try:
             net_param = parse_text(result.text, caffe_pb2.NetParameter())
         except text_format.ParseError as err:     # --keep-unknown

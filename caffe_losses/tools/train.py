@@ -26,6 +26,7 @@ import os
 import shlex
 import sys
 
+from caffe_losses.lint import lint_file
 from caffe_losses.preflight import PreflightError
 from caffe_losses.safety import OutputError, figure_output
 from caffe_losses.training import StoppedAgain, TrainingError, train
@@ -66,7 +67,6 @@ def _fail(message):
 
 def _lint(solver):
     """Runs the `check` rules; prints the findings; returns the number of errors."""
-    from caffe_losses.lint import lint_file
     findings = lint_file(solver)
     for net_path, finding in findings:
         print(f"{net_path}: {finding}", file=sys.stderr)
