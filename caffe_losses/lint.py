@@ -19,6 +19,9 @@
   or validate, or an unknown ``caffe_losses`` layer class.
 * ``h-file``: an infogain H ``source`` that is missing, malformed, or not
   L x L for the L classes of the classifier feeding the loss.
+* ``native-infogain``: a native ``InfogainLoss`` that Caffe's layer aborts
+  on while setting up: ``loss_param { normalize }`` (refused since Caffe
+  1.0), or no H (neither ``source`` nor a third bottom).
 * ``constant-source``: a ``Constant`` layer's ``source`` that the layer
   could not read (missing, malformed, more axes than a Caffe blob has).
 * ``double-softmax``: a layer that applies softmax itself
@@ -233,6 +236,25 @@ def _unknown_type(findings, layer, known):
                             f"{layer.type}\". {what}"))
 
 
+def _native_infogain_setup(findings, layer):
+    """Caffe's ``InfogainLossLayer::LayerSetUp`` CHECKs: ``normalize`` refused, an H required."""
+    if layer.loss_param.HasField("normalize"):
+        mode = "VALID" if layer.loss_param.normalize else "BATCH_SIZE"
+        findings.append(Finding(
+            ERROR, "native-infogain", layer,
+            f"native InfogainLoss refuses loss_param {{ normalize: "
+            f"{'true' if layer.loss_param.normalize else 'false'} }} (the field from before Caffe 1.0): "
+            f"Caffe aborts with \"normalize is deprecated. use \"normalization\"\". Write "
+            f"'normalization: {mode}' instead (as Caffe's other loss layers read normalize), or run "
+            f"caffe-losses migrate, which does"))
+    if len(layer.bottom) < 3 and not layer.infogain_loss_param.source:
+        findings.append(Finding(
+            ERROR, "native-infogain", layer,
+            "native InfogainLoss has neither infogain_loss_param { source } nor a third bottom H: "
+            "Caffe aborts with \"Infogain matrix source must be specified.\". Give the H file "
+            "(caffe-losses make-h writes one) or the H blob as a third bottom"))
+
+
 def _lint_phase(net, phase, weight_decay=None):
     import caffe
     known = set(caffe.layer_type_list())
@@ -312,6 +334,10 @@ def _lint_phase(net, phase, weight_decay=None):
             _check_h_file(findings, layer, params["source"], classes, cls_name)
         if layer.type == "InfogainLoss" and layer.infogain_loss_param.source:
             _check_h_file(findings, layer, layer.infogain_loss_param.source, classes, "InfogainLoss")
+
+        # native-infogain: what the native layer's LayerSetUp aborts on
+        if layer.type == "InfogainLoss":
+            _native_infogain_setup(findings, layer)
 
         # constant-source: the file the Constant layer emits, read as the layer reads it
         if ours and cls_name == "Constant" and params and params.get("source"):

@@ -700,6 +700,8 @@ def migrate_text(text, *, hed=False, keep_unknown=False):
         raise MigrationError(f"not a prototxt: {err}") from None
     ctx = _Context(text, hed)
     _given_twice(ctx, root)
+    if ctx.result.problems:     # Caffe refuses the net: no translation to show (it would read one of the two)
+        return ctx.result
     edits = _Edits(text)
     if root.all("layers"):
         for v1 in root.all("layers"):

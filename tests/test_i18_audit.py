@@ -1,0 +1,133 @@
+"""Issue 18, re-tried by hand on the merged work: what still failed, fixed and held here.
+
+- ``check`` (and so ``train``'s pre-check) passed a native ``InfogainLoss``
+  that Caffe's layer aborts on while setting up: ``loss_param { normalize }``
+  (refused since Caffe 1.0) and no H at all. Each net is first run in
+  Caffe, in a child process, to show that Caffe really aborts on it.
+- ``migrate`` of a layer with a block given twice printed a translation
+  (``loss_param { normalization: 0 } -> param_str ignore_label: 5``) before
+  refusing the net: a refused net shows no translation.
+- ``net-surgery --model`` on a net Caffe cannot build (a bottom no layer
+  makes, a misspelt type) ended in SIGABRT.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from caffe_losses.hmatrix import save_h
+
+CLI = os.path.join(os.path.dirname(sys.executable), "caffe-losses")
+ENV = dict(os.environ, GLOG_minloglevel="2")
+
+INPUT = ('layer { name: "data" type: "Input" top: "data" top: "label"\n'
+         '  input_param { shape { dim: 8 dim: 5 } shape { dim: 8 } } }\n'
+         'layer { name: "fc8" type: "InnerProduct" bottom: "data" top: "fc8"\n'
+         '  inner_product_param { num_output: 3 } }\n')
+
+
+def run_cli(*args, cwd):
+    return subprocess.run([CLI, *args], cwd=cwd, capture_output=True, text=True, env=ENV, timeout=300)
+
+
+def caffe_builds(path):
+    """Builds the net in Caffe in a child process: (returncode, stderr)."""
+    proc = subprocess.run([sys.executable, "-c", "import sys, caffe; caffe.Net(sys.argv[1], caffe.TRAIN)",
+                           str(path)], cwd=os.path.dirname(str(path)), capture_output=True, text=True,
+                          env=ENV, timeout=300)
+    return proc.returncode, proc.stderr
+
+
+def infogain(loss_fields):
+    return INPUT + ('layer { name: "loss" type: "InfogainLoss" bottom: "fc8" bottom: "label" top: "loss"\n'
+                    f'  {loss_fields} }}\n')
+
+
+@pytest.mark.parametrize("normalize, mode", [("true", "VALID"), ("false", "BATCH_SIZE"), ("1", "VALID")])
+def test_check_names_the_normalize_native_infogain_aborts_on(normalize, mode, tmp_path):
+    save_h(str(tmp_path / "H.binaryproto"), np.eye(3))
+    net = tmp_path / "net.prototxt"
+    net.write_text(infogain(f'infogain_loss_param {{ source: "H.binaryproto" }} '
+                            f'loss_param {{ normalize: {normalize} ignore_label: 255 }}'))
+    code, stderr = caffe_builds(net)
+    assert code != 0 and "normalize is deprecated" in stderr          # Caffe itself aborts
+    proc = run_cli("check", "net.prototxt", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert (f"net.prototxt: ERROR [native-infogain] layer 'loss': native InfogainLoss refuses loss_param "
+            f"{{ normalize: {'false' if mode == 'BATCH_SIZE' else 'true'} }}") in proc.stdout
+    assert f"Write 'normalization: {mode}' instead" in proc.stdout
+    # train's pre-check refuses it in one line instead of Caffe's SIGABRT
+    (tmp_path / "solver.prototxt").write_text('net: "net.prototxt"\nbase_lr: 0.01\nlr_policy: "fixed"\n'
+                                              'max_iter: 1\nsolver_mode: CPU\n')
+    proc = run_cli("train", "solver.prototxt", cwd=tmp_path)
+    assert proc.returncode > 0 and "[native-infogain]" in proc.stdout + proc.stderr
+    assert "Check failed" not in proc.stderr
+    # the migrated net (normalize -> normalization) and the native net written with normalization pass
+    assert run_cli("migrate", "net.prototxt", "-o", "m.prototxt", cwd=tmp_path).returncode == 0
+    assert "native-infogain" not in run_cli("check", "m.prototxt", cwd=tmp_path).stdout
+    net.write_text(infogain(f'infogain_loss_param {{ source: "H.binaryproto" }} '
+                            f'loss_param {{ normalization: {mode} ignore_label: 255 }}'))
+    assert caffe_builds(net)[0] == 0
+    proc = run_cli("check", "net.prototxt", cwd=tmp_path)
+    assert proc.returncode == 0 and "0 error(s)" in proc.stdout, proc.stdout
+
+
+def test_check_names_a_native_infogain_without_h(tmp_path):
+    net = tmp_path / "net.prototxt"
+    net.write_text(infogain('loss_param { normalization: VALID }'))
+    code, stderr = caffe_builds(net)
+    assert code != 0 and "Infogain matrix source must be specified" in stderr
+    proc = run_cli("check", "net.prototxt", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert ("ERROR [native-infogain] layer 'loss': native InfogainLoss has neither infogain_loss_param "
+            "{ source } nor a third bottom H") in proc.stdout
+    # a third bottom H is an H: no such error, and Caffe builds it
+    net.write_text(INPUT.replace('top: "label"\n', 'top: "label" top: "H"\n').replace(
+        'shape { dim: 8 } }', 'shape { dim: 8 } shape { dim: 1 dim: 1 dim: 3 dim: 3 } }') +
+        'layer { name: "loss" type: "InfogainLoss" bottom: "fc8" bottom: "label" bottom: "H" top: "loss" }\n')
+    assert caffe_builds(net)[0] == 0
+    assert "native-infogain" not in run_cli("check", "net.prototxt", cwd=tmp_path).stdout
+
+
+def test_a_block_given_twice_shows_no_translation_before_the_refusal(tmp_path):
+    save_h(str(tmp_path / "H.binaryproto"), np.eye(3))
+    (tmp_path / "net.prototxt").write_text(infogain(
+        'infogain_loss_param { source: "H.binaryproto" } loss_param { normalization: 0 } '
+        'loss_param { ignore_label: 5 }'))
+    proc = run_cli("migrate", "net.prototxt", "-o", "m.prototxt", cwd=tmp_path)
+    assert proc.returncode == 1 and not (tmp_path / "m.prototxt").exists()
+    assert proc.stdout == ""                       # no "loss_param { normalization: 0 } -> ignore_label: 5"
+    assert proc.stderr.splitlines() == [
+        "cannot translate: layer 'loss' (InfogainLoss): 'loss_param' is given twice; Caffe refuses the net "
+        "(\"Non-repeated field \"loss_param\" is specified multiple times\"): keep one (merge the two)",
+        "caffe-losses migrate: 1 problem(s) in net.prototxt; nothing written"]
+
+
+@pytest.mark.parametrize("edit, said", [
+    (('bottom: "fc2" bottom: "label"', 'bottom: "fc2x" bottom: "label"'),
+     "--model net.prototxt: layer 'loss' reads bottom 'fc2x', which no layer before it makes in the TRAIN net (Caffe would abort)"),
+    (('type: "InnerProduct" bottom: "fc1"', 'type: "InnerProduc" bottom: "fc1"'),
+     "--model net.prototxt: layer 'fc2' has type 'InnerProduc', which this Caffe does not have. "
+     "Did you mean 'InnerProduct'?"),
+])
+def test_net_surgery_on_a_net_caffe_cannot_build_is_an_error_not_an_abort(edit, said, tmp_path):
+    text = ('layer { name: "data" type: "Input" top: "data" top: "label" '
+            'input_param { shape { dim: 8 dim: 5 } shape { dim: 8 } } }\n'
+            'layer { name: "fc1" type: "InnerProduct" bottom: "data" top: "fc1" '
+            'inner_product_param { num_output: 1 bias_term: false } }\n'
+            'layer { name: "fc2" type: "InnerProduct" bottom: "fc1" top: "fc2" inner_product_param { num_output: 3 } }\n'
+            'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "fc2" bottom: "label" top: "loss" }\n')
+    (tmp_path / "good.prototxt").write_text(text)
+    assert run_cli("net-surgery", "--model", "good.prototxt", "--layer", "fc1", "--values", "0:5",
+                   "--output", "good.caffemodel", cwd=tmp_path).returncode == 0
+    net = tmp_path / "net.prototxt"
+    net.write_text(text.replace(*edit))
+    assert caffe_builds(net)[0] != 0                    # Caffe aborts on it
+    proc = run_cli("net-surgery", "--model", "net.prototxt", "--layer", "fc1", "--values", "0:5",
+                   "--output", "out.caffemodel", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == f"net-surgery: error: {said}"
+    assert not (tmp_path / "out.caffemodel").exists()
