@@ -311,11 +311,16 @@ def _lint_phase(net, phase, weight_decay=None):
             ours and cls_name == "Expectation" and (params or {}).get("softmax", True))
         if softmax_inside and src is not None and src.type == "Softmax":
             what = f"{module}.{cls_name}" if module else f"native {layer.type}"
+            in_place = bool(src.bottom) and src.bottom[0] == layer.bottom[0]
+            fix = (f"Remove the in-place Softmax {_who(src)} (it overwrites the raw scores "
+                   f"'{src.bottom[0]}')" if in_place else f"Feed it the raw scores ('{src.bottom[0]}')")
             findings.append(Finding(
                 ERROR, "double-softmax", layer,
                 f"{what} applies softmax itself, but its input '{layer.bottom[0]}' comes from Softmax "
-                f"{_who(src)}: softmax is applied twice. Feed it the raw scores "
-                f"('{src.bottom[0]}')" + (" or set 'softmax: false'" if cls_name == "Expectation" else "")
+                f"{_who(src)}" + (" (in place)" if in_place else "") + ": softmax is applied twice. "
+                + fix + (" or set 'softmax: false'" if cls_name == "Expectation" else "")
+                + ("; a net written for Caffe before 1.0 (when InfogainLoss took probabilities): "
+                   "caffe-losses migrate carries it over" if layer.type == "InfogainLoss" else "")
                 + "."))
         if ours and cls_name == "InfogainLoss" and src is not None and src.type in CLASSIFIER_TYPES:
             findings.append(Finding(

@@ -131,3 +131,29 @@ def test_net_surgery_on_a_net_caffe_cannot_build_is_an_error_not_an_abort(edit, 
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip() == f"net-surgery: error: {said}"
     assert not (tmp_path / "out.caffemodel").exists()
+
+
+@pytest.mark.parametrize("in_place", [True, False])
+def test_double_softmax_advice_fits_an_in_place_softmax(in_place, tmp_path):
+    """Feeding "the raw scores 'fc8'" is no advice when the Softmax overwrote fc8 in place."""
+    save_h(str(tmp_path / "H.binaryproto"), np.eye(3))
+    top = "fc8" if in_place else "prob"
+    (tmp_path / "net.prototxt").write_text(
+        INPUT + f'layer {{ name: "prob" type: "Softmax" bottom: "fc8" top: "{top}" }}\n'
+        f'layer {{ name: "loss" type: "InfogainLoss" bottom: "{top}" bottom: "label" top: "loss" '
+        'infogain_loss_param { source: "H.binaryproto" } }\n')
+    proc = run_cli("check", "net.prototxt", cwd=tmp_path)
+    assert proc.returncode == 1
+    line = proc.stdout.splitlines()[0]
+    assert "ERROR [double-softmax] layer 'loss': native InfogainLoss applies softmax itself" in line
+    if in_place:
+        assert "comes from Softmax layer 'prob' (in place)" in line
+        assert "Remove the in-place Softmax layer 'prob' (it overwrites the raw scores 'fc8')" in line
+        assert "Feed it" not in line
+    else:
+        assert "Feed it the raw scores ('fc8')" in line
+    assert "caffe-losses migrate carries it over" in line
+    # and migrate does carry it over: the migrated net passes check
+    assert run_cli("migrate", "net.prototxt", "-o", "m.prototxt", cwd=tmp_path).returncode == 0
+    proc = run_cli("check", "m.prototxt", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout
