@@ -195,8 +195,9 @@ def run(args):
         if inline or len(nets) != 1:
             named = (", ".join(nets) + (" and " if nets and inline else "")) if nets else ""
             named += f"nets written inside it ({', '.join(inline)})" if inline else ""
-            hint = (f"; migrate each net file: caffe-losses migrate {nets[0]} -o NEW.prototxt" if nets
-                    else "; move the net into a file of its own and migrate that file")
+            hint = ("; migrate each net file: " + "; ".join(
+                        f"caffe-losses migrate {n} -o {os.path.splitext(n)[0]}_migrated.prototxt" for n in nets)
+                    if nets else "; move the net into a file of its own and migrate that file")
             return _fail(f"{args.net} is a solver prototxt, not a net; it names {named or 'no net'}{hint}")
         print(f"{args.net} is a solver prototxt: migrating the net it names, {nets[0]} (then point "
               f"the solver's net at {args.output})")
