@@ -157,3 +157,22 @@ def test_double_softmax_advice_fits_an_in_place_softmax(in_place, tmp_path):
     assert run_cli("migrate", "net.prototxt", "-o", "m.prototxt", cwd=tmp_path).returncode == 0
     proc = run_cli("check", "m.prototxt", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout
+
+
+def test_migrate_names_a_folder_or_fifo_given_as_net_or_weights(tmp_path):
+    """Not "not found" for a path that exists; a FIFO is never opened (the command would hang)."""
+    (tmp_path / "net.prototxt").write_text(infogain('loss_param { normalization: VALID }'))
+    (tmp_path / "dir").mkdir()
+    os.mkfifo(str(tmp_path / "fifo"))
+    (tmp_path / "solver.prototxt").write_text('net: "dir"\nbase_lr: 0.1\n')
+    for args, said in [
+            (("net.prototxt", "--weights", "dir"), "weights file is a folder, not a file: dir"),
+            (("net.prototxt", "--weights", "fifo"),
+             "weights file is not a regular file (a FIFO, a device or a socket): fifo"),
+            (("dir",), "net file is a folder, not a file: dir"),
+            (("fifo",), "net file is not a regular file (a FIFO, a device or a socket): fifo"),
+            (("solver.prototxt",), "net file is a folder, not a file: dir (named by the solver solver.prototxt"),
+            (("gone.prototxt",), "net file not found: gone.prototxt")]:
+        proc = run_cli("migrate", args[0], "-o", "out.prototxt", *args[1:], cwd=tmp_path)
+        assert proc.returncode == 2 and f"caffe-losses migrate: {said}" in proc.stderr, (args, proc.stderr)
+        assert not (tmp_path / "out.prototxt").exists()
