@@ -57,7 +57,7 @@ FORK_FIELDS = {
     "center_loss_param": "caffe-face's CenterLoss",
 }
 
-_FILLER_KEYS = ("type", "value", "min", "max", "mean", "std", "variance_norm")
+_FILLER_KEYS = ("type", "value", "min", "max", "mean", "std", "variance_norm", "sparse")
 
 
 class MigrationError(ValueError):
@@ -298,9 +298,9 @@ def _loss_param(ctx, layer, keys):
 def _filler(ctx, layer, block):
     """center_filler { ... } -> the CenterLoss 'center_filler' value (None for zeros)."""
     from caffe.proto import caffe_pb2
-    v = _subfields(ctx, layer, block, _FILLER_KEYS + ("sparse",), caffe_pb2.FillerParameter.DESCRIPTOR)
-    if "sparse" in v and v["sparse"] != -1:
-        ctx.problem(layer, "center_filler { sparse } is not supported: cannot translate")
+    v = _subfields(ctx, layer, block, _FILLER_KEYS, caffe_pb2.FillerParameter.DESCRIPTOR)
+    if v.get("sparse") == -1:
+        del v["sparse"]                 # Caffe's default: not sparse
     spec = {key: v[key] for key in _FILLER_KEYS if key in v}
     kind = spec.get("type", "constant")
     if kind not in FILLER_TYPES:

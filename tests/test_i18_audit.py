@@ -176,3 +176,48 @@ def test_migrate_names_a_folder_or_fifo_given_as_net_or_weights(tmp_path):
         proc = run_cli("migrate", args[0], "-o", "out.prototxt", *args[1:], cwd=tmp_path)
         assert proc.returncode == 2 and f"caffe-losses migrate: {said}" in proc.stderr, (args, proc.stderr)
         assert not (tmp_path / "out.prototxt").exists()
+
+
+# ---------------------------------------------------------------------------
+# center_filler { sparse }: Caffe's gaussian filler runs it, so migrate carries it over
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("filler, zeros", [('type: "gaussian" mean: 1 std: 0.3 sparse: 2', True),
+                                           ('type: "gaussian" std: 0.3 sparse: 10', False),
+                                           ('type: "gaussian" std: 0.3 sparse: -1', False)])
+def test_a_sparse_gaussian_center_filler_gives_caffes_numbers(filler, zeros, tmp_path):
+    from test_i18_center_filler import _face, _native_twin, _net
+    from test_migrate import migrate
+    result = migrate(_face(filler))
+    assert not result.problems
+    assert ("sparse: " in result.text) == ("sparse: -1" not in filler)   # -1 is Caffe's default: dropped
+    ours = _net(tmp_path / "ours.prototxt", result.text, 7)
+    native = _net(tmp_path / "native.prototxt", _native_twin(filler), 7)
+    centers = ours.params["center_loss"][0].data
+    np.testing.assert_array_equal(centers, native.params["center_loss"][0].data)
+    assert bool((centers == 0).any()) == zeros
+    for name in ("ip1", "ip2"):           # the generator's stream is where Caffe leaves it
+        np.testing.assert_array_equal(ours.params[name][0].data, native.params[name][0].data)
+
+
+@pytest.mark.parametrize("filler, said", [
+    ('type: "xavier" sparse: 3', "sparse is for the gaussian filler only: Caffe's xavier filler aborts on it"),
+    ('type: "gaussian" sparse: 1.5', "'sparse: 1.5' in center_filler: expected an integer"),
+])
+def test_a_sparse_filler_caffe_aborts_on_is_refused_by_migrate(filler, said):
+    from caffe_losses.migrate import migrate_text
+    from test_i18_center_filler import _face
+    problems = migrate_text(_face(filler)).problems
+    assert len(problems) == 1 and said in problems[0], problems
+
+
+def test_a_sparse_filler_beyond_the_rows_is_a_layer_error_not_an_abort(tmp_path):
+    """Caffe's Bernoulli draw aborts for sparse / rows > 1; the layer says so first."""
+    import caffe
+    from test_i18_center_filler import _face
+    from test_migrate import migrate
+    path = tmp_path / "net.prototxt"
+    path.write_text(migrate(_face('type: "gaussian" sparse: 11')).text)
+    with pytest.raises(Exception, match=r"CenterLoss: center_filler: sparse 11 is more than the 10 rows to "
+                                        r"fill.*\[layer 'center_loss'\]"):
+        caffe.Net(str(path), caffe.TRAIN)
