@@ -65,6 +65,12 @@ def _read(path, message, what):
     except TextProtoError as err:
         raise ValueError(f"{path}: not a valid {what} prototxt ({err})") from None
     except text_format.ParseError as err:
+        if "codec can't decode" in str(err):     # Caffe reads such a string; Python's protobuf cannot
+            where = str(err).split(" : ", 1)[0]
+            raise ValueError(f"{path}: a string at {where} is not UTF-8 text (a Latin-1 file name?): "
+                             f"Caffe reads it as bytes, but Python's protobuf, which caffe-losses reads "
+                             f"{what} files with, refuses it. Write it in UTF-8 (rename the file it "
+                             f"names), or run Caffe's own tools on this file") from None
         if "\0" in text:
             raise ValueError(f"{path}: not a valid {what} prototxt (not text: a binary file?)") from None
         from caffe_losses.migrate import fork_fields_hint

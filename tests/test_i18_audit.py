@@ -221,3 +221,21 @@ def test_a_sparse_filler_beyond_the_rows_is_a_layer_error_not_an_abort(tmp_path)
     with pytest.raises(Exception, match=r"CenterLoss: center_filler: sparse 11 is more than the 10 rows to "
                                         r"fill.*\[layer 'center_loss'\]"):
         caffe.Net(str(path), caffe.TRAIN)
+
+
+def test_a_latin1_string_is_named_as_such_not_called_an_invalid_net(tmp_path):
+    """Caffe reads a Latin-1 file name; Python's protobuf cannot: say that, in one line, for check and train."""
+    save_h(str(tmp_path / "H.binaryproto"), np.eye(3))
+    os.rename(str(tmp_path / "H.binaryproto"), os.path.join(os.fsencode(str(tmp_path)), b"H\xe9.binaryproto"))
+    net = tmp_path / "net.prototxt"
+    net.write_bytes(infogain('infogain_loss_param { source: "H@.binaryproto" }').encode().replace(b"@", b"\xe9"))
+    assert caffe_builds(net)[0] == 0                   # Caffe reads it (and opens the file)
+    (tmp_path / "solver.prototxt").write_text('net: "net.prototxt"\nbase_lr: 0.01\nlr_policy: "fixed"\n'
+                                              'max_iter: 1\nsolver_mode: CPU\n')
+    said = ("is not UTF-8 text (a Latin-1 file name?): Caffe reads it as bytes, "
+            "but Python's protobuf, which caffe-losses reads net files with, refuses it.")
+    for args in (("check", "net.prototxt"), ("train", "solver.prototxt", "--no-check")):
+        proc = run_cli(*args, cwd=tmp_path)
+        assert proc.returncode in (1, 2) and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert said in proc.stderr and "not a valid" not in proc.stderr, proc.stderr
+        assert "net.prototxt: a string at 6:" in proc.stderr          # the file and the line
