@@ -224,8 +224,8 @@ def _unknown_type(findings, layer, known):
     else:
         what = ("No translation in caffe-losses migrate: the net needs the Caffe (a fork) that has "
                 "this layer")
-    import difflib
-    close = difflib.get_close_matches(layer.type, sorted(known), n=1, cutoff=0.8)   # a typo?
+    from caffe_losses.preflight import typo_of
+    close = typo_of(layer.type, known)   # a typo? (not a fork's ROIPooling for Pooling)
     if close:
         what = f"Did you mean '{close[0]}'?"
     else:

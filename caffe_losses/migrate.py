@@ -756,6 +756,10 @@ def fork_fields_hint(text, descriptor, path):
                      + (f" (it comes from {origin})" if origin else " (a fork's field?)"))
     import os
     stem = os.path.splitext(os.path.basename(path))[0]
+    if all(f.name not in FORK_FIELDS for _, f in unknown):    # nothing migrate translates: no loop
+        return ("; ".join(parts) + ". The net needs the Caffe (a fork) that has "
+                + ("this field" if len(unknown) == 1 else "these fields")
+                + "; caffe-losses migrate does not translate it")
     return ("; ".join(parts) + f". To carry the net over to caffe_losses' layers: caffe-losses migrate "
             f"{path} -o {stem}_migrated.prototxt")
 

@@ -239,3 +239,48 @@ def test_a_latin1_string_is_named_as_such_not_called_an_invalid_net(tmp_path):
         assert proc.returncode in (1, 2) and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         assert said in proc.stderr and "not a valid" not in proc.stderr, proc.stderr
         assert "net.prototxt: a string at 6:" in proc.stderr          # the file and the line
+
+
+# ---------------------------------------------------------------------------
+# A fork's layer is named as a fork's layer: no "Did you mean 'Pooling'?", no migrate loop
+# ---------------------------------------------------------------------------
+
+ROI_NET = INPUT + (
+    'layer { name: "rois" type: "Input" top: "rois" input_param { shape { dim: 2 dim: 5 } } }\n'
+    'layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" convolution_param { num_output: 2 '
+    'kernel_size: 1 } }\n'
+    'layer { name: "roi_pool5" type: "ROIPooling" bottom: "conv" bottom: "rois" top: "pool5"\n'
+    '  roi_pooling_param { pooled_w: 6 pooled_h: 6 spatial_scale: 0.0625 } }\n')
+
+
+def test_a_forks_layer_type_is_not_called_a_typo_of_a_bvlc_type(tmp_path):
+    (tmp_path / "net.prototxt").write_text(ROI_NET)
+    proc = run_cli("migrate", "net.prototxt", "-o", "kept.prototxt", "--keep-unknown", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("check", "kept.prototxt", cwd=tmp_path)
+    line = [l for l in proc.stdout.splitlines() if "[layer-type]" in l]
+    assert len(line) == 1 and "type 'ROIPooling' is not a layer type of this Caffe" in line[0]
+    assert "Did you mean" not in line[0] and "No translation in caffe-losses migrate" in line[0]
+    # a real typo still gets its suggestion
+    (tmp_path / "typo.prototxt").write_text(INPUT.replace('"InnerProduct"', '"InnerProdcut"'))
+    assert "Did you mean 'InnerProduct'?" in run_cli("check", "typo.prototxt", cwd=tmp_path).stdout
+    # net-surgery and train read the kept net: the fork's field is named, and migrate is not offered
+    # (it would refuse the same field: a loop)
+    (tmp_path / "solver.prototxt").write_text('net: "kept.prototxt"\nbase_lr: 0.01\nlr_policy: "fixed"\n'
+                                              'max_iter: 1\nsolver_mode: CPU\n')
+    for args in (("net-surgery", "--model", "kept.prototxt", "--layer", "conv", "--values", "0:5",
+                  "--output", "out.caffemodel"), ("train", "solver.prototxt", "--no-check")):
+        proc = run_cli(*args, cwd=tmp_path)
+        assert proc.returncode in (1, 2) and "Traceback" not in proc.stderr, proc.stderr
+        assert "layer 'roi_pool5' (ROIPooling): 'roi_pooling_param' is not in BVLC Caffe's caffe.proto" in proc.stderr
+        assert "The net needs the Caffe (a fork) that has this field; caffe-losses migrate does not " \
+               "translate it" in proc.stderr
+        assert "caffe-losses migrate kept.prototxt" not in proc.stderr
+    # a field migrate does translate still gets the command
+    (tmp_path / "face.prototxt").write_text(INPUT + (
+        'layer { name: "center_loss" type: "CenterLoss" bottom: "fc8" bottom: "label" top: "cl" '
+        'center_loss_param { num_output: 10 } }\n'))
+    proc = run_cli("net-surgery", "--model", "face.prototxt", "--layer", "fc8", "--values", "0:5",
+                   "--output", "out.caffemodel", cwd=tmp_path)
+    assert "To carry the net over to caffe_losses' layers: caffe-losses migrate face.prototxt -o " \
+           "face_migrated.prototxt" in proc.stderr
