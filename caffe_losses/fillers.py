@@ -11,7 +11,9 @@ type                   values
 =====================  ==================================================
 ``constant``           ``value`` (default 0)
 ``uniform``            U[``min``, ``max``] (defaults 0, 1)
-``gaussian``           N(``mean``, ``std``) (defaults 0, 1)
+``gaussian``           N(``mean``, ``std``) (defaults 0, 1); with ``sparse``
+                       (>= 0), each value kept with probability
+                       ``sparse / shape[0]``, the rest 0
 ``xavier``             U[-s, s], ``s = sqrt(3 / n)``
 ``msra``               N(0, sqrt(2 / n))
 ``positive_unitball``  U[0, 1], each row then divided by its sum
@@ -44,7 +46,7 @@ from caffe_losses.params import as_float
 __all__ = ["FILLER_TYPES", "as_filler", "fill", "caffe_filler_net"]
 
 FILLER_TYPES = ("constant", "uniform", "gaussian", "xavier", "msra", "positive_unitball")
-_KEYS = ("type", "value", "min", "max", "mean", "std", "variance_norm")
+_KEYS = ("type", "value", "min", "max", "mean", "std", "variance_norm", "sparse")
 _NORMS = ("FAN_IN", "FAN_OUT", "AVERAGE")
 
 
@@ -79,6 +81,16 @@ def as_filler(value):
         if norm not in _NORMS:
             raise ValueError(f"variance_norm must be one of {', '.join(_NORMS)}")
         spec["variance_norm"] = norm
+    if "sparse" in value:      # gaussian: each weight kept with probability sparse / shape[0]
+        sparse = value["sparse"]
+        if isinstance(sparse, bool) or not isinstance(sparse, (int, float)) or sparse != int(sparse) \
+                or not -1 <= sparse < 2**31:
+            raise ValueError("sparse must be an integer >= -1 (-1, Caffe's default: not sparse)")
+        if int(sparse) != -1:
+            if spec["type"] != "gaussian":
+                raise ValueError(f"sparse is for the gaussian filler only: Caffe's {spec['type']} filler "
+                                 f"aborts on it (\"Sparsity not supported by this Filler\")")
+            spec["sparse"] = int(sparse)
     if spec.get("std", 1.0) < 0:
         raise ValueError("std must be >= 0")
     if spec.get("min", 0.0) > spec.get("max", 1.0):
@@ -96,6 +108,8 @@ def caffe_filler_net(shape, spec):
     for key in ("value", "min", "max", "mean", "std"):
         if key in spec:
             setattr(filler, key, spec[key])
+    if "sparse" in spec:
+        filler.sparse = spec["sparse"]
     if "variance_norm" in spec:
         filler.variance_norm = caffe_pb2.FillerParameter.VarianceNorm.Value(spec["variance_norm"])
     param.shape.add(dim=[int(d) for d in shape])
@@ -113,6 +127,12 @@ def fill(shape, spec, dtype=np.float32):
     """
     import caffe
     shape = tuple(int(d) for d in shape)
+    if spec["type"] == "gaussian" and spec.get("sparse", -1) > (shape[0] if shape else 1):
+        # Caffe's GaussianFiller keeps a weight with probability sparse / shape[0]: above 1, its
+        # Bernoulli draw aborts the process (caffe_rng_bernoulli: Check failed: p <= 1)
+        raise ValueError(f"sparse {spec['sparse']} is more than the {shape[0] if shape else 1} rows to "
+                         f"fill: Caffe's gaussian filler keeps a value with probability sparse / rows, "
+                         f"at most 1 (Caffe aborts on it)")
     if spec["type"] == "constant":       # no random draw: no net needed
         return np.full(shape, spec.get("value", 0.0), dtype=dtype)
     fd, path = tempfile.mkstemp(suffix=".prototxt", prefix="caffe_losses_filler_", text=True)

@@ -19,6 +19,9 @@
   or validate, or an unknown ``caffe_losses`` layer class.
 * ``h-file``: an infogain H ``source`` that is missing, malformed, or not
   L x L for the L classes of the classifier feeding the loss.
+* ``native-infogain``: a native ``InfogainLoss`` that Caffe's layer aborts
+  on while setting up: ``loss_param { normalize }`` (refused since Caffe
+  1.0), or no H (neither ``source`` nor a third bottom).
 * ``constant-source``: a ``Constant`` layer's ``source`` that the layer
   could not read (missing, malformed, more axes than a Caffe blob has).
 * ``double-softmax``: a layer that applies softmax itself
@@ -52,7 +55,6 @@ parser reads it (:mod:`caffe_losses.prototxt`); fields of a fork inside
 layers are reported (``fork-field``) and the rest checked.
 """
 
-import difflib
 import os
 from types import SimpleNamespace
 
@@ -62,7 +64,7 @@ import caffe_losses
 from caffe_losses import textproto
 from caffe_losses.hmatrix import load_blob, load_h, zero_row_note
 from caffe_losses.params import parse_params
-from caffe_losses.preflight import (PreflightError, check_data_sources, check_net_structure, in_phase,
+from caffe_losses.preflight import (PreflightError, check_data_sources, check_net_structure, in_phase, typo_of,
                                     solver_preflight, solver_problems)
 from caffe_losses.prototxt import (FORK_FIELDS, layer_label, parse_text, read_net_param, read_prototxt,
                                    read_text, solver_nets, unknown_field_label, weighted_downstream)
@@ -190,7 +192,7 @@ def _unknown_type(findings, layer, known):
     else:
         what = ("No translation in caffe-losses migrate: the net needs the Caffe (a fork) that has "
                 "this layer")
-    close = difflib.get_close_matches(layer.type, sorted(known), n=1, cutoff=0.8)   # a typo?
+    close = typo_of(layer.type, known)   # a typo? (not a fork's ROIPooling for Pooling)
     if close:
         what = f"Did you mean '{close[0]}'?"
     else:
@@ -199,6 +201,25 @@ def _unknown_type(findings, layer, known):
                             f"type '{layer.type}' is not a layer type of this Caffe "
                             f"(caffe.layer_type_list()): Caffe aborts with \"Unknown layer type: "
                             f"{layer.type}\". {what}"))
+
+
+def _native_infogain_setup(findings, layer):
+    """Caffe's ``InfogainLossLayer::LayerSetUp`` CHECKs: ``normalize`` refused, an H required."""
+    if layer.loss_param.HasField("normalize"):
+        mode = "VALID" if layer.loss_param.normalize else "BATCH_SIZE"
+        findings.append(Finding(
+            ERROR, "native-infogain", layer,
+            f"native InfogainLoss refuses loss_param {{ normalize: "
+            f"{'true' if layer.loss_param.normalize else 'false'} }} (the field from before Caffe 1.0): "
+            f"Caffe aborts with \"normalize is deprecated. use \"normalization\"\". Write "
+            f"'normalization: {mode}' instead (as Caffe's other loss layers read normalize), or run "
+            f"caffe-losses migrate, which does"))
+    if len(layer.bottom) < 3 and not layer.infogain_loss_param.source:
+        findings.append(Finding(
+            ERROR, "native-infogain", layer,
+            "native InfogainLoss has neither infogain_loss_param { source } nor a third bottom H: "
+            "Caffe aborts with \"Infogain matrix source must be specified.\". Give the H file "
+            "(caffe-losses make-h writes one) or the H blob as a third bottom"))
 
 
 def _lint_phase(net, phase, weight_decay=None):
@@ -256,11 +277,16 @@ def _lint_phase(net, phase, weight_decay=None):
             ours and cls_name == "Expectation" and (params or {}).get("softmax", True))
         if softmax_inside and src is not None and src.type == "Softmax":
             what = f"{module}.{cls_name}" if module else f"native {layer.type}"
+            in_place = bool(src.bottom) and src.bottom[0] == layer.bottom[0]
+            fix = (f"Remove the in-place Softmax {_who(src)} (it overwrites the raw scores "
+                   f"'{src.bottom[0]}')" if in_place else f"Feed it the raw scores ('{src.bottom[0]}')")
             findings.append(Finding(
                 ERROR, "double-softmax", layer,
                 f"{what} applies softmax itself, but its input '{layer.bottom[0]}' comes from Softmax "
-                f"{_who(src)}: softmax is applied twice. Feed it the raw scores "
-                f"('{src.bottom[0]}')" + (" or set 'softmax: false'" if cls_name == "Expectation" else "")
+                f"{_who(src)}" + (" (in place)" if in_place else "") + ": softmax is applied twice. "
+                + fix + (" or set 'softmax: false'" if cls_name == "Expectation" else "")
+                + ("; a net written for Caffe before 1.0 (when InfogainLoss took probabilities): "
+                   "caffe-losses migrate carries it over" if layer.type == "InfogainLoss" else "")
                 + "."))
         if ours and cls_name == "InfogainLoss" and src is not None and src.type in CLASSIFIER_TYPES:
             findings.append(Finding(
@@ -279,6 +305,10 @@ def _lint_phase(net, phase, weight_decay=None):
             _check_h_file(findings, layer, params["source"], classes, cls_name)
         if layer.type == "InfogainLoss" and layer.infogain_loss_param.source:
             _check_h_file(findings, layer, layer.infogain_loss_param.source, classes, "InfogainLoss")
+
+        # native-infogain: what the native layer's LayerSetUp aborts on
+        if layer.type == "InfogainLoss":
+            _native_infogain_setup(findings, layer)
 
         # constant-source: the file the Constant layer emits, read as the layer reads it
         if ours and cls_name == "Constant" and params and params.get("source"):

@@ -59,7 +59,7 @@ from caffe_losses.prototxt import (FORK_FIELDS, fork_fields_hint, layer_label, p
 __all__ = ["MigrationError", "Change", "Migration", "migrate_text", "FORK_FIELDS",
            "fork_fields_hint", "inspect_weights"]
 
-_FILLER_KEYS = ("type", "value", "min", "max", "mean", "std", "variance_norm")
+_FILLER_KEYS = ("type", "value", "min", "max", "mean", "std", "variance_norm", "sparse")
 
 
 class MigrationError(ValueError):
@@ -296,9 +296,9 @@ def _loss_param(ctx, layer, keys):
 def _filler(ctx, layer, block):
     """center_filler { ... } -> the CenterLoss 'center_filler' value (None for zeros)."""
     from caffe.proto import caffe_pb2
-    v = _subfields(ctx, layer, block, _FILLER_KEYS + ("sparse",), caffe_pb2.FillerParameter.DESCRIPTOR)
-    if "sparse" in v and v["sparse"] != -1:
-        ctx.problem(layer, "center_filler { sparse } is not supported: cannot translate")
+    v = _subfields(ctx, layer, block, _FILLER_KEYS, caffe_pb2.FillerParameter.DESCRIPTOR)
+    if v.get("sparse") == -1:
+        del v["sparse"]                 # Caffe's default: not sparse
     spec = {key: v[key] for key in _FILLER_KEYS if key in v}
     kind = spec.get("type", "constant")
     if kind not in FILLER_TYPES:
@@ -678,6 +678,8 @@ def migrate_text(text, *, hed=False, keep_unknown=False):
         raise MigrationError(f"not a prototxt: {err}") from None
     ctx = _Context(text, hed)
     _given_twice(ctx, root)
+    if ctx.result.problems:     # Caffe refuses the net: no translation to show (it would read one of the two)
+        return ctx.result
     edits = _Edits(text)
     if root.all("layers"):
         for v1 in root.all("layers"):

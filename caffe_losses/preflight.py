@@ -156,6 +156,19 @@ def _uses_state_rules(param):
                for layer in param.layer for rule in list(layer.include) + list(layer.exclude))
 
 
+def typo_of(layer_type, known, cutoff=0.8):
+    """``[the registered type]`` that ``layer_type`` is a typo of, else ``[]``.
+
+    A fork's type that is a registered one with more around it (``ROIPooling``,
+    ``PSROIPooling``, ``SmoothL1LossOHEM``) is another layer, not a typo:
+    "Did you mean 'Pooling'?" would send the user to a layer that computes
+    something else.
+    """
+    import difflib
+    close = difflib.get_close_matches(layer_type, sorted(known), n=1, cutoff=cutoff)
+    return [] if close and close[0].lower() in layer_type.lower() else close
+
+
 def check_net_structure(param, phase, where, types=True):
     """What Caffe's ``Net::Init`` aborts on: unknown layer types, bottoms no earlier layer makes,
     a top made by two layers (other than in place).
@@ -176,7 +189,7 @@ def check_net_structure(param, phase, where, types=True):
             continue
         name = layer.name or (layer.top[0] if len(layer.top) else "")
         if types and layer.type not in known:
-            close = difflib.get_close_matches(layer.type, sorted(known), n=1)
+            close = typo_of(layer.type, known, cutoff=0.6)
             raise PreflightError(f"{where}: layer '{name}' has type '{layer.type}', which this Caffe does "
                                  f"not have" + (f". Did you mean '{close[0]}'?" if close else ""))
         for j, bottom in enumerate(layer.bottom):

@@ -93,6 +93,10 @@ def fork_fields_hint(text, descriptor, path):
         origin = FORK_FIELDS.get(f.name)
         parts.append(f"{owner}: '{name}' is not in BVLC Caffe's caffe.proto"
                      + (f" (it comes from {origin})" if origin else " (a fork's field?)"))
+    if all(f.name not in FORK_FIELDS for _, f in unknown):    # nothing migrate translates: no loop
+        return ("; ".join(parts) + ". The net needs the Caffe (a fork) that has "
+                + ("this field" if len(unknown) == 1 else "these fields")
+                + "; caffe-losses migrate does not translate it")
     stem = os.path.splitext(os.path.basename(path))[0]
     return ("; ".join(parts) + f". To carry the net over to caffe_losses' layers: caffe-losses migrate "
             f"{path} -o {stem}_migrated.prototxt")
@@ -144,6 +148,12 @@ def _read(path, message, what):
     except TextProtoError as err:
         raise ValueError(f"{path}: not a valid {what} prototxt ({err})") from None
     except text_format.ParseError as err:
+        if "codec can't decode" in str(err):     # Caffe reads such a string; Python's protobuf cannot
+            where = str(err).split(" : ", 1)[0]
+            raise ValueError(f"{path}: a string at {where} is not UTF-8 text (a Latin-1 file name?): "
+                             f"Caffe reads it as bytes, but Python's protobuf, which caffe-losses reads "
+                             f"{what} files with, refuses it. Write it in UTF-8 (rename the file it "
+                             f"names), or run Caffe's own tools on this file") from None
         if "\0" in text:
             raise ValueError(f"{path}: not a valid {what} prototxt (not text: a binary file?)") from None
         hint = fork_fields_hint(text, message.DESCRIPTOR, path)   # a fork's field? name it

@@ -121,6 +121,10 @@ def surgery(model, layer_name, values, output, *, weights=None, phase="TRAIN", o
         raise SurgeryError(f"--model: {error}") from None
     layer = find_layer(param, layer_name, phase_id)
     check_data_sources(param, phase_id)
+    try:     # what Caffe's Net::Init aborts on (unknown layer types, bottoms no layer makes)
+        preflight.check_net_structure(param, phase_id, f"--model {model}")
+    except preflight.PreflightError as err:
+        raise SurgeryError(str(err)) from None
     warnings = []
     mults = lr_mults(layer)
     if mults[0] != 0:

@@ -416,7 +416,8 @@ def test_migrate_given_a_solver_migrates_its_net(tmp_path):
     proc = run_cli("migrate", "two.prototxt", "-o", "x.prototxt", cwd=tmp_path)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert ("two.prototxt is a solver prototxt, not a net; it names train_val.prototxt, test.prototxt; "
-            "migrate each net file: caffe-losses migrate train_val.prototxt -o NEW.prototxt") in proc.stderr
+            "migrate each net file: caffe-losses migrate train_val.prototxt -o train_val_migrated.prototxt; "
+            "caffe-losses migrate test.prototxt -o test_migrated.prototxt") in proc.stderr
 
 
 # ---------------------------------------------------------------------------

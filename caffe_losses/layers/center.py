@@ -196,7 +196,10 @@ class CenterLoss(LossLayer):
         check_allocation(2 * 4 * count, what, owner=self.owner)
         self.blobs.add_blob(self.num_classes, self.dim)   # the centers: learnable, snapshotted
         filler = self.params["center_filler"]
-        self.blobs[0].data[...] = 0 if filler is None else fill(self.blobs[0].data.shape, filler)
+        try:
+            self.blobs[0].data[...] = 0 if filler is None else fill(self.blobs[0].data.shape, filler)
+        except ValueError as err:
+            self.fail(f"center_filler: {err}")
         self.cache = None             # the last accepted forward's, for backward
         self._after_update = None     # the centers' bytes this layer left, for the direct-mode guard
         self._warned = False

@@ -148,6 +148,15 @@ def _check_weights(path, result, net_param):
     return lines, [], new_model, None
 
 
+def _not_a_file(path):
+    """Why ``path`` is no file to read: missing, a folder, or a FIFO, device or socket (never opened)."""
+    if not os.path.exists(path):
+        return "not found"
+    if os.path.isdir(path):
+        return "is a folder, not a file"
+    return "is not a regular file (a FIFO, a device or a socket)"
+
+
 def _read(path):
     """The file's text, every byte kept (CRLF stays CRLF, a Latin-1 byte in a comment stays that byte)."""
     with open(path, "rb") as f:
@@ -190,9 +199,9 @@ def run(args):
     if args.weights_out and os.path.abspath(args.weights_out) == os.path.abspath(args.output):
         return _fail("-o and --weights-out name the same file")
     if not os.path.isfile(args.net):
-        return _fail(f"net file not found: {args.net}")
+        return _fail(f"net file {_not_a_file(args.net)}: {args.net}")
     if args.weights and not os.path.isfile(args.weights):
-        return _fail(f"weights file not found: {args.weights}")
+        return _fail(f"weights file {_not_a_file(args.weights)}: {args.weights}")
     text = _read(args.net)
     solver = _solver_nets(text, args.net)
     if solver is not None:
@@ -200,13 +209,14 @@ def run(args):
         if inline or len(nets) != 1:
             named = (", ".join(nets) + (" and " if nets and inline else "")) if nets else ""
             named += f"nets written inside it ({', '.join(inline)})" if inline else ""
-            hint = (f"; migrate each net file: caffe-losses migrate {nets[0]} -o NEW.prototxt" if nets
-                    else "; move the net into a file of its own and migrate that file")
+            hint = ("; migrate each net file: " + "; ".join(
+                        f"caffe-losses migrate {n} -o {os.path.splitext(n)[0]}_migrated.prototxt" for n in nets)
+                    if nets else "; move the net into a file of its own and migrate that file")
             return _fail(f"{args.net} is a solver prototxt, not a net; it names {named or 'no net'}{hint}")
         print(f"{args.net} is a solver prototxt: migrating the net it names, {nets[0]} (then point "
               f"the solver's net at {args.output})")
         if not os.path.isfile(nets[0]):
-            return _fail(f"net file not found: {nets[0]} (named by the solver {args.net}; Caffe reads "
+            return _fail(f"net file {_not_a_file(nets[0])}: {nets[0]} (named by the solver {args.net}; Caffe reads "
                          f"it relative to the working directory)")
         for other in (args.output, args.weights_out):
             if other and (_same_file(other, nets[0]) or os.path.abspath(other) == os.path.abspath(nets[0])):
