@@ -164,7 +164,6 @@ def typo_of(layer_type, known, cutoff=0.8):
     "Did you mean 'Pooling'?" would send the user to a layer that computes
     something else.
     """
-    import difflib
     close = difflib.get_close_matches(layer_type, sorted(known), n=1, cutoff=cutoff)
     return [] if close and close[0].lower() in layer_type.lower() else close
 
