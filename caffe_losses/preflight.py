@@ -94,6 +94,13 @@ def read_list_file(path, who):
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def _quoted(name, limit=120):
+    """A list file's line for a message: quoted, and shortened when it is long (never a 50 MB line)."""
+    if len(name) <= limit:
+        return f"'{name}'"
+    return f"'{name[:limit]}...' (a line of {len(name)} characters)"
+
+
 def check_data_sources(param, phase):
     """Caffe aborts the process when a data layer's source is missing, and blocks on a FIFO: check first."""
     for layer in param.layer:
@@ -122,21 +129,21 @@ def check_data_sources(param, phase):
                 raise PreflightError(f"{who}: list file '{source}' is empty")
             for name in files:
                 if not os.path.exists(name):
-                    raise PreflightError(f"{who}: list file '{source}' names a missing file '{name}'")
+                    raise PreflightError(f"{who}: list file '{source}' names a missing file {_quoted(name)}")
                 kind = _file_kind(os.stat(name))
                 if kind:
-                    raise PreflightError(f"{who}: list file '{source}' names '{name}', which is {kind}, not an "
+                    raise PreflightError(f"{who}: list file '{source}' names {_quoted(name)}, which is {kind}, not an "
                                          f"HDF5 file")
                 import h5py
                 try:
-                    with open(name, "rb"):
-                        pass
+                    with open(name, "rb") as f:
+                        f.read(8)      # an unreadable file (EIO, /proc/self/mem) is named by the OS's words
                     hdf5 = h5py.is_hdf5(name)      # the signature at 0, 512, 1024... (a user block)
                 except OSError as err:
-                    raise PreflightError(f"{who}: list file '{source}' names '{name}', which cannot be read: "
+                    raise PreflightError(f"{who}: list file '{source}' names {_quoted(name)}, which cannot be read: "
                                          f"{err.strerror or err}") from None
                 if not hdf5:
-                    raise PreflightError(f"{who}: list file '{source}' names '{name}', which is not an HDF5 file "
+                    raise PreflightError(f"{who}: list file '{source}' names {_quoted(name)}, which is not an HDF5 file "
                                          f"(Caffe would abort)")
 
 

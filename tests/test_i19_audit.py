@@ -1,0 +1,126 @@
+"""Issue 19, audited by hand on the merged work: the variants that still failed.
+
+Each case runs `caffe-losses` in its own process (Caffe could abort), with a
+file-size limit (RLIMIT_FSIZE) standing in for a full disk where the case is
+about one, and asserts one line naming the file or option, no traceback, and
+the user's files byte-identical.  Device nodes are made in the test's own
+temporary folder, never under /dev.
+"""
+
+import hashlib
+import os
+import resource
+import stat
+import subprocess
+import sys
+
+import pytest
+
+SURGERY_NET = """name: "surgery"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 100 dim: 1 dim: 1 } } }
+layer { name: "big" type: "InnerProduct" bottom: "data" top: "big"
+  inner_product_param { num_output: 100 weight_filler { type: "gaussian" std: 0.1 } } }
+layer { name: "pred" type: "Convolution" bottom: "big" top: "pred" param { lr_mult: 0 }
+  convolution_param { num_output: 1 kernel_size: 1 bias_term: false } }
+"""
+
+
+def _cli(args, cwd, fsize=None, stdout=subprocess.PIPE, timeout=120):
+    def limit():
+        if fsize is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+    env = dict(os.environ, GLOG_minloglevel="2")
+    proc = subprocess.run([sys.executable, "-m", "caffe_losses.cli", *args], cwd=cwd, env=env,
+                          preexec_fn=limit, stdout=stdout, stderr=subprocess.PIPE, text=True,
+                          timeout=timeout)
+    return proc.returncode, (proc.stdout or "") + proc.stderr
+
+
+def _digests(folder):
+    out = {}
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        with open(path, "rb") as f:
+            out[name] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def test_net_surgery_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path):
+    (tmp_path / "net.prototxt").write_text(SURGERY_NET)
+    (tmp_path / "out.caffemodel").write_bytes(b"the user's previous model")
+    before = _digests(tmp_path)
+    code, out = _cli(["net-surgery", "--model", "net.prototxt", "--layer", "pred", "--values", "0:100",
+                      "--output", "out.caffemodel"], tmp_path, fsize=4096)
+    assert code == 2, out
+    assert "Traceback" not in out and "Check failure stack trace" not in out, out
+    assert "--output out.caffemodel: Caffe could not write it" in out, out
+    assert "the disk may be full" in out and "Nothing was written under that name" in out, out
+    # no temporary file left behind, the previous output untouched
+    assert _digests(tmp_path) == before
+
+
+def test_net_surgery_still_writes_and_verifies(tmp_path):
+    (tmp_path / "net.prototxt").write_text(SURGERY_NET)
+    code, out = _cli(["net-surgery", "--model", "net.prototxt", "--layer", "pred", "--values", "0:100",
+                      "--output", "out.caffemodel"], tmp_path)
+    assert code == 0, out
+    assert "wrote out.caffemodel" in out
+    import caffe
+    caffe.set_mode_cpu()
+    net = caffe.Net(str(tmp_path / "net.prototxt"), caffe.TEST, weights=str(tmp_path / "out.caffemodel"))
+    assert net.params["pred"][0].data.ravel().tolist() == list(range(100))
+    assert sorted(os.listdir(tmp_path)) == ["net.prototxt", "out.caffemodel"]
+
+
+@pytest.mark.parametrize("name", ["H.npy", "H.binaryproto"])
+def test_make_h_on_a_full_disk_names_the_output(tmp_path, name):
+    (tmp_path / name).write_bytes(b"the user's previous H")
+    before = _digests(tmp_path)
+    code, out = _cli(["make-h", "--identity", "300", "-o", name], tmp_path, fsize=1024)
+    assert code == 2, out
+    assert "Traceback" not in out, out
+    assert f"{name}: cannot write it (" in out and "nothing was written under that name" in out, out
+    assert _digests(tmp_path) == before
+
+
+def _full_device(tmp_path):
+    """A character device like /dev/full (1, 7), made in the test's folder: every write is ENOSPC."""
+    path = tmp_path / "full.dev"
+    os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 7))
+    return path
+
+
+@pytest.mark.parametrize("args", [["template", "--list"], ["make-pos-weight", "labels.txt"]])
+def test_standard_output_that_cannot_be_written_is_one_line(tmp_path, args):
+    (tmp_path / "labels.txt").write_text("0 1\n1 0\n")
+    with open(_full_device(tmp_path), "w") as full:
+        code, out = _cli(args, tmp_path, stdout=full)
+    assert code == 1, out
+    assert "Traceback" not in out, out
+    assert f"caffe-losses {args[0]}: cannot write the standard output: No space left on device" in out, out
+
+
+HDF5_NET = """layer { name: "data" type: "HDF5Data" top: "data" top: "label"
+  hdf5_data_param { source: "list.txt" batch_size: 2 } }
+layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" inner_product_param { num_output: 2 } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "fc" bottom: "label" top: "loss" }
+"""
+
+
+def test_list_file_with_a_huge_line_is_quoted_short(tmp_path):
+    (tmp_path / "net.prototxt").write_text(HDF5_NET)
+    (tmp_path / "list.txt").write_text("x" * 1_000_000 + "\n")
+    code, out = _cli(["check", "net.prototxt"], tmp_path)
+    assert code == 1, out
+    assert "list file 'list.txt' names a missing file 'xxx" in out, out
+    assert "(a line of 1000000 characters)" in out, out
+    assert len(out) < 2000, len(out)
+
+
+def test_list_file_naming_an_unreadable_file_says_why_in_one_line(tmp_path):
+    (tmp_path / "net.prototxt").write_text(HDF5_NET)
+    (tmp_path / "list.txt").write_text("/proc/self/mem\n")
+    code, out = _cli(["check", "net.prototxt"], tmp_path)
+    assert code == 1, out
+    assert "list file 'list.txt' names '/proc/self/mem', which cannot be read: Input/output error" in out, out
+    assert "Unable to determine" not in out and "file descriptor" not in out, out
