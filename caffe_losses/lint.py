@@ -239,6 +239,7 @@ def _lint_phase(net, phase, weight_decay=None):
     findings = []
     producer = {}
     writer = {}         # blob -> the layer that wrote it last (in-place layers too)
+    constant_shapes = {}    # blob -> (Constant layer, its source, the file's shape)
     layers = [layer for layer in net.layer if in_phase(layer, phase)]
     records = [(list(layer.bottom), list(layer.top), list(layer.loss_weight)) for layer in layers]
     for layer in layers:      # train's pre-check, one data layer at a time
@@ -312,14 +313,29 @@ def _lint_phase(net, phase, weight_decay=None):
             _check_h_file(findings, layer, params["source"], classes, cls_name)
         if layer.type == "InfogainLoss" and layer.infogain_loss_param.source:
             _check_h_file(findings, layer, layer.infogain_loss_param.source, classes, "InfogainLoss")
+        if ours and cls_name in ("SoftmaxWithInfogainLoss", "InfogainLoss") and len(layer.bottom) >= 3 \
+                and not (params and params.get("source")) and classes is not None \
+                and layer.bottom[2] in constant_shapes:
+            # H as the third bottom, from a Constant layer's file: the shape the layer will refuse
+            from caffe_losses.core.infogain import square_shape
+            maker, source, shape = constant_shapes[layer.bottom[2]]
+            if square_shape(shape) != (classes, classes):
+                findings.append(Finding(
+                    ERROR, "h-file", layer,
+                    f"bottom '{layer.bottom[2]}' (H) comes from Constant {_who(maker)}, whose file "
+                    f"{_where(source)} holds shape {shape}, but the classifier feeding the loss has "
+                    f"{classes} outputs: expected {classes} x {classes} (or 1 x 1 x {classes} x {classes})"))
 
         # constant-source: the file the Constant layer emits, read as the layer reads it
         if ours and cls_name == "Constant" and params and params.get("source"):
             from caffe_losses.hmatrix import load_blob
             try:
-                load_blob(params["source"], owner="Constant", key="source")
+                blob = load_blob(params["source"], owner="Constant", key="source")
             except (OSError, ValueError, TypeError) as err:
                 findings.append(Finding(ERROR, "constant-source", layer, str(err)))
+            else:
+                for top in layer.top[:1]:
+                    constant_shapes[top] = (layer, params["source"], tuple(blob.shape))
 
         # expectation-kernel-lr ---------------------------------------------
         if layer.type in ("Convolution", "InnerProduct") and src is not None and src.type == "Softmax":

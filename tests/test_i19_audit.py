@@ -124,3 +124,47 @@ def test_list_file_naming_an_unreadable_file_says_why_in_one_line(tmp_path):
     assert code == 1, out
     assert "list file 'list.txt' names '/proc/self/mem', which cannot be read: Input/output error" in out, out
     assert "Unable to determine" not in out and "file descriptor" not in out, out
+
+
+CONSTANT_H_NET = """layer { name: "x" type: "DummyData" top: "x" top: "label" dummy_data_param {
+  shape { dim: 4 dim: 3 } shape { dim: 4 } data_filler { type: "gaussian" std: 1 } } }
+layer { name: "H" type: "Python" top: "hmat"
+  python_param { module: "caffe_losses" layer: "Constant" param_str: "{source: H5.npy}" } }
+layer { name: "score" type: "InnerProduct" bottom: "x" top: "score"
+  inner_product_param { num_output: 10 weight_filler { type: "xavier" } } }
+layer { name: "loss" type: "Python" bottom: "score" bottom: "label" bottom: "hmat" top: "loss"
+  python_param { module: "caffe_losses" layer: "SoftmaxWithInfogainLoss" } loss_weight: 1 }
+"""
+SOLVER = ('net: "net.prototxt"\nbase_lr: 0.01\nlr_policy: "fixed"\nmax_iter: 2\nsnapshot_prefix: "snap"\n'
+          'random_seed: 1\nsolver_mode: CPU\n')
+
+
+def test_check_refuses_a_constant_h_of_the_wrong_size_as_train_does(tmp_path):
+    import numpy as np
+    np.save(tmp_path / "H5.npy", np.eye(5))
+    (tmp_path / "net.prototxt").write_text(CONSTANT_H_NET)
+    (tmp_path / "solver.prototxt").write_text(SOLVER)
+    before = _digests(tmp_path)
+    code, out = _cli(["check", "solver.prototxt"], tmp_path)
+    assert code == 1, out
+    assert ("layer 'loss': bottom 'hmat' (H) comes from Constant layer 'H', whose file 'H5.npy'" in out
+            and "holds shape (5, 5), but the classifier feeding the loss has 10 outputs: expected 10 x 10" in out), out
+    code, out = _cli(["train", "solver.prototxt", "--no-progress", "--no-curve", "--no-check"], tmp_path)
+    assert code == 1 and "Traceback" not in out, out
+    assert "bottom 'hmat' must be a 10 x 10 matrix" in out and "'score' (4, 10)" in out, out
+    np.save(tmp_path / "H5.npy", np.eye(10))
+    code, out = _cli(["check", "solver.prototxt"], tmp_path)
+    assert code == 0 and "0 error(s)" in out, out
+    assert sorted(os.listdir(tmp_path)) == sorted(before)
+
+
+def test_param_str_axis_of_hundreds_of_digits_is_refused_by_check(tmp_path):
+    net = CONSTANT_H_NET.replace('layer: "SoftmaxWithInfogainLoss" }',
+                                 'layer: "SoftmaxWithInfogainLoss" param_str: "{axis: ' + "1" * 350 + '}" }')
+    import numpy as np
+    np.save(tmp_path / "H5.npy", np.eye(10))
+    (tmp_path / "net.prototxt").write_text(net)
+    code, out = _cli(["check", "net.prototxt"], tmp_path)
+    assert code == 1, out
+    assert "layer 'loss': SoftmaxWithInfogainLoss: 'axis' must be <= 31. Received: axis=111" in out, out
+    assert len(out) < 1000 and "Traceback" not in out, out
