@@ -168,3 +168,44 @@ def test_param_str_axis_of_hundreds_of_digits_is_refused_by_check(tmp_path):
     assert code == 1, out
     assert "layer 'loss': SoftmaxWithInfogainLoss: 'axis' must be <= 31. Received: axis=111" in out, out
     assert len(out) < 1000 and "Traceback" not in out, out
+
+
+FEATURE_NET = """layer { name: "x" type: "DummyData" top: "x" top: "label" dummy_data_param {
+  shape { dim: 8 dim: 3 } shape { dim: 8 } data_filler { type: "gaussian" std: 1 } } }
+layer { name: "feature" type: "InnerProduct" bottom: "x" top: "feature"
+  inner_product_param { num_output: 2 weight_filler { type: "gaussian" std: 1 } } }
+"""
+
+
+def test_plot_features_on_a_full_disk_is_one_line(tmp_path):
+    import caffe
+    caffe.set_mode_cpu()
+    (tmp_path / "net.prototxt").write_text(FEATURE_NET)
+    caffe.Net(str(tmp_path / "net.prototxt"), caffe.TEST).save(str(tmp_path / "net.caffemodel"))
+    (tmp_path / "feats.png").write_bytes(b"the user's previous picture")
+    before = _digests(tmp_path)
+    code, out = _cli(["plot-features", "--model", "net.prototxt", "net.caffemodel", "--out", "feats"],
+                     tmp_path, fsize=2048)
+    assert code == 2, out
+    assert "Traceback" not in out, out
+    assert "plot-features: --out feats.png: cannot write it (File too large)" in out, out
+    assert _digests(tmp_path) == before
+    code, out = _cli(["plot-features", "--model", "net.prototxt", "net.caffemodel", "--out", "feats"], tmp_path)
+    assert code == 0 and "wrote feats.png" in out, out
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_template_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, force):
+    out_dir = tmp_path / "t"
+    if force:
+        out_dir.mkdir()
+        (out_dir / "notes.txt").write_text("the user's notes")
+    code, out = _cli(["template", "infogain_digits_source", "--out", "t", *(["--force"] if force else [])],
+                     tmp_path, fsize=50 * 1024)
+    assert code == 2, out
+    assert "Traceback" not in out, out
+    assert f"caffe-losses template: cannot write {out_dir}: data/train.h5: File too large" in out, out
+    if force:
+        assert sorted(os.listdir(out_dir)) == ["notes.txt"]
+        assert (out_dir / "notes.txt").read_text() == "the user's notes"
+    assert sorted(os.listdir(tmp_path)) == (["t"] if force else [])
