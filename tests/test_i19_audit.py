@@ -209,3 +209,33 @@ def test_template_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, force)
         assert sorted(os.listdir(out_dir)) == ["notes.txt"]
         assert (out_dir / "notes.txt").read_text() == "the user's notes"
     assert sorted(os.listdir(tmp_path)) == (["t"] if force else [])
+
+
+HIDE_CAFFE = """
+import os, sys
+sys.path[:] = [p for p in sys.path if not os.path.isfile(os.path.join(p or '.', 'caffe', '__init__.py'))]
+"""
+
+
+@pytest.mark.parametrize("script, args", [("train.py", ["solver.prototxt"]),
+                                          ("check_net.py", ["solver.prototxt"]),
+                                          ("make_infogain_h.py", ["--identity", "3", "-o", "H.binaryproto"])])
+def test_the_repository_scripts_without_pycaffe_say_one_line(tmp_path, script, args):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(HIDE_CAFFE)
+    env = dict(os.environ, GLOG_minloglevel="2")
+    env["PYTHONPATH"] = os.pathsep.join([str(site)] + [
+        p for p in env.get("PYTHONPATH", "").split(os.pathsep)
+        if p and not os.path.isfile(os.path.join(p, "caffe", "__init__.py"))])
+    (tmp_path / "net.prototxt").write_text(FEATURE_NET)
+    (tmp_path / "solver.prototxt").write_text(SOLVER)
+    tools = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
+    proc = subprocess.run([sys.executable, os.path.join(tools, script), *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "needs pycaffe (Caffe's Python module): `import caffe` failed (No module named 'caffe')" in lines[0]
+    assert "README.md, section 'Into the Caffe you already have'" in lines[0]
+    assert sorted(os.listdir(tmp_path)) == ["net.prototxt", "site", "solver.prototxt"]

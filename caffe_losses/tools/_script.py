@@ -14,7 +14,10 @@ def main(module_name, argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     module.add_arguments(parser)
     args = parser.parse_args(argv)
-    from caffe_losses.cli import SUBCOMMANDS, allow_user_modules, run_command
+    from caffe_losses.cli import SUBCOMMANDS, _report_missing_pycaffe, allow_user_modules, run_command
     args.command = next((c for c, m in SUBCOMMANDS.items() if m == module_name), module_name)
-    allow_user_modules(args)
+    try:
+        allow_user_modules(args)
+    except ImportError as err:      # pycaffe not importable: one line, as `caffe-losses` says it
+        sys.exit(_report_missing_pycaffe(args.command, err))
     sys.exit(run_command(args.command, module.run, args))
