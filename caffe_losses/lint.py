@@ -18,7 +18,8 @@
 * ``param-str``: a ``caffe_losses`` layer whose ``param_str`` does not parse
   or validate, or an unknown ``caffe_losses`` layer class.
 * ``h-file``: an infogain H ``source`` that is missing, malformed, or not
-  L x L for the L classes of the classifier feeding the loss.
+  L x L for the L classes of the classifier feeding the loss; likewise the
+  file of a ``Constant`` layer feeding the loss's H bottom.
 * ``constant-source``: a ``Constant`` layer's ``source`` that the layer
   could not read (missing, malformed, more axes than a Caffe blob has).
 * ``double-softmax``: a layer that applies softmax itself
