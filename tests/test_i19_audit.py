@@ -239,3 +239,47 @@ def test_the_repository_scripts_without_pycaffe_say_one_line(tmp_path, script, a
     assert "needs pycaffe (Caffe's Python module): `import caffe` failed (No module named 'caffe')" in lines[0]
     assert "README.md, section 'Into the Caffe you already have'" in lines[0]
     assert sorted(os.listdir(tmp_path)) == ["net.prototxt", "site", "solver.prototxt"]
+
+
+SECOND_STOP_AFTER_SNAPSHOT = """
+import os, signal, sys
+from caffe_losses import cli, training
+
+SIG = getattr(signal, sys.argv[1])
+step = training._Run.step
+
+
+def stop_at_3(self):                      # the first stop: as a user's Ctrl-C / `docker stop`
+    step(self)
+    if self.solver.iter == 3:
+        os.kill(os.getpid(), SIG)
+
+
+def curve(*args, **kwargs):               # the second stop comes while the curve is drawn
+    os.kill(os.getpid(), SIG)
+    for _ in range(10000):
+        pass
+    raise AssertionError("the second stop did not stop")
+
+
+training._Run.step = stop_at_3
+training.plot_curve = curve
+sys.exit(cli.main(["train", "solver.prototxt", "--no-progress"]))
+"""
+
+
+@pytest.mark.parametrize("signame, code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_second_stop_after_the_snapshot_prints_the_resume_command(tmp_path, signame, code):
+    from test_train_cli import write_solver
+    write_solver(tmp_path, 1000)
+    (tmp_path / "second_stop.py").write_text(SECOND_STOP_AFTER_SNAPSHOT)
+    proc = subprocess.run([sys.executable, "second_stop.py", signame], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env=dict(os.environ, GLOG_minloglevel="2"))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == code, out
+    assert "Traceback" not in out and "did not stop" not in out, out
+    assert "snapshot at iteration 3: snap/tiny_iter_3.caffemodel, snap/tiny_iter_3.solverstate" in out, out
+    assert ("again: stopped; the last snapshot of this run, iteration 3, is complete: snap/tiny_iter_3.caffemodel, "
+            "snap/tiny_iter_3.solverstate (resume with: caffe-losses train solver.prototxt --snapshot "
+            "snap/tiny_iter_3.solverstate)") in out, out
+    assert sorted(os.listdir(tmp_path / "snap")) == ["tiny_iter_3.caffemodel", "tiny_iter_3.solverstate"]
