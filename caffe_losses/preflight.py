@@ -9,6 +9,7 @@ lost).  These functions look first and raise :class:`PreflightError` (a
 ``caffe-losses train`` and ``net-surgery``.
 """
 
+import math
 import os
 import tempfile
 
@@ -563,6 +564,13 @@ def solver_problems(param):
             warnings.append(f"{where}: {f} is not set ({effect}), so the learning rate "
                             + ("drops to 0 at the first step" if f == "gamma" and policy in ("step", "multistep", "exp")
                                else "never changes"))
+    for f in ("base_lr", "momentum", "momentum2", "weight_decay", "gamma", "power", "delta", "rms_decay",
+              "clip_gradients"):
+        value = getattr(param, f)
+        if param.HasField(f) and not math.isfinite(value):
+            warnings.append(f"{f}: {value} is not a finite number: Caffe trains with it, and the weights "
+                            f"become NaN or inf at the first update (the first error then names a blob, "
+                            f"not this field)")
     if kind == "AdaGrad" or kind == "RMSProp":
         if param.momentum != 0:
             errors.append(f"type \"{kind}\" takes no momentum (Caffe would abort): remove momentum: "

@@ -917,10 +917,25 @@ class _Run:
                              f"completed iteration")
                 self.snapshot()
                 model, state = self.files()
-                self.bar.say(f"note: {model} and {state} are the failed run as it was after iteration "
-                             f"{self.solver.iter}, before the error: resume from them once it is fixed "
-                             f"(--snapshot {state}), or delete them")
+                bad = _non_finite_weights(self.solver.net)
+                if bad:
+                    self.bar.say(f"note: {model} and {state} are the failed run as it was after iteration "
+                                 f"{self.solver.iter}, before the error; its weights already hold NaN or inf "
+                                 f"(layer '{bad}'), so resuming from them fails again: delete them")
+                else:
+                    self.bar.say(f"note: {model} and {state} are the failed run as it was after iteration "
+                                 f"{self.solver.iter}, before the error: resume from them once it is fixed "
+                                 f"(--snapshot {state}), or delete them")
             raise wrapped from None
+
+
+def _non_finite_weights(net):
+    """The first layer of ``net`` whose learnable blobs hold NaN or inf, or None."""
+    for name, blobs in net.params.items():
+        for blob in blobs:
+            if not np.isfinite(blob.data).all():
+                return name
+    return None
 
 
 class StoppedAgain(KeyboardInterrupt):

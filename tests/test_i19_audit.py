@@ -283,3 +283,19 @@ def test_a_second_stop_after_the_snapshot_prints_the_resume_command(tmp_path, si
             "snap/tiny_iter_3.solverstate (resume with: caffe-losses train solver.prototxt --snapshot "
             "snap/tiny_iter_3.solverstate)") in out, out
     assert sorted(os.listdir(tmp_path / "snap")) == ["tiny_iter_3.caffemodel", "tiny_iter_3.solverstate"]
+
+
+def test_a_nan_base_lr_is_named_and_the_failed_snapshot_is_not_offered_for_resuming(tmp_path):
+    from corpus_train import NET
+    (tmp_path / "net.prototxt").write_text(NET.replace("PARAMS", "{sigma: 1}"))
+    (tmp_path / "solver.prototxt").write_text(SOLVER.replace("base_lr: 0.01", "base_lr: nan"))
+    code, out = _cli(["check", "solver.prototxt"], tmp_path)
+    assert code == 0, out          # Caffe trains it: a warning, not an error
+    assert "WARNING [solver] solver solver.prototxt: base_lr: nan is not a finite number" in out, out
+    code, out = _cli(["train", "solver.prototxt", "--no-progress", "--no-curve"], tmp_path)
+    assert code == 1 and "Traceback" not in out, out
+    assert "base_lr: nan is not a finite number" in out, out
+    assert ("note: snap_iter_1.caffemodel and snap_iter_1.solverstate are the failed run as it was after "
+            "iteration 1, before the error; its weights already hold NaN or inf (layer 'fc'), so resuming "
+            "from them fails again: delete them") in out, out
+    assert "resume from them once it is fixed" not in out, out
