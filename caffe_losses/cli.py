@@ -53,7 +53,7 @@ def build_parser():
         p = sub.add_parser(name, help=doc, description=plain(module.__doc__),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _parser=p)
     return parser
 
 
@@ -209,7 +209,10 @@ def main(argv=None):
     # Caffe's INFO log is very long; `--caffe-log` (train) or an explicit
     # GLOG_minloglevel brings it back.
     os.environ.setdefault("GLOG_minloglevel", "2")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:      # named by the subcommand's own usage, not the top-level one
+        getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     module, extra = EXTRAS.get(args.command, (None, None))
     if module and importlib.util.find_spec(module) is None:
         print(f"caffe-losses {args.command}: needs {module}, which the base install leaves out: "

@@ -299,3 +299,10 @@ def test_a_nan_base_lr_is_named_and_the_failed_snapshot_is_not_offered_for_resum
             "iteration 1, before the error; its weights already hold NaN or inf (layer 'fc'), so resuming "
             "from them fails again: delete them") in out, out
     assert "resume from them once it is fixed" not in out, out
+
+
+def test_an_unknown_option_is_named_with_the_subcommand_s_usage(tmp_path):
+    code, out = _cli(["make-h", "--classes", "3"], tmp_path)
+    assert code == 2, out
+    assert "usage: caffe-losses make-h" in out and "caffe-losses make-h: error: unrecognized arguments: --classes 3" in out, out
+    assert os.listdir(tmp_path) == []
