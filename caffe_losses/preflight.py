@@ -611,6 +611,7 @@ def solver_preflight(param, path, *, weights_field=True):
             raise PreflightError(f"snapshot_prefix '{prefix}' (from {path}) names a folder: set "
                                  f"snapshot_prefix in the solver to the snapshots' path and name prefix")
         check_snapshot_prefix(prefix)
+        _check_snapshot_names(prefix, param)
     except PreflightError as err:
         problems.append(err)
     if weights_field:
@@ -625,6 +626,34 @@ def solver_preflight(param, path, *, weights_field=True):
                     except PreflightError as err:
                         problems.append(err)
     return problems
+
+
+def _check_snapshot_names(prefix, param):
+    """A snapshot name of the solver's schedule (every ``snapshot`` iterations, and ``max_iter``) that
+    is taken by something other than a regular file (a FIFO, a device, a symbolic link, a folder):
+    the snapshot would replace it, so it is refused before training."""
+    import re
+    from caffe_losses.safety import not_a_file
+    folder = os.path.dirname(prefix) or "."
+    pattern = re.compile(re.escape(os.path.basename(prefix)) + r"_iter_(\d+)\.(caffemodel|solverstate)(\.h5)?")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in sorted(names):
+        found = pattern.fullmatch(name)
+        if not found:
+            continue
+        it = int(found.group(1))
+        if not ((param.snapshot > 0 and it % param.snapshot == 0 and it <= param.max_iter)
+                or it == param.max_iter):
+            continue
+        path = os.path.join(folder, name) if os.path.dirname(prefix) else name
+        problem = not_a_file(path)
+        if problem:
+            raise PreflightError(f"snapshot_prefix '{prefix}': the snapshot of iteration {it} would be written "
+                                 f"as {path}, which {problem}: move it away, or change snapshot_prefix (a "
+                                 f"snapshot never replaces anything but a regular file)")
 
 
 # history blobs per learnable parameter, by solver type (Caffe's *Solver constructors)

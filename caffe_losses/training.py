@@ -747,6 +747,13 @@ class _Run:
         """
         it = self.solver.iter
         final = snapshot_files(self.prefix, it, self.param.snapshot_format)
+        from caffe_losses.safety import not_a_file
+        for path in final:       # a FIFO, device, link or folder there is never replaced
+            problem = not_a_file(path)
+            if problem:
+                raise TrainingError(f"cannot write the snapshot of iteration {it}: {path} {problem}; a snapshot "
+                                    f"replaces nothing but a regular file: move it away, or change "
+                                    f"snapshot_prefix. Nothing was written; {self.existing()}")
         partial = snapshot_files(_partial_prefix(self.prefix), it, self.param.snapshot_format)
         self.writing = it
         done = False

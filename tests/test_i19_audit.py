@@ -306,3 +306,39 @@ def test_an_unknown_option_is_named_with_the_subcommand_s_usage(tmp_path):
     assert code == 2, out
     assert "usage: caffe-losses make-h" in out and "caffe-losses make-h: error: unrecognized arguments: --classes 3" in out, out
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "device"])
+def test_a_snapshot_never_replaces_a_fifo_a_link_or_a_device(tmp_path, kind):
+    from corpus_train import NET
+    (tmp_path / "net.prototxt").write_text(NET.replace("PARAMS", "{sigma: 1}"))
+    (tmp_path / "solver.prototxt").write_text(SOLVER)        # max_iter 2, snapshot_prefix "snap"
+    (tmp_path / "user.txt").write_text("the user's file")
+    target = tmp_path / "snap_iter_2.caffemodel"
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "symlink":
+        os.symlink("user.txt", target)
+    else:
+        os.mknod(target, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    before = sorted(os.listdir(tmp_path))
+    code, out = _cli(["check", "solver.prototxt"], tmp_path)
+    assert code == 1, out
+    assert ("snapshot_prefix 'snap': the snapshot of iteration 2 would be written as snap_iter_2.caffemodel, "
+            "which ") in out and "move it away, or change snapshot_prefix" in out, out
+    # train refuses it before training; with --no-check, when the snapshot is due, writing nothing
+    code, out = _cli(["train", "solver.prototxt", "--no-progress", "--no-curve"], tmp_path)
+    assert code == 1 and "the snapshot of iteration 2 would be written as snap_iter_2.caffemodel" in out, out
+    assert sorted(os.listdir(tmp_path)) == before
+    # --max-iter 1: a snapshot off the solver's schedule, met only when it is due (nothing written)
+    os.rename(target, tmp_path / "snap_iter_1.caffemodel")
+    target = tmp_path / "snap_iter_1.caffemodel"
+    before = sorted(os.listdir(tmp_path))
+    code, out = _cli(["train", "solver.prototxt", "--no-progress", "--no-curve", "--max-iter", "1"], tmp_path)
+    assert code == 1 and "Traceback" not in out, out
+    assert ("cannot write the snapshot of iteration 1: snap_iter_1.caffemodel is a" in out
+            and "Nothing was written; no snapshot of this run was saved" in out), out
+    assert sorted(os.listdir(tmp_path)) == before
+    assert (tmp_path / "user.txt").read_text() == "the user's file"
+    mode = os.lstat(target).st_mode
+    assert {"fifo": stat.S_ISFIFO, "symlink": stat.S_ISLNK, "device": stat.S_ISCHR}[kind](mode)
