@@ -50,7 +50,7 @@ def build_parser():
         p = sub.add_parser(name, help=doc, description=plain(module.__doc__),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _parser=p)
     return parser
 
 
@@ -128,6 +128,36 @@ def _quiet_broken_pipe():
         pass
 
 
+class _StdoutFailed(OSError):
+    """Writing the standard output failed (a full disk or ``/dev/full`` behind ``>``, an I/O error)."""
+
+
+class _CheckedStdout:
+    """``sys.stdout`` as it was, with its write errors told apart from those of the tool's files."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as err:
+            raise _StdoutFailed(err.errno, err.strerror or str(err)) from None
+
+    def flush(self):
+        try:
+            return self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as err:
+            raise _StdoutFailed(err.errno, err.strerror or str(err)) from None
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def run_command(command, run, args):
     """Runs a tool's ``run(args)``, turning what no tool can report itself into one line.
 
@@ -135,12 +165,20 @@ def run_command(command, run, args):
     is set up), and a closed output pipe (``caffe-losses template --list |
     head -1``).
     """
+    stdout = sys.stdout
+    if stdout is not None and not isinstance(stdout, _CheckedStdout):
+        sys.stdout = _CheckedStdout(stdout)
     try:
         status = run(args) or 0
         sys.stdout.flush()
         return status
     except BrokenPipeError:
         _quiet_broken_pipe()
+        return 1
+    except _StdoutFailed as err:
+        # `caffe-losses template --list > /dev/full`: one line, not a traceback
+        _quiet_broken_pipe()
+        print(f"caffe-losses {command}: cannot write the standard output: {err.strerror}", file=sys.stderr)
         return 1
     except MemoryError:
         # the tools check the big allocations they can foresee; this is the rest
@@ -149,6 +187,9 @@ def run_command(command, run, args):
         return 2
     except ImportError as err:
         return _report_missing_pycaffe(command, err)
+    finally:
+        if isinstance(sys.stdout, _CheckedStdout):
+            sys.stdout = stdout
 
 
 def _report_missing_pycaffe(command, err):
@@ -164,7 +205,10 @@ def main(argv=None):
     # Caffe's INFO log is very long; `--caffe-log` (train) or an explicit
     # GLOG_minloglevel brings it back.
     os.environ.setdefault("GLOG_minloglevel", "2")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:      # named by the subcommand's own usage, not the top-level one
+        getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     module, extra = EXTRAS.get(args.command, (None, None))
     if module and importlib.util.find_spec(module) is None:
         print(f"caffe-losses {args.command}: needs {module}, which the base install leaves out: "

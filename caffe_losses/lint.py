@@ -18,7 +18,8 @@
 * ``param-str``: a ``caffe_losses`` layer whose ``param_str`` does not parse
   or validate, or an unknown ``caffe_losses`` layer class.
 * ``h-file``: an infogain H ``source`` that is missing, malformed, or not
-  L x L for the L classes of the classifier feeding the loss.
+  L x L for the L classes of the classifier feeding the loss; likewise the
+  file of a ``Constant`` layer feeding the loss's H bottom.
 * ``native-infogain``: a native ``InfogainLoss`` that Caffe's layer aborts
   on while setting up: ``loss_param { normalize }`` (refused since Caffe
   1.0), or no H (neither ``source`` nor a third bottom).
@@ -61,6 +62,7 @@ from types import SimpleNamespace
 from google.protobuf import text_format
 
 import caffe_losses
+from caffe_losses.core.infogain import square_shape
 from caffe_losses import textproto
 from caffe_losses.hmatrix import load_blob, load_h, zero_row_note
 from caffe_losses.params import parse_params
@@ -228,6 +230,7 @@ def _lint_phase(net, phase, weight_decay=None):
     findings = []
     producer = {}
     writer = {}         # blob -> the layer that wrote it last (in-place layers too)
+    constant_shapes = {}    # blob -> (Constant layer, its source, the file's shape)
     layers = [layer for layer in net.layer if in_phase(layer, phase)]
     records = [(list(layer.bottom), list(layer.top), list(layer.loss_weight)) for layer in layers]
     for layer in layers:      # train's pre-check, one data layer at a time
@@ -305,6 +308,17 @@ def _lint_phase(net, phase, weight_decay=None):
             _check_h_file(findings, layer, params["source"], classes, cls_name)
         if layer.type == "InfogainLoss" and layer.infogain_loss_param.source:
             _check_h_file(findings, layer, layer.infogain_loss_param.source, classes, "InfogainLoss")
+        if ours and cls_name in ("SoftmaxWithInfogainLoss", "InfogainLoss") and len(layer.bottom) >= 3 \
+                and not (params and params.get("source")) and classes is not None \
+                and layer.bottom[2] in constant_shapes:
+            # H as the third bottom, from a Constant layer's file: the shape the layer will refuse
+            maker, source, shape = constant_shapes[layer.bottom[2]]
+            if square_shape(shape) != (classes, classes):
+                findings.append(Finding(
+                    ERROR, "h-file", layer,
+                    f"bottom '{layer.bottom[2]}' (H) comes from Constant {_who(maker)}, whose file "
+                    f"{shown_path(source)} holds shape {shape}, but the classifier feeding the loss has "
+                    f"{classes} outputs: expected {classes} x {classes} (or 1 x 1 x {classes} x {classes})"))
 
         # native-infogain: what the native layer's LayerSetUp aborts on
         if layer.type == "InfogainLoss":
@@ -313,9 +327,12 @@ def _lint_phase(net, phase, weight_decay=None):
         # constant-source: the file the Constant layer emits, read as the layer reads it
         if ours and cls_name == "Constant" and params and params.get("source"):
             try:
-                load_blob(params["source"], owner="Constant", key="source")
+                blob = load_blob(params["source"], owner="Constant", key="source")
             except (OSError, ValueError, TypeError) as err:
                 findings.append(Finding(ERROR, "constant-source", layer, str(err)))
+            else:
+                for top in layer.top[:1]:
+                    constant_shapes[top] = (layer, params["source"], tuple(blob.shape))
 
         # expectation-kernel-lr ---------------------------------------------
         if layer.type in ("Convolution", "InnerProduct") and src is not None and src.type == "Softmax":

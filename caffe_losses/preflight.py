@@ -13,6 +13,7 @@ imports this module, and must run without pycaffe to say that it is missing.
 """
 
 import difflib
+import math
 import os
 import stat
 import subprocess
@@ -102,6 +103,13 @@ def read_list_file(path, who):
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def _quoted(name, limit=120):
+    """A list file's line for a message: quoted, and shortened when it is long (never a 50 MB line)."""
+    if len(name) <= limit:
+        return f"'{name}'"
+    return f"'{name[:limit]}...' (a line of {len(name)} characters)"
+
+
 def check_data_sources(param, phase):
     """Caffe aborts the process when a data layer's source is missing, and blocks on a FIFO: check first."""
     for layer in param.layer:
@@ -130,20 +138,20 @@ def check_data_sources(param, phase):
                 raise PreflightError(f"{who}: list file '{source}' is empty")
             for name in files:
                 if not os.path.exists(name):
-                    raise PreflightError(f"{who}: list file '{source}' names a missing file '{name}'")
+                    raise PreflightError(f"{who}: list file '{source}' names a missing file {_quoted(name)}")
                 kind = _file_kind(os.stat(name))
                 if kind:
-                    raise PreflightError(f"{who}: list file '{source}' names '{name}', which is {kind}, not an "
+                    raise PreflightError(f"{who}: list file '{source}' names {_quoted(name)}, which is {kind}, not an "
                                          f"HDF5 file")
                 try:
-                    with open(name, "rb"):
-                        pass
+                    with open(name, "rb") as f:
+                        f.read(8)      # an unreadable file (EIO, /proc/self/mem) is named by the OS's words
                     hdf5 = h5py.is_hdf5(name)      # the signature at 0, 512, 1024... (a user block)
                 except OSError as err:
-                    raise PreflightError(f"{who}: list file '{source}' names '{name}', which cannot be read: "
+                    raise PreflightError(f"{who}: list file '{source}' names {_quoted(name)}, which cannot be read: "
                                          f"{err.strerror or err}") from None
                 if not hdf5:
-                    raise PreflightError(f"{who}: list file '{source}' names '{name}', which is not an HDF5 file "
+                    raise PreflightError(f"{who}: list file '{source}' names {_quoted(name)}, which is not an HDF5 file "
                                          f"(Caffe would abort)")
 
 
@@ -584,6 +592,13 @@ def solver_problems(param):
             warnings.append(f"{where}: {f} is not set ({effect}), so the learning rate "
                             + ("drops to 0 at the first step" if f == "gamma" and policy in ("step", "multistep", "exp")
                                else "never changes"))
+    for f in ("base_lr", "momentum", "momentum2", "weight_decay", "gamma", "power", "delta", "rms_decay",
+              "clip_gradients"):
+        value = getattr(param, f)
+        if param.HasField(f) and not math.isfinite(value):
+            warnings.append(f"{f}: {value} is not a finite number: Caffe trains with it, and the weights "
+                            f"become NaN or inf at the first update (the first error then names a blob, "
+                            f"not this field)")
     if kind == "AdaGrad" or kind == "RMSProp":
         if param.momentum != 0:
             errors.append(f"type \"{kind}\" takes no momentum (Caffe would abort): remove momentum: "
@@ -623,6 +638,7 @@ def solver_preflight(param, path, *, weights_field=True):
             raise PreflightError(f"snapshot_prefix '{prefix}' (from {path}) names a folder: set "
                                  f"snapshot_prefix in the solver to the snapshots' path and name prefix")
         check_snapshot_prefix(prefix)
+        _check_snapshot_names(prefix, param)
     except PreflightError as err:
         problems.append(err)
     if weights_field:
@@ -637,6 +653,34 @@ def solver_preflight(param, path, *, weights_field=True):
                     except PreflightError as err:
                         problems.append(err)
     return problems
+
+
+def _check_snapshot_names(prefix, param):
+    """A snapshot name of the solver's schedule (every ``snapshot`` iterations, and ``max_iter``) that
+    is taken by something other than a regular file (a FIFO, a device, a symbolic link, a folder):
+    the snapshot would replace it, so it is refused before training."""
+    import re
+    from caffe_losses.safety import not_a_file
+    folder = os.path.dirname(prefix) or "."
+    pattern = re.compile(re.escape(os.path.basename(prefix)) + r"_iter_(\d+)\.(caffemodel|solverstate)(\.h5)?")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in sorted(names):
+        found = pattern.fullmatch(name)
+        if not found:
+            continue
+        it = int(found.group(1))
+        if not ((param.snapshot > 0 and it % param.snapshot == 0 and it <= param.max_iter)
+                or it == param.max_iter):
+            continue
+        path = os.path.join(folder, name) if os.path.dirname(prefix) else name
+        problem = not_a_file(path)
+        if problem:
+            raise PreflightError(f"snapshot_prefix '{prefix}': the snapshot of iteration {it} would be written "
+                                 f"as {path}, which {problem}: move it away, or change snapshot_prefix (a "
+                                 f"snapshot never replaces anything but a regular file)")
 
 
 # history blobs per learnable parameter, by solver type (Caffe's *Solver constructors)

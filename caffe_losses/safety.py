@@ -25,6 +25,7 @@ No caffe import.
 import contextlib
 import os
 import stat
+import shutil
 import tempfile
 
 import numpy as np
@@ -178,6 +179,14 @@ def output_file(path, inputs=(), *, option="--output", tool=None):
             os.umask(umask)
             os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
+    except OSError as err:      # a full disk, a file-size limit, an I/O error: name the output
+        reason = err.strerror if err.strerror else str(err)
+        try:
+            free = f"; {format_bytes(shutil.disk_usage(folder).free)} free in {folder}"
+        except OSError:
+            free = ""
+        raise OSError(f"{tool + ': ' if tool else ''}{option} {path}: cannot write it ({reason}){free}; "
+                      f"nothing was written under that name") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

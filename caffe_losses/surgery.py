@@ -91,6 +91,26 @@ def lr_mults(layer):
     return [layer.param[i].lr_mult if i < len(layer.param) else 1.0 for i in range(n)]
 
 
+def _save(net, tmp, output):
+    """``net.save(tmp)`` in a forked child where the OS has fork: Caffe's writer aborts the process
+    on a full disk (a CHECK), which then ends only the child, and the caller removes ``tmp``."""
+    if not hasattr(os, "fork"):
+        net.save(tmp)
+        return
+    from caffe_losses.training import _ChildFailed, _in_child
+    try:
+        _in_child(lambda: net.save(tmp))
+    except _ChildFailed as err:
+        import shutil
+        folder = os.path.dirname(os.path.abspath(tmp))
+        try:
+            free = f"; {shutil.disk_usage(folder).free / 2**30:.1f} GiB free in {folder}"
+        except OSError:
+            free = ""
+        raise SurgeryError(f"--output {output}: {err}{free}. Nothing was written "
+                           f"under that name") from None
+
+
 def surgery(model, layer_name, values, output, *, weights=None, phase="TRAIN", out=None, err=None):
     """Sets ``layer_name``'s kernel to ``values`` and saves the net's weights to ``output``.
 
@@ -162,7 +182,7 @@ def surgery(model, layer_name, values, output, *, weights=None, phase="TRAIN", o
     # Written beside the output, verified, then renamed into place: a failure
     # leaves no file, and never a clobbered one.
     with output_file(output, {"--model": model, "--weights": weights}) as tmp:
-        net.save(tmp)
+        _save(net, tmp, output)
         # Verify: a fresh net from the same prototxt, loaded from the file just written.
         check = caffe.Net(model, getattr(caffe, phase))
         check.copy_from(tmp)

@@ -33,7 +33,9 @@ Caffe's ``Solver::Solve`` and ``Solver::Step`` (BVLC ``src/caffe/solver.cpp``):
   default). A second SIGINT stops at once (:class:`StoppedAgain`, whose
   message says which snapshot of the run is complete), a second SIGTERM
   ends the process; either while a snapshot is being written drops it
-  (never left half-written under its final name) and says so.
+  (never left half-written under its final name) and says so, and either
+  after it (while the curve is drawn) says which snapshot is complete and
+  the command that resumes from it.
   Every message about a snapshot names its files, after they exist.
 
 Before building the nets it checks what Caffe would abort on (solver
@@ -645,8 +647,25 @@ def train(solver_path, *, weights=None, snapshot=None, max_iter=None, progress=T
             check_solverstate(snapshot, solver.net, _solver_type(param))
             solver.restore(snapshot)
         bar.start_iter, bar.t0 = solver.iter, bar.clock()
-        history = _Run(solver, param, prefix, bar, signals, total, solver_path=solver_path,
-                       fork=gpu is None).run(names)
+        runner = _Run(solver, param, prefix, bar, signals, total, solver_path=solver_path,
+                      fork=gpu is None)
+        history = runner.run(names)
+    stop = history["interrupted"]
+    if stop is None:
+        return _finish_history(history, solver, solver_path, label, curve_png)
+    try:      # stopped: a second Ctrl-C or SIGTERM while the curve is drawn still says what exists
+        with _stop_raises():
+            return _finish_history(history, solver, solver_path, label, curve_png)
+    except StoppedAgain:
+        raise
+    except KeyboardInterrupt as err:
+        signum = getattr(err, "signum", signal.SIGINT)
+        raise StoppedAgain(f"{_Signals.NAMES.get(signum, 'a signal')} again: stopped; {runner.existing()}",
+                           signum) from None
+
+
+def _finish_history(history, solver, solver_path, label, curve_png):
+    """``train``'s end: the history collected for the demo, the curve drawn."""
     history["solver"] = solver
     solver_dir = os.path.basename(os.path.dirname(os.path.abspath(solver_path)))
     history["curve"], history["curve_note"] = None, None
@@ -698,6 +717,13 @@ class _Run:
         """
         it = self.solver.iter
         final = snapshot_files(self.prefix, it, self.param.snapshot_format)
+        from caffe_losses.safety import not_a_file
+        for path in final:       # a FIFO, device, link or folder there is never replaced
+            problem = not_a_file(path)
+            if problem:
+                raise TrainingError(f"cannot write the snapshot of iteration {it}: {path} {problem}; a snapshot "
+                                    f"replaces nothing but a regular file: move it away, or change "
+                                    f"snapshot_prefix. Nothing was written; {self.existing()}")
         partial = snapshot_files(_partial_prefix(self.prefix), it, self.param.snapshot_format)
         self.writing = it
         done = False
@@ -868,10 +894,25 @@ class _Run:
                              f"completed iteration")
                 self.snapshot()
                 model, state = self.files()
-                self.bar.say(f"note: {model} and {state} are the failed run as it was after iteration "
-                             f"{self.solver.iter}, before the error: resume from them once it is fixed "
-                             f"(--snapshot {state}), or delete them")
+                bad = _non_finite_weights(self.solver.net)
+                if bad:
+                    self.bar.say(f"note: {model} and {state} are the failed run as it was after iteration "
+                                 f"{self.solver.iter}, before the error; its weights already hold NaN or inf "
+                                 f"(layer '{bad}'), so resuming from them fails again: delete them")
+                else:
+                    self.bar.say(f"note: {model} and {state} are the failed run as it was after iteration "
+                                 f"{self.solver.iter}, before the error: resume from them once it is fixed "
+                                 f"(--snapshot {state}), or delete them")
             raise wrapped from None
+
+
+def _non_finite_weights(net):
+    """The first layer of ``net`` whose learnable blobs hold NaN or inf, or None."""
+    for name, blobs in net.params.items():
+        for blob in blobs:
+            if not np.isfinite(blob.data).all():
+                return name
+    return None
 
 
 class StoppedAgain(KeyboardInterrupt):

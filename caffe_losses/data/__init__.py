@@ -8,6 +8,7 @@ template (see :mod:`caffe_losses.templates`), which writes the template
 folder's ``data/`` with :func:`write_splits`.
 """
 
+import re
 import os
 
 import h5py
@@ -39,13 +40,19 @@ def write_hdf5(folder, name, *, root=None, **arrays):
     os.makedirs(folder, exist_ok=True)
     h5_path = os.path.join(folder, name + ".h5")
     n = None
-    with h5py.File(h5_path, "w") as f:
-        for key, value in arrays.items():
-            value = np.ascontiguousarray(value, dtype=np.float32)
-            if n is not None and value.shape[0] != n:
-                raise ValueError(f"write_hdf5: dataset '{key}' has {value.shape[0]} samples, expected {n}")
-            n = value.shape[0]
-            f.create_dataset(key, data=value)
+    try:
+        with h5py.File(h5_path, "w") as f:
+            for key, value in arrays.items():
+                value = np.ascontiguousarray(value, dtype=np.float32)
+                if n is not None and value.shape[0] != n:
+                    raise ValueError(f"write_hdf5: dataset '{key}' has {value.shape[0]} samples, expected {n}")
+                n = value.shape[0]
+                f.create_dataset(key, data=value)
+    except (OSError, RuntimeError) as err:     # a full disk: HDF5's long error, then one on closing
+        found = re.search(r"error message = '([^']*)'", str(err))
+        reason = found.group(1) if found else (getattr(err, "strerror", None) or str(err).splitlines()[0])
+        shown = h5_path if root is None else os.path.relpath(h5_path, os.path.abspath(root))
+        raise OSError(f"{shown}: {reason}") from None
     list_path = os.path.join(folder, name + ".txt")
     with open(list_path, "w") as f:
         f.write((h5_path if root is None else os.path.relpath(h5_path, os.path.abspath(root))) + "\n")

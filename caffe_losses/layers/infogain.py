@@ -27,7 +27,10 @@ _SOURCE = Param("source", as_str, None, doc=(
     "H file: .binaryproto (1 x 1 x L x L, as caffe.io.array_to_blobproto or "
     "caffe-losses make-h write it) or .npy (read with allow_pickle=False); "
     "relative to the working directory; omit it when H is the third bottom"))
-_AXIS = Param("axis", as_int, 1, doc="the class axis of the predictions (1 for N x C and N x C x H x W)")
+# a Caffe blob has at most 32 axes (kMaxBlobAxes): any other axis is refused at once, as Caffe's
+# CanonicalAxisIndex would abort on it
+_AXIS = Param("axis", as_int, 1, low=-32, high=31,
+              doc="the class axis of the predictions (1 for N x C and N x C x H x W)")
 
 
 class _InfogainLayer(LossLayer):

@@ -5,7 +5,7 @@ import importlib
 import os
 import sys
 
-from caffe_losses.cli import SUBCOMMANDS, allow_user_modules, plain, run_command
+from caffe_losses.cli import SUBCOMMANDS, _report_missing_pycaffe, allow_user_modules, plain, run_command
 
 
 def main(module_name, argv=None):
@@ -16,5 +16,8 @@ def main(module_name, argv=None):
     module.add_arguments(parser)
     args = parser.parse_args(argv)
     args.command = next((c for c, m in SUBCOMMANDS.items() if m == module_name), module_name)
-    allow_user_modules(args)
+    try:
+        allow_user_modules(args)
+    except ImportError as err:      # pycaffe not importable: one line, as `caffe-losses` says it
+        sys.exit(_report_missing_pycaffe(args.command, err))
     sys.exit(run_command(args.command, module.run, args))

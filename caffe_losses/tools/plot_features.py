@@ -77,8 +77,12 @@ def run(args):
             return 2
         title = titles[k] if titles else os.path.basename(weights)
         panels.append((feats, labels, title))
-    with output_file(out, inputs, option="--out", tool="plot-features") as tmp:
-        draw_features(panels, tmp, suptitle=args.suptitle)
+    try:
+        with output_file(out, inputs, option="--out", tool="plot-features") as tmp:
+            draw_features(panels, tmp, suptitle=args.suptitle)
+    except (OSError, OutputError) as err:      # a disk that filled up, a path that changed meanwhile
+        print(err, file=sys.stderr)
+        return 2
     for feats, labels, title in panels:
         try:
             ratio = f"intra/inter ratio {intra_inter_ratio(feats, labels):.4f}"
