@@ -15,6 +15,7 @@ imports this module, and must run without pycaffe to say that it is missing.
 import difflib
 import math
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import tempfile
 import h5py
 import numpy as np
 
-from caffe_losses.safety import format_bytes, read_bytes
+from caffe_losses.safety import format_bytes, not_a_file, read_bytes
 
 __all__ = ["PreflightError", "in_phase", "check_data_sources", "check_net_structure", "check_weights",
            "check_solver", "check_snapshot_prefix", "check_solverstate", "net_shapes", "model_layer_names",
@@ -659,8 +660,6 @@ def _check_snapshot_names(prefix, param):
     """A snapshot name of the solver's schedule (every ``snapshot`` iterations, and ``max_iter``) that
     is taken by something other than a regular file (a FIFO, a device, a symbolic link, a folder):
     the snapshot would replace it, so it is refused before training."""
-    import re
-    from caffe_losses.safety import not_a_file
     folder = os.path.dirname(prefix) or "."
     pattern = re.compile(re.escape(os.path.basename(prefix)) + r"_iter_(\d+)\.(caffemodel|solverstate)(\.h5)?")
     try:

@@ -10,6 +10,7 @@ reports what it changed.
 """
 
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -17,6 +18,7 @@ import numpy as np
 from caffe_losses import preflight
 from caffe_losses.prototxt import read_net_param
 from caffe_losses.safety import OutputError, check_output, output_file
+from caffe_losses.training import _ChildFailed, _in_child
 
 # caffe (pycaffe) is imported inside the functions that use it: the CLI imports this
 # module, and must run without pycaffe to say that it is missing (tests/test_layout.py).
@@ -97,11 +99,9 @@ def _save(net, tmp, output):
     if not hasattr(os, "fork"):
         net.save(tmp)
         return
-    from caffe_losses.training import _ChildFailed, _in_child
     try:
         _in_child(lambda: net.save(tmp))
     except _ChildFailed as err:
-        import shutil
         folder = os.path.dirname(os.path.abspath(tmp))
         try:
             free = f"; {shutil.disk_usage(folder).free / 2**30:.1f} GiB free in {folder}"

@@ -69,7 +69,7 @@ from caffe_losses.figures import pyplot, save_figure
 from caffe_losses.preflight import (PreflightError, check_data_sources, check_net_structure,
                                     check_solverstate, check_weights, snapshot_prefix, solver_preflight)
 from caffe_losses.prototxt import read_solver_param, solver_nets
-from caffe_losses.safety import format_bytes
+from caffe_losses.safety import format_bytes, not_a_file
 
 # caffe (pycaffe) is imported inside the functions that use it: the CLI
 # imports this module, and must run without pycaffe to say that it is missing.
@@ -717,7 +717,6 @@ class _Run:
         """
         it = self.solver.iter
         final = snapshot_files(self.prefix, it, self.param.snapshot_format)
-        from caffe_losses.safety import not_a_file
         for path in final:       # a FIFO, device, link or folder there is never replaced
             problem = not_a_file(path)
             if problem:
