@@ -13,7 +13,7 @@ import pytest
 
 from caffe_losses.hmatrix import save_h
 from caffe_losses.lint import lint_file
-from test_migrate import SCORES, inputs, migrate, net
+from test_migrate import SCORES, h_from_fields, inputs, migrate, net
 
 CLI = os.path.join(os.path.dirname(sys.executable), "caffe-losses")
 RNG = np.random.RandomState(18)
@@ -54,12 +54,7 @@ def test_native_infogain_with_a_zero_row_migrates_with_its_loss_and_gradient(
     C = shape[1]
     H = zero_row_h(C, kind)
     save_h("H.binaryproto", H)
-    shapes = {"raw": shape, "label": label_shape}
-    if h_from == "bottom":
-        shapes["H"] = (1, 1, C, C)
-        source, h_bottom = "", '\n  bottom: "H"'
-    else:
-        source, h_bottom = '\n  infogain_loss_param { source: "H.binaryproto" }', ""
+    shapes, source, h_bottom = h_from_fields(shape, label_shape, h_from)
     text = inputs(False, **shapes) + SCORES + (
         'layer { name: "ip" type: "InnerProduct" bottom: "scores" top: "unused" '
         'inner_product_param { num_output: 2 } }\n'

@@ -88,18 +88,23 @@ INFOGAIN = [
 ]
 
 
+def h_from_fields(shape, label_shape, h_from):
+    """The input shapes and the prototxt pieces for a native InfogainLoss's H from its
+    ``source`` file (H.binaryproto) or from a third bottom "H": (shapes, source, h_bottom)."""
+    shapes = {"raw": shape, "label": label_shape}
+    if h_from == "bottom":
+        shapes["H"] = (1, 1, shape[1], shape[1])
+        return shapes, "", '\n  bottom: "H"'
+    return shapes, '\n  infogain_loss_param { source: "H.binaryproto" }', ""
+
+
 @pytest.mark.parametrize("fields, shape, label_shape", INFOGAIN)
 @pytest.mark.parametrize("h_from", ["source", "bottom"])
 def test_native_infogain_same_loss_and_gradient(fields, shape, label_shape, h_from, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     C = shape[1]
     H = h_file(C, 3.0)
-    shapes = {"raw": shape, "label": label_shape}
-    if h_from == "bottom":
-        shapes["H"] = (1, 1, C, C)
-        source, h_bottom = "", '\n  bottom: "H"'
-    else:
-        source, h_bottom = '\n  infogain_loss_param { source: "H.binaryproto" }', ""
+    shapes, source, h_bottom = h_from_fields(shape, label_shape, h_from)
     if "infogain_loss_param" in fields and source:
         fields = fields.replace("infogain_loss_param { axis: 1 }",
                                 'infogain_loss_param { axis: 1 source: "H.binaryproto" }')

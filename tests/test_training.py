@@ -354,9 +354,10 @@ def test_check_errors_refuse_training_and_warnings_name_the_prototxt_layer(tmp_p
     assert ".py" not in proc.stderr
 
 
-def test_layer_error_while_training_names_the_layer_and_keeps_the_run(tmp_path):
-    write_tiny(tmp_path, 50)
-    (tmp_path / "failing.py").write_text(textwrap.dedent("""
+def write_failing_net(folder, calls):
+    """The tiny net with a Python layer 'copy' (module failing.py in ``folder``) before its loss,
+    which raises RuntimeError("failing on purpose") in forward once it has run ``calls`` times."""
+    (folder / "failing.py").write_text(textwrap.dedent(f"""
         import caffe
         class FailsLater(caffe.Layer):
             def setup(self, bottom, top):
@@ -365,7 +366,7 @@ def test_layer_error_while_training_names_the_layer_and_keeps_the_run(tmp_path):
                 top[0].reshape(*bottom[0].data.shape)
             def forward(self, bottom, top):
                 self.calls += 1
-                if self.calls > 4:
+                if self.calls > {calls}:
                     raise RuntimeError("failing on purpose")
                 top[0].data[...] = bottom[0].data
             def backward(self, top, propagate_down, bottom):
@@ -374,8 +375,13 @@ def test_layer_error_while_training_names_the_layer_and_keeps_the_run(tmp_path):
     copy = ('layer { name: "copy" type: "Python" bottom: "fc" top: "fc2" '
             'python_param { module: "failing" layer: "FailsLater" } }\n')
     head, loss = TINY_NET.split('layer { name: "loss"')     # the failing layer goes before the loss
-    (tmp_path / "net.prototxt").write_text(head + copy + 'layer { name: "loss"' +
-                                           loss.replace('bottom: "fc" bottom: "y"', 'bottom: "fc2" bottom: "y"'))
+    (folder / "net.prototxt").write_text(head + copy + 'layer { name: "loss"' +
+                                         loss.replace('bottom: "fc" bottom: "y"', 'bottom: "fc2" bottom: "y"'))
+
+
+def test_layer_error_while_training_names_the_layer_and_keeps_the_run(tmp_path):
+    write_tiny(tmp_path, 50)
+    write_failing_net(tmp_path, 4)
     proc = subprocess.run([CLI, "train", "solver.prototxt", "--no-progress"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 1, proc.stderr

@@ -14,13 +14,13 @@ import resource
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import numpy as np
 import pytest
 
 from caffe_losses import training
+from test_training import write_failing_net
 from test_train_cli import NET as TINY_NET, write_solver as write_tiny   # net.prototxt, solver (snap/tiny)
 
 CLI = os.path.join(os.path.dirname(sys.executable), "caffe-losses")
@@ -180,33 +180,11 @@ def test_max_iter_beyond_the_solver_keeps_caffe_s_schedule_for_other_policies(tm
     assert proc.returncode == 0 and "trained to iteration 8" in proc.stdout, proc.stderr
 
 
-FAILS_AT_ITERATION_1 = textwrap.dedent("""
-    import caffe
-    class FailsAtSecondForward(caffe.Layer):
-        def setup(self, bottom, top):
-            self.calls = 0
-        def reshape(self, bottom, top):
-            top[0].reshape(*bottom[0].data.shape)
-        def forward(self, bottom, top):
-            self.calls += 1
-            if self.calls > 1:
-                raise RuntimeError("failing on purpose")
-            top[0].data[...] = bottom[0].data
-        def backward(self, top, propagate_down, bottom):
-            bottom[0].diff[...] = top[0].diff
-""")
-
-
 def test_the_snapshot_of_a_failed_run_is_explained(tmp_path):
     """Decision: the last completed iteration is still saved (resumable once the error is fixed),
     and a note says what those files are."""
     write_tiny(tmp_path, 50)
-    (tmp_path / "failing.py").write_text(FAILS_AT_ITERATION_1)
-    copy = ('layer { name: "copy" type: "Python" bottom: "fc" top: "fc2" '
-            'python_param { module: "failing" layer: "FailsAtSecondForward" } }\n')
-    head, loss = TINY_NET.split('layer { name: "loss"')
-    (tmp_path / "net.prototxt").write_text(head + copy + 'layer { name: "loss"' +
-                                           loss.replace('bottom: "fc" bottom: "y"', 'bottom: "fc2" bottom: "y"'))
+    write_failing_net(tmp_path, 1)       # fails at the second forward: iteration 1
     proc = train(tmp_path)
     assert proc.returncode == 1, proc.stderr
     assert SNAPSHOT_LINE.findall(proc.stderr) == [("1", "snap/tiny_iter_1.caffemodel", "snap/tiny_iter_1.solverstate")]
