@@ -12,7 +12,7 @@ setup(
     python_requires=">=3.9",
     # The templates stay at the top of the repository (one source of truth);
     # the wheel carries them as the package data caffe_losses/prototxt_templates/
-    # (found by caffe_losses.templates.template_root), with the embedded digits.
+    # (found by caffe_losses.nets.templates.template_root), with the embedded digits.
     packages=find_packages(include=["caffe_losses", "caffe_losses.*"]) + ["caffe_losses.prototxt_templates"],
     package_dir={"caffe_losses.prototxt_templates": "prototxt_templates"},
     package_data={"caffe_losses.prototxt_templates": ["*/*.prototxt", "*/*.yaml", "*/*.md"],

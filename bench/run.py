@@ -60,12 +60,12 @@ import caffe  # noqa: E402
 from caffe.proto import caffe_pb2  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
 
-from caffe_losses.figures import pyplot, save_figure  # noqa: E402
-from caffe_losses.hmatrix import save_h  # noqa: E402
-from caffe_losses.params import load_yaml  # noqa: E402
-from caffe_losses.prototxt import read_net_param, read_solver_param, working_directory  # noqa: E402
-from caffe_losses.templates import TEMPLATE_ROOT, prepare_template  # noqa: E402
-from caffe_losses.testing import net_from_text  # noqa: E402
+from caffe_losses.files.figures import pyplot, save_figure# noqa: E402
+from caffe_losses.files.hmatrix import save_h# noqa: E402
+from caffe_losses.glue.params import load_yaml# noqa: E402
+from caffe_losses.nets.prototxt import read_net_param, read_solver_param, working_directory# noqa: E402
+from caffe_losses.nets.templates import TEMPLATE_ROOT, prepare_template# noqa: E402
+from caffe_losses.glue.testing import net_from_text# noqa: E402
 
 caffe.set_mode_cpu()
 
@@ -137,7 +137,7 @@ def native_loss(ltype, bottoms, extra="", name="loss", top="loss"):
 
 
 def write_h(path, h):
-    """Writes H as Caffe reads it (the package's :func:`caffe_losses.hmatrix.save_h`); returns ``path``."""
+    """Writes H as Caffe reads it (the package's :func:`caffe_losses.files.hmatrix.save_h`); returns ``path``."""
     save_h(path, h)
     return path
 

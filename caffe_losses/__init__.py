@@ -10,39 +10,28 @@ Use a layer from a prototxt::
       loss_weight: 1   # Python layers get no default loss weight: keep this line
     }
 
-The layer classes are imported lazily (PEP 562), so ``caffe_losses.core`` and
-``caffe_losses.params`` work without pycaffe; touching a layer name imports
+The layer classes are imported lazily (PEP 562) from their families'
+``layer`` modules (:mod:`caffe_losses.losses`), so the cores and
+``caffe_losses.glue.params`` work without pycaffe; touching a layer name imports
 ``caffe``.
 """
 
-import importlib
+from caffe_losses.losses import LAYERS
 
 __version__ = "0.1.0"
 
-# layer class -> module under caffe_losses.layers
-_LAYERS = {
-    "SoftmaxWithInfogainLoss": "infogain",
-    "InfogainLoss": "infogain",
-    "Constant": "infogain",
-    "WeightedSigmoidCrossEntropyLoss": "sigmoid",
-    "SmoothL1Loss": "regression",
-    "Expectation": "regression",
-    "MeanVarianceLoss": "regression",
-    "CenterLoss": "center",
-}
-
-__all__ = sorted(_LAYERS)
+__all__ = sorted(LAYERS)
 
 
 def __getattr__(name):
-    module = _LAYERS.get(name)
-    if module is None:
+    family = LAYERS.get(name)
+    if family is None:
         raise AttributeError(f"module 'caffe_losses' has no attribute '{name}'. "
-                             f"Layers: {', '.join(sorted(_LAYERS))}")
-    value = getattr(importlib.import_module(f"caffe_losses.layers.{module}"), name)
+                             f"Layers: {', '.join(sorted(LAYERS))}")
+    value = getattr(family.module("layer"), name)
     globals()[name] = value
     return value
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAYERS))
+    return sorted(set(globals()) | set(LAYERS))

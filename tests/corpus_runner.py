@@ -62,9 +62,9 @@ def make_unreadable(names):
 
 def run_layer(case):
     import caffe
-    import caffe_losses.layers.center, caffe_losses.layers.infogain  # noqa: E401,F401  (before any uid drop)
-    import caffe_losses.layers.regression, caffe_losses.layers.sigmoid  # noqa: E401,F401
-    from caffe_losses.testing import layer_net
+    import caffe_losses.losses.center.layer, caffe_losses.losses.infogain.layer  # noqa: E401,F401  (before any uid drop)
+    import caffe_losses.losses.regression.layer, caffe_losses.losses.sigmoid.layer  # noqa: E401,F401
+    from caffe_losses.glue.testing import layer_net
     caffe.set_mode_cpu()
     if case.get("solver_count"):
         # what Caffe's python/train.py sets in each of its solver processes

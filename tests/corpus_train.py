@@ -58,7 +58,7 @@ TRAIN_CASES = [
     ("tool-train-weights-is-a-solverstate", train_case("--weights", "state.solverstate", files=STATE),
      ("exit", r"--weights state\.solverstate: is a solver state .*--snapshot")),
     ("tool-train-weights-is-a-blob", train_case("--weights", "H.binaryproto", files={
-        "H.binaryproto": "from caffe_losses.hmatrix import save_h; save_h(path, np.eye(3))"}),
+        "H.binaryproto": "from caffe_losses.files.hmatrix import save_h; save_h(path, np.eye(3))"}),
      ("exit", r"--weights H\.binaryproto: is a single blob")),
     ("tool-train-weights-is-text", train_case("--weights", "net.prototxt"),
      ("exit", r"--weights net\.prototxt: not a binary \.caffemodel")),

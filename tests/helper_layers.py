@@ -7,8 +7,8 @@ show that the gradient checker catches it.
 
 import numpy as np
 
-from caffe_losses.layers.base import LossLayer
-from caffe_losses.params import Param, as_float, normalization_param
+from caffe_losses.glue.base import LossLayer
+from caffe_losses.glue.params import Param, as_float, normalization_param
 
 
 class HalfSquaredError(LossLayer):

@@ -10,8 +10,8 @@ shape (SmoothL1Loss's target gradient used to be written in pred's shape:
 import numpy as np
 import pytest
 
-from caffe_losses.hmatrix import save_h
-from caffe_losses.testing import check_net_gradient, layer_net
+from caffe_losses.files.hmatrix import save_h
+from caffe_losses.glue.testing import check_net_gradient, layer_net
 
 MOD = "caffe_losses"
 RNG = np.random.RandomState(31)

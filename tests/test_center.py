@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import caffe
-from caffe_losses.core import center as core
-from caffe_losses.testing import check_gradient, check_net_gradient, layer_net, net_from_text
+from caffe_losses.losses.center import core
+from caffe_losses.glue.testing import check_gradient, check_net_gradient, layer_net, net_from_text
 
 RNG = np.random.RandomState(4)
 
@@ -254,7 +254,7 @@ def test_batch_size_may_change_between_reshapes():
 
 
 def test_zero_loss_weight_warns():
-    from caffe_losses.layers.base import LossWeightWarning
+    from caffe_losses.glue.base import LossWeightWarning
     net = center_net("{num_classes: 3}", loss_weight=None)
     net.blobs["y"].data[...] = 0
     with pytest.warns(LossWeightWarning, match="CenterLoss"):
@@ -282,7 +282,7 @@ def test_a_refused_batch_moves_no_center():
 
 
 def test_centers_are_checked_against_free_memory_before_allocating(monkeypatch):
-    from caffe_losses import safety
+    from caffe_losses.files import safety
     monkeypatch.setattr(safety, "available_memory", lambda: 10 ** 6)
     with pytest.raises(ValueError, match=r"CenterLoss: the centers \(100000 x 2 float32, data and diff\) "
                                          r"would need 1\.5 MiB, more than the 976\.6 KiB of memory available"):

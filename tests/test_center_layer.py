@@ -7,9 +7,9 @@ import warnings
 import numpy as np
 import pytest
 
-from caffe_losses.core import center as core
-from caffe_losses.layers.center import CenterUpdateWarning
-from caffe_losses.testing import layer_net
+from caffe_losses.losses.center import core
+from caffe_losses.losses.center.layer import CenterUpdateWarning
+from caffe_losses.glue.testing import layer_net
 
 RNG = np.random.RandomState(8)
 

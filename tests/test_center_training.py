@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import caffe
-from caffe_losses.layers.center import CenterUpdateWarning
-from caffe_losses.templates import TEMPLATE_ROOT, prepare_template
+from caffe_losses.losses.center.layer import CenterUpdateWarning
+from caffe_losses.nets.templates import TEMPLATE_ROOT, prepare_template
 from caffe_losses.training import train
 
 RNG = np.random.RandomState(11)

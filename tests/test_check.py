@@ -8,7 +8,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from caffe_losses.lint import lint_file
+from caffe_losses.nets.lint import lint_file
 
 CLI = os.path.join(os.path.dirname(sys.executable), "caffe-losses")
 
@@ -30,7 +30,7 @@ SOFTMAX = 'layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }'
 
 
 def write_h(path, n):
-    from caffe_losses.hmatrix import save_h
+    from caffe_losses.files.hmatrix import save_h
     save_h(str(path), np.eye(n))
 
 
@@ -131,7 +131,7 @@ def test_solver_nets_as_caffe_builds_them(tmp_path, monkeypatch):
     # one walk of a solver's nets for check (each net once) and train (with
     # phases, the generic net once per test_iter beyond the explicit test nets)
     import caffe
-    from caffe_losses.prototxt import read_prototxt, solver_nets
+    from caffe_losses.nets.prototxt import read_prototxt, solver_nets
     monkeypatch.chdir(tmp_path)
     (tmp_path / "net.prototxt").write_text(HEAD + pyloss("SmoothL1Loss", ["fc", "fc"], extra=""))
     (tmp_path / "test.prototxt").write_text(HEAD)
@@ -161,7 +161,7 @@ def test_include_exclude_rules_follow_caffe(tmp_path):
     # an include rule needing a stage is not met (the layer is left out).
     from caffe.proto import caffe_pb2
     from google.protobuf import text_format
-    from caffe_losses.preflight import in_phase
+    from caffe_losses.nets.preflight import in_phase
     net = text_format.Parse(
         'layer { name: "a" exclude { stage: "deploy" } }\n'
         'layer { name: "b" exclude { } }\n'

@@ -11,11 +11,11 @@ import pytest
 
 import caffe
 
-from caffe_losses.hmatrix import save_h
-from caffe_losses.layers.base import LossWeightWarning
-from caffe_losses.lint import lint_file
-from caffe_losses.preflight import PreflightError, check_data_sources
-from caffe_losses.prototxt import read_net_param
+from caffe_losses.files.hmatrix import save_h
+from caffe_losses.glue.base import LossWeightWarning
+from caffe_losses.nets.lint import lint_file
+from caffe_losses.nets.preflight import PreflightError, check_data_sources
+from caffe_losses.nets.prototxt import read_net_param
 
 CLI = os.path.join(os.path.dirname(sys.executable), "caffe-losses")
 

@@ -6,9 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from caffe_losses.core.common import (Workspace, canonical_shape, check_labels, first_bad_index,
-                                      log_softmax, loss_sum, normalizer, out_view, raise_non_finite,
-                                      sigmoid, softmax, softplus)
+from caffe_losses.losses.common import Workspace, canonical_shape, check_labels, first_bad_index, log_softmax, loss_sum, normalizer, out_view, raise_non_finite, sigmoid, softmax, softplus
 
 
 def test_normalizer_matches_caffe_get_normalizer():

@@ -10,8 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from caffe_losses.experiments import MODULES, report, runner
-from caffe_losses.prototxt import read_net_param
+from caffe_losses.experiments import report, runner
+from caffe_losses.losses import DEMOS
+from caffe_losses.nets.prototxt import read_net_param
 
 CLI = os.path.join(os.path.dirname(sys.executable), "caffe-losses")
 
@@ -42,7 +43,7 @@ def test_results_file_has_the_structure_and_every_recipe(small_run):
     out, _, doc = small_run
     report.check_results(doc)      # recomputes every mean, difference and verdict from the seeds
     assert doc["small"] is True and doc["seeds"] == list(runner.SMALL_SEEDS)
-    assert doc["families"] == list(MODULES)
+    assert doc["families"] == list(DEMOS)
     purpose = {(r["family"], r["loss"]) for r in doc["rows"] if r["role"] == "purpose"}
     assert purpose == {("infogain", "SoftmaxWithInfogainLoss"),
                        ("sigmoid", "WeightedSigmoidCrossEntropyLoss"),

@@ -1,4 +1,4 @@
-"""Caffe's fillers in NumPy (caffe_losses.fillers) and CenterLoss's center_filler key.
+"""Caffe's fillers in NumPy (caffe_losses.glue.fillers) and CenterLoss's center_filler key.
 
 The expected distributions and fan rules are those of Caffe's
 include/caffe/filler.hpp: for a blob (num, d1, ...), fan_in = count / num and
@@ -10,8 +10,8 @@ import caffe
 import numpy as np
 import pytest
 
-from caffe_losses.fillers import as_filler, fill
-from caffe_losses.testing import layer_net
+from caffe_losses.glue.fillers import as_filler, fill
+from caffe_losses.glue.testing import layer_net
 
 
 def test_as_filler_reads_a_type_name_or_a_filler_parameter():

@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 import caffe
-from caffe_losses.layers.base import LossWeightWarning
-from caffe_losses.testing import (GradientCheckError, check_gradient, check_net_gradient,
-                                  layer_net, net_from_text)
+from caffe_losses.glue.base import LossWeightWarning
+from caffe_losses.glue.testing import GradientCheckError, check_gradient, check_net_gradient, layer_net, net_from_text
 
 VENV_BIN = os.path.dirname(sys.executable)
 RNG = np.random.RandomState(0)
@@ -158,8 +157,8 @@ def test_loss_layers_share_the_one_backward():
     # LossLayer.backward is the only backward of the loss layers: each
     # implements gradients(diffs, scale), which is what runs in training
     import caffe_losses
-    from caffe_losses.layers.base import LossLayer
-    losses = [getattr(caffe_losses, name) for name in caffe_losses._LAYERS]
+    from caffe_losses.glue.base import LossLayer
+    losses = [getattr(caffe_losses, name) for name in caffe_losses.__all__]
     losses = [cls for cls in losses if issubclass(cls, LossLayer)]
     assert len(losses) >= 6
     for cls in losses:

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from caffe_losses.tools.gradcheck import parse_bottom
+from caffe_losses.cli.gradcheck import parse_bottom
 
 CLI = os.path.join(os.path.dirname(sys.executable), "caffe-losses")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -92,7 +92,7 @@ def test_kink_of_smooth_l1_on_the_rpn_head(tmp_path):
 
 def test_kink_follows_caffe_gradient_checker():
     # Caffe: an element is left out when kink - kink_range <= |x| <= kink + kink_range
-    import caffe_losses.testing as testing
+    import caffe_losses.glue.testing as testing
     net = testing.layer_net("helper_layers", "HalfSquaredError", {"a": (1, 4), "b": (1, 4)})
     x = np.array([[-1.0, -0.5, 0.5, 2.0]], np.float32)
     a, _ = testing.check_net_gradient(net, {"a": x, "b": np.zeros((1, 4), np.float32)}, ["a"],

@@ -18,7 +18,7 @@ import sys
 import numpy as np
 import pytest
 
-from caffe_losses.hmatrix import save_h
+from caffe_losses.files.hmatrix import save_h
 
 CLI = os.path.join(os.path.dirname(sys.executable), "caffe-losses")
 ENV = dict(os.environ, GLOG_minloglevel="2")
@@ -205,7 +205,7 @@ def test_a_sparse_gaussian_center_filler_gives_caffes_numbers(filler, zeros, tmp
     ('type: "gaussian" sparse: 1.5', "'sparse: 1.5' in center_filler: expected an integer"),
 ])
 def test_a_sparse_filler_caffe_aborts_on_is_refused_by_migrate(filler, said):
-    from caffe_losses.migrate import migrate_text
+    from caffe_losses.nets.migrate import migrate_text
     from test_i18_center_filler import _face
     problems = migrate_text(_face(filler)).problems
     assert len(problems) == 1 and said in problems[0], problems

@@ -9,7 +9,7 @@ compared with the fork's kernels transcribed term by term
 import numpy as np
 import pytest
 
-from caffe_losses.lint import lint_file
+from caffe_losses.nets.lint import lint_file
 from test_migrate import fork_smooth_l1, inputs, migrate, net
 
 RNG = np.random.RandomState(1818)

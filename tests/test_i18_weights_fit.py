@@ -49,7 +49,7 @@ def face_model(centers=(10, 2), ip1=(2, 5), name="ip1"):
 
 
 def _h_binaryproto(path):
-    from caffe_losses.hmatrix import save_h
+    from caffe_losses.files.hmatrix import save_h
     save_h(str(path), np.eye(10))
     return path.read_bytes()
 

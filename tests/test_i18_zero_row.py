@@ -11,8 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from caffe_losses.hmatrix import save_h
-from caffe_losses.lint import lint_file
+from caffe_losses.files.hmatrix import save_h
+from caffe_losses.nets.lint import lint_file
 from test_migrate import SCORES, h_from_fields, inputs, migrate, net
 
 CLI = os.path.join(os.path.dirname(sys.executable), "caffe-losses")

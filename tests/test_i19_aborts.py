@@ -98,7 +98,7 @@ def test_check_runs_every_precheck_train_runs(tmp_path):
     # a weights field naming a file that is no .caffemodel, as train refuses it
     (tmp_path / "w").mkdir()
     case = solver_case("check", 'lr_policy: "fixed"\nweights: "H.binaryproto"\n',
-                       files={"H.binaryproto": "from caffe_losses.hmatrix import save_h; save_h(path, np.eye(3))"})
+                       files={"H.binaryproto": "from caffe_losses.files.hmatrix import save_h; save_h(path, np.eye(3))"})
     result = run_case(case, tmp_path / "w")
     check_exit(result, r"ERROR \[solver\] solver weights H\.binaryproto: is a single blob", code=1)
     # and the net's structure, as Net::Init would abort on it
@@ -123,7 +123,7 @@ def test_param_str_number_beyond_float64_names_the_key(command, number, tmp_path
 
 
 def test_param_str_overflow_in_the_parser_itself():
-    from caffe_losses.params import parse_params
+    from caffe_losses.glue.params import parse_params
     from caffe_losses import SmoothL1Loss, WeightedSigmoidCrossEntropyLoss
     for text in ("{sigma: %s}" % ("7" * 350), "{sigma: '%s'}" % ("7" * 350), "{sigma: 0x%s}" % ("f" * 280)):
         with pytest.raises(ValueError, match=r"SmoothL1Loss: 'sigma' must fit float32.*digits would be inf"):
@@ -190,7 +190,7 @@ INFOGAIN_NET = (
     'data_filler { type: "constant" value: 1 } } }\n'
     'layer { name: "loss" type: "Python" bottom: "score" bottom: "label" top: "loss" '
     'python_param { module: "caffe_losses" layer: "SoftmaxWithInfogainLoss" param_str: "PARAMS" } loss_weight: 1 }\n')
-SPARSE = "from caffe_losses.safety import available_memory; open(path, 'wb').truncate(2 * available_memory())"
+SPARSE = "from caffe_losses.files.safety import available_memory; open(path, 'wb').truncate(2 * available_memory())"
 
 
 @pytest.mark.parametrize("command", ["check", "train"])
@@ -198,7 +198,7 @@ SPARSE = "from caffe_losses.safety import available_memory; open(path, 'wb').tru
     ({"H.binaryproto": SPARSE}, "H.binaryproto",
      r"'source' file 'H\.binaryproto'.*, of [\d.]+ [GT]iB \(a \.binaryproto H of L classes takes about 5 L\^2 "
      r"bytes\), would need [\d.]+ [GT]iB, more than the [\d.]+ [GMT]iB of memory available"),
-    ({"H.npy": "from caffe_losses.safety import available_memory; "
+    ({"H.npy": "from caffe_losses.files.safety import available_memory; "
                "np.lib.format.open_memmap(path, mode='w+', dtype='f8', shape=(2, available_memory() // 8))"}, "H.npy",
      r"'source' file 'H\.npy'.* \(2 x \d+ values\) would need [\d.]+ [GT]iB, more than"),
     ({"pipe": FIFO}, "pipe", r"'source' file 'pipe'.* is not a regular file \(a FIFO, a device or a socket\)"),
@@ -328,7 +328,7 @@ def test_layer_errors_name_the_nets_blobs_not_the_roles(tmp_path):
     # a 5 x 5 H in a 10-class net whose scores blob is 'score'
     case = solver_case("train", 'lr_policy: "fixed"\n', "--no-check", net=INFOGAIN_NET,
                        params="{source: H5.binaryproto}",
-                       files={"H5.binaryproto": "from caffe_losses.hmatrix import save_h; save_h(path, np.eye(5))"})
+                       files={"H5.binaryproto": "from caffe_losses.files.hmatrix import save_h; save_h(path, np.eye(5))"})
     result = run_case(case, tmp_path)
     check_exit(result, r"layer 'loss': SoftmaxWithInfogainLoss: 'source' file 'H5\.binaryproto' holds a 5 x 5 H, but "
                        r"bottom 'score' \(4, 10\) has 10 classes on axis 1: H must be 10 x 10", code=1)

@@ -43,7 +43,7 @@ def _run(args, cwd, env=None, **kw):
 
 def test_the_hiding_really_hides_caffe(tmp_path):
     env = _hidden_env(tmp_path, HIDE_CAFFE)
-    proc = subprocess.run([sys.executable, "-c", "import caffe_losses.params; import caffe"], env=env,
+    proc = subprocess.run([sys.executable, "-c", "import caffe_losses.glue.params; import caffe"], env=env,
                           capture_output=True, text=True)
     assert proc.returncode != 0 and "No module named 'caffe'" in proc.stderr, proc.stderr
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from caffe_losses.core import infogain as ig
-from caffe_losses.core.common import log_softmax, softmax
-from caffe_losses.testing import check_gradient
+from caffe_losses.losses.infogain import core as ig
+from caffe_losses.losses.common import log_softmax, softmax
+from caffe_losses.glue.testing import check_gradient
 
 RNG = np.random.RandomState(3)
 IGN = 255

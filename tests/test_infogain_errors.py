@@ -9,8 +9,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from caffe_losses.hmatrix import save_h
-from caffe_losses.testing import layer_net, net_from_text
+from caffe_losses.files.hmatrix import save_h
+from caffe_losses.glue.testing import layer_net, net_from_text
 
 SWIL = "SoftmaxWithInfogainLoss"
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from caffe_losses import hmatrix
+from caffe_losses.files import hmatrix
 from caffe_losses.cli import main as cli_main
-from caffe_losses.data import infogain as data
+from caffe_losses.losses.infogain import data
 
 
 def test_imbalanced_digits_split():

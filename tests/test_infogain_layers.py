@@ -10,10 +10,10 @@ import textwrap
 import numpy as np
 import pytest
 
-from caffe_losses.core import infogain as core
-from caffe_losses.core.common import softmax
-from caffe_losses.hmatrix import save_h
-from caffe_losses.testing import check_net_gradient, layer_net, net_from_text
+from caffe_losses.losses.infogain import core
+from caffe_losses.losses.common import softmax
+from caffe_losses.files.hmatrix import save_h
+from caffe_losses.glue.testing import check_net_gradient, layer_net, net_from_text
 
 RNG = np.random.RandomState(11)
 IGN = 255

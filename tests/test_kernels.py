@@ -16,9 +16,9 @@ import zlib
 import numpy as np
 import pytest
 
-from caffe_losses.core import common
-from caffe_losses.core import infogain as ig
-from caffe_losses.core import sigmoid as sg
+from caffe_losses.losses import common
+from caffe_losses.losses.infogain import core as ig
+from caffe_losses.losses.sigmoid import core as sg
 
 NORMALIZATIONS = ("VALID", "FULL", "BATCH_SIZE", "NONE")
 # element counts on both sides of the old size thresholds

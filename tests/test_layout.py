@@ -22,16 +22,16 @@ ALLOWED_ANYWHERE = {
     "caffe": "pycaffe: the CLI imports every tool module, and must run without pycaffe to say in one "
              "line that it is missing (tests/test_i19_first_minute.py); caffe_losses.core and .params "
              "work without it",
-    "caffe_losses.layers": "the layers import caffe (as above)",
+    "caffe_losses.losses": "a family's layer module imports caffe (as above)",
     "matplotlib": "optional: the 'demo' extra (training curves, the demo's figures, plot-features)",
 }
 
 # (file under caffe_losses/, imported module) -> reason
 ALLOWED = {
-    ("hmatrix.py", "h5py"): "hmatrix.read_labels: issue 20 part P reworks the label readers; kept as it was",
-    ("tools/make_pos_weight.py", "h5py"): "issue 20 part P reworks this tool's label reader; kept as it was",
-    ("tools/make_pos_weight.py", "caffe_losses.params"): "issue 20 part P's file; kept as it was",
-    ("tools/make_pos_weight.py", "google.protobuf.text_encoding"): "issue 20 part P's file; kept as it was",
+    ("files/hmatrix.py", "h5py"): "hmatrix.read_labels: issue 20 part P reworks the label readers; kept as it was",
+    ("cli/make_pos_weight.py", "h5py"): "issue 20 part P reworks this tool's label reader; kept as it was",
+    ("cli/make_pos_weight.py", "caffe_losses.glue.params"): "issue 20 part P's file; kept as it was",
+    ("cli/make_pos_weight.py", "google.protobuf.text_encoding"): "issue 20 part P's file; kept as it was",
 }
 
 
@@ -114,8 +114,8 @@ def _cycle(graph):
 
 def test_no_import_circle_among_the_packages_modules():
     graph = _graph()
-    assert len(graph) > 30 and "caffe_losses.lint" in graph       # the walk found the package
-    assert "caffe_losses.prototxt" in graph["caffe_losses.lint"]  # and its edges
+    assert len(graph) > 30 and "caffe_losses.nets.lint" in graph       # the walk found the package
+    assert "caffe_losses.nets.prototxt" in graph["caffe_losses.nets.lint"]  # and its edges
     cycle = _cycle(graph)
     assert cycle is None, "import circle: " + " -> ".join(cycle)
 
@@ -147,7 +147,7 @@ def test_function_level_imports_have_a_reason():
 
 def test_the_allowed_list_is_checked():
     assert _allowed("lint.py", "caffe.proto.caffe_pb2") and _allowed("x.py", "matplotlib.pyplot")
-    assert not _allowed("lint.py", "os") and not _allowed("lint.py", "caffe_losses.prototxt")
+    assert not _allowed("lint.py", "os") and not _allowed("lint.py", "caffe_losses.nets.prototxt")
     assert not _allowed("lint.py", "caffeine")
 
 
@@ -159,8 +159,8 @@ def test_the_cli_and_its_tools_import_without_the_optional_modules(blocked):
         for name in {blocked!r}:
             sys.modules[name] = None
         from caffe_losses import cli
-        import caffe_losses.prototxt, caffe_losses.lint, caffe_losses.migrate, caffe_losses.training
-        import caffe_losses.figures, caffe_losses.features, caffe_losses.preflight
+        import caffe_losses.nets.prototxt, caffe_losses.nets.lint, caffe_losses.nets.migrate, caffe_losses.training
+        import caffe_losses.files.figures, caffe_losses.files.features, caffe_losses.nets.preflight
         cli.build_parser()
         assert not any(sys.modules.get(n) for n in {blocked!r})
         print("ok")
@@ -170,15 +170,21 @@ def test_the_cli_and_its_tools_import_without_the_optional_modules(blocked):
 
 
 def test_the_layers_of_the_package_as_docs_developing_describes_them():
-    """core <- layers <- library modules <- commands (caffe_losses/tools) and the demo (experiments)."""
+    """cores <- layers and the Caffe glue <- nets, training, files <- commands (caffe_losses/cli);
+    the demo's engine (experiments) is read only by the families' recipes and the demo command."""
     graph = _graph()
+    cores = {n for n in graph if n.endswith(".core") and n.startswith("caffe_losses.losses.")}
+    assert len(cores) >= 4 and "caffe_losses.losses.common" in graph
     for name, edges in graph.items():
-        if name.startswith("caffe_losses.core"):
-            # NumPy only: the cores, and the float32 guards of safety (no caffe import there)
-            assert edges <= {n for n in graph if n.startswith("caffe_losses.core")} | {"caffe_losses.safety"}, name
-        if not name.startswith("caffe_losses.tools"):
-            assert not {n for n in edges if n.startswith("caffe_losses.tools")}, name
-        if not (name.startswith("caffe_losses.experiments") or name == "caffe_losses.tools.demo"):
+        if name in cores or name == "caffe_losses.losses.common":
+            # NumPy only: the cores, and the float32 guards of safety (no caffe import there);
+            # "caffe_losses.losses" is the package named in `from caffe_losses.losses import common`
+            assert edges <= cores | {"caffe_losses.losses", "caffe_losses.losses.common",
+                                     "caffe_losses.files.safety"}, name
+        if not name.startswith("caffe_losses.cli"):
+            assert not {n for n in edges if n.startswith("caffe_losses.cli")}, name
+        if not (name.startswith("caffe_losses.experiments") or name == "caffe_losses.cli.demo"
+                or name.endswith(".experiment")):
             assert not {n for n in edges if n.startswith("caffe_losses.experiments")}, name
-        if name.startswith("caffe_losses.experiments"):
-            assert not {n for n in edges if n.startswith("caffe_losses.tools")}, name
+        if name.startswith("caffe_losses.experiments") or name.endswith(".experiment"):
+            assert not {n for n in edges if n.startswith("caffe_losses.cli")}, name

@@ -9,12 +9,13 @@ import h5py
 import numpy as np
 import pytest
 
-from caffe_losses import cli, hmatrix
-from caffe_losses.core import center as center_core
-from caffe_losses.core import infogain as ig
-from caffe_losses.core import regression as reg
-from caffe_losses.core import sigmoid as sg
-from caffe_losses.testing import layer_net
+from caffe_losses import cli
+from caffe_losses.files import hmatrix
+from caffe_losses.losses.center import core as center_core
+from caffe_losses.losses.infogain import core as ig
+from caffe_losses.losses.regression import core as reg
+from caffe_losses.losses.sigmoid import core as sg
+from caffe_losses.glue.testing import layer_net
 
 
 def message(call, *args, **kw):

@@ -1,4 +1,4 @@
-"""tools/make_infogain_h.py (caffe-losses make-h) and caffe_losses.hmatrix: files Caffe reads."""
+"""tools/make_infogain_h.py (caffe-losses make-h) and caffe_losses.files.hmatrix: files Caffe reads."""
 
 import os
 import pickle
@@ -10,10 +10,10 @@ import textwrap
 import numpy as np
 import pytest
 
-from caffe_losses import hmatrix
+from caffe_losses.files import hmatrix
 from caffe_losses.cli import main as cli_main
-from caffe_losses.core.common import log_softmax
-from caffe_losses.testing import net_from_text
+from caffe_losses.losses.common import log_softmax
+from caffe_losses.glue.testing import net_from_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -11,10 +11,10 @@ import pytest
 import yaml
 
 from caffe_losses import cli
-from caffe_losses.tools.make_pos_weight import count_targets, format_param_str, pos_weight_from_counts
-from caffe_losses.data.sigmoid import SIZES, SPLIT_SEEDS, make_edges, make_multilabel
-from caffe_losses.templates import TEMPLATE_ROOT
-from caffe_losses.testing import layer_net
+from caffe_losses.cli.make_pos_weight import count_targets, format_param_str, pos_weight_from_counts
+from caffe_losses.losses.sigmoid.data import SIZES, SPLIT_SEEDS, make_edges, make_multilabel
+from caffe_losses.nets.templates import TEMPLATE_ROOT
+from caffe_losses.glue.testing import layer_net
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

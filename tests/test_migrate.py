@@ -19,10 +19,10 @@ import caffe
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
-from caffe_losses import textproto
-from caffe_losses.hmatrix import save_h
-from caffe_losses.lint import lint_file
-from caffe_losses.migrate import MigrationError, migrate_text
+from caffe_losses.nets import textproto
+from caffe_losses.files.hmatrix import save_h
+from caffe_losses.nets.lint import lint_file
+from caffe_losses.nets.migrate import MigrationError, migrate_text
 
 CLI = os.path.join(os.path.dirname(sys.executable), "caffe-losses")
 RNG = np.random.RandomState(11)

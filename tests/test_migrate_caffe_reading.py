@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 import caffe
-from caffe_losses import textproto
-from caffe_losses.lint import lint_file
-from caffe_losses.migrate import MigrationError, migrate_text
-from caffe_losses.params import parse_params
-from caffe_losses.prototxt import read_net_param
+from caffe_losses.nets import textproto
+from caffe_losses.nets.lint import lint_file
+from caffe_losses.nets.migrate import MigrationError, migrate_text
+from caffe_losses.glue.params import parse_params
+from caffe_losses.nets.prototxt import read_net_param
 
 from test_migrate import SCORES, h_file, inputs, migrate
 

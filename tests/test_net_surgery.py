@@ -14,10 +14,10 @@ from google.protobuf import text_format
 import caffe
 from caffe.proto import caffe_pb2
 from caffe_losses import cli
-from caffe_losses.data.age import write_age
-from caffe_losses.templates import TEMPLATE_ROOT
-from caffe_losses.surgery import SurgeryError, surgery
-from caffe_losses.tools.net_surgery import parse_values
+from caffe_losses.losses.regression.data import write_age
+from caffe_losses.nets.templates import TEMPLATE_ROOT
+from caffe_losses.nets.surgery import SurgeryError, surgery
+from caffe_losses.cli.net_surgery import parse_values
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -116,7 +116,7 @@ def test_seed_recipe_runs_verbatim_after_surgery(surgery_template, monkeypatch):
     assert float(net.blobs["loss"].data) == pytest.approx(
         np.sum((pred - net.blobs["true_age"].data.ravel()) ** 2) / (2 * len(pred)), rel=1e-5)
     # The expectation over the bins is also what the Expectation layer computes.
-    from caffe_losses.core.regression import expectation_forward
+    from caffe_losses.losses.regression.core import expectation_forward
     e, _ = expectation_forward(net.blobs["fc100"].data.astype(np.float64))
     np.testing.assert_allclose(pred, e.ravel(), rtol=1e-4, atol=1e-3)
 

@@ -2,9 +2,7 @@
 
 import pytest
 
-from caffe_losses.params import (MAX_DEPTH, Param, ParamTypeError, as_bool, as_float,
-                                 as_float_list, as_int, as_number_or_list, ignore_label_param,
-                                 normalization_param, parse_params, show)
+from caffe_losses.glue.params import MAX_DEPTH, Param, ParamTypeError, as_bool, as_float, as_float_list, as_int, as_number_or_list, ignore_label_param, normalization_param, parse_params, show
 
 SCHEMA = (
     Param("sigma", as_float, 1.0, low=0, low_open=True, doc="transition point"),

@@ -10,9 +10,9 @@ import pytest
 
 import caffe
 from caffe_losses import cli
-from caffe_losses.data.center import SMALL_TEST
-from caffe_losses.templates import TEMPLATE_ROOT, prepare_template
-from caffe_losses import features
+from caffe_losses.losses.center.data import SMALL_TEST
+from caffe_losses.nets.templates import TEMPLATE_ROOT, prepare_template
+from caffe_losses.files import features
 from caffe_losses.training import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -8,8 +8,11 @@ import numpy as np
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from caffe_losses.core import center, infogain, regression, sigmoid
-from caffe_losses.testing import check_gradient
+from caffe_losses.losses.center import core as center
+from caffe_losses.losses.infogain import core as infogain
+from caffe_losses.losses.regression import core as regression
+from caffe_losses.losses.sigmoid import core as sigmoid
+from caffe_losses.glue.testing import check_gradient
 
 SETTINGS = settings(max_examples=100, deadline=None, derandomize=True)
 NORMS = st.sampled_from(["FULL", "VALID", "BATCH_SIZE", "NONE"])

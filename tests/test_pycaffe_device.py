@@ -17,7 +17,7 @@ import caffe
 import numpy as np
 import pytest
 
-from caffe_losses.testing import net_from_text
+from caffe_losses.glue.testing import net_from_text
 
 NET = """
 force_backward: true
@@ -38,7 +38,7 @@ def run_isolated(code):
 def test_cpu_only_pointer_is_a_clear_python_error(prop):
     code, out, err = run_isolated(f"""
         import json, caffe
-        from caffe_losses.testing import net_from_text
+        from caffe_losses.glue.testing import net_from_text
         net = net_from_text({NET!r})
         try:
             value = net.blobs["x"].{prop}

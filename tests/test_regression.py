@@ -7,8 +7,8 @@ import pytest
 import scipy.special
 
 import caffe
-from caffe_losses.core import regression as core
-from caffe_losses.testing import check_gradient, check_net_gradient, layer_net, net_from_text
+from caffe_losses.losses.regression import core
+from caffe_losses.glue.testing import check_gradient, check_net_gradient, layer_net, net_from_text
 
 MOD = "caffe_losses"
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import caffe
-from caffe_losses.data import age as age_data
-from caffe_losses.templates import TEMPLATE_ROOT, list_templates, load_template
+from caffe_losses.losses.regression import data as age_data
+from caffe_losses.nets.templates import TEMPLATE_ROOT, list_templates, load_template
 
 AGE_TEMPLATES = ("age_sigmoid_smoothl1", "age_softmax_surgery", "age_expectation", "age_mean_variance")
 
@@ -55,7 +55,7 @@ def test_age_templates_exist_and_name_their_prepare():
     for name in AGE_TEMPLATES:
         assert name in names
         meta = load_template(os.path.join(TEMPLATE_ROOT, name))
-        assert meta["prepare"].startswith("caffe_losses.data.age:")
+        assert meta["prepare"].startswith("caffe_losses.losses.regression.data:")
     assert load_template(os.path.join(TEMPLATE_ROOT, "age_softmax_surgery"))["weights"] == \
         "init_weights.caffemodel"
 

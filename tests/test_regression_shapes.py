@@ -5,8 +5,8 @@ and the smooth L1 core on huge float32 inputs."""
 import numpy as np
 import pytest
 
-from caffe_losses.core import regression as core
-from caffe_losses.testing import layer_net
+from caffe_losses.losses.regression import core
+from caffe_losses.glue.testing import layer_net
 
 MOD = "caffe_losses"
 RNG = np.random.RandomState(21)

@@ -6,8 +6,8 @@ import stat
 import numpy as np
 import pytest
 
-from caffe_losses import safety
-from caffe_losses.safety import OutputError, check_allocation, check_output, float32_overflow, output_file
+from caffe_losses.files import safety
+from caffe_losses.files.safety import OutputError, check_allocation, check_output, float32_overflow, output_file
 
 
 def test_refuses_an_output_that_is_an_input_by_any_name(tmp_path):

@@ -15,7 +15,7 @@ import textwrap
 
 import pytest
 
-from caffe_losses.safety import OutputError, check_output, not_a_file, output_file
+from caffe_losses.files.safety import OutputError, check_output, not_a_file, output_file
 
 CLI = os.path.join(os.path.dirname(sys.executable), "caffe-losses")
 

@@ -3,11 +3,9 @@
 import numpy as np
 import pytest
 
-from caffe_losses.core.common import softplus
-from caffe_losses.core.sigmoid import (check_targets, weighted_sigmoid_cross_entropy_kernel,
-                                       weighted_sigmoid_cross_entropy_backward as backward,
-                                       weighted_sigmoid_cross_entropy_forward as forward)
-from caffe_losses.testing import check_gradient
+from caffe_losses.losses.common import softplus
+from caffe_losses.losses.sigmoid.core import check_targets, weighted_sigmoid_cross_entropy_kernel, weighted_sigmoid_cross_entropy_backward as backward, weighted_sigmoid_cross_entropy_forward as forward
+from caffe_losses.glue.testing import check_gradient
 
 RNG = np.random.RandomState(4)
 X = RNG.randn(3, 4, 5) * 3                      # logits, N x C x inner

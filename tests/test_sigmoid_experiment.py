@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from caffe_losses.data.sigmoid import TAG_PREVALENCE, make_edges, make_multilabel
-from caffe_losses.experiments import sigmoid as experiment
+from caffe_losses.losses.sigmoid.data import TAG_PREVALENCE, make_edges, make_multilabel
+from caffe_losses.losses.sigmoid import experiment
 
 def test_metrics_by_hand():
     scores = np.array([[2.0, -1.0, 0.5, -3.0]])

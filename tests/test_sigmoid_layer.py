@@ -5,9 +5,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from caffe_losses.core.sigmoid import (weighted_sigmoid_cross_entropy_backward as core_backward,
-                                       weighted_sigmoid_cross_entropy_forward as core_forward)
-from caffe_losses.testing import check_net_gradient, layer_net, net_from_text
+from caffe_losses.losses.sigmoid.core import weighted_sigmoid_cross_entropy_backward as core_backward, weighted_sigmoid_cross_entropy_forward as core_forward
+from caffe_losses.glue.testing import check_net_gradient, layer_net, net_from_text
 
 LAYER = "WeightedSigmoidCrossEntropyLoss"
 RNG = np.random.RandomState(7)

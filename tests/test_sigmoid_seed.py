@@ -12,7 +12,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from caffe_losses.testing import net_from_text
+from caffe_losses.glue.testing import net_from_text
 
 RNG = np.random.RandomState(2)
 SHAPE = (4, 1, 5, 5)

@@ -15,7 +15,7 @@ import sys
 import pytest
 from google.protobuf import text_format
 
-from caffe_losses.templates import TEMPLATE_ROOT, list_templates, prepare_template
+from caffe_losses.nets.templates import TEMPLATE_ROOT, list_templates, prepare_template
 from caffe_losses.training import read_solver
 
 BIN = os.path.dirname(sys.executable)

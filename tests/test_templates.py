@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import caffe
-from caffe_losses.lint import lint_file
-from caffe_losses.templates import TEMPLATE_ROOT, list_templates, load_template, prepare_template
+from caffe_losses.nets.lint import lint_file
+from caffe_losses.nets.templates import TEMPLATE_ROOT, list_templates, load_template, prepare_template
 
 TEMPLATES = list_templates()
 

@@ -9,8 +9,8 @@ import numpy as np
 from google.protobuf import text_format
 
 from caffe.proto import caffe_pb2
-from caffe_losses.layers.sigmoid import WeightedSigmoidCrossEntropyLoss
-from caffe_losses.params import parse_params
+from caffe_losses.losses.sigmoid.layer import WeightedSigmoidCrossEntropyLoss
+from caffe_losses.glue.params import parse_params
 
 CLI = os.path.join(os.path.dirname(sys.executable), "caffe-losses")
 

@@ -159,7 +159,7 @@ def test_base_install_first_steps(installed, tmp_path):
     # every template's data is written on the base install (small sizes; the CLI below for one)
     prepared = run([os.path.join(venv, "bin", "python"), "-c",
                     "import os, shutil\n"
-                    "from caffe_losses.templates import list_templates, prepare_template, template_root\n"
+                    "from caffe_losses.nets.templates import list_templates, prepare_template, template_root\n"
                     "for name in list_templates():\n"
                     "    shutil.copytree(os.path.join(template_root(), name), name)\n"
                     "    prepare_template(name, small=True)\n"

@@ -59,7 +59,7 @@ def main(argv=None):
 
     import caffe
     import caffe_losses  # noqa: F401
-    from caffe_losses.testing import net_from_text
+    from caffe_losses.glue.testing import net_from_text
 
     so = os.path.join(os.path.dirname(caffe.__file__), "_caffe.so")
     libcaffe = [line for line in subprocess.run(["ldd", so], capture_output=True, text=True).stdout.splitlines()

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Thin entry point: same as `caffe-losses check`."""
-from caffe_losses.tools._script import main
+from caffe_losses.cli._script import main
 
 if __name__ == "__main__":
     main("check")

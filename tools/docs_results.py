@@ -23,7 +23,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from caffe_losses.experiments import report  # noqa: E402
+from caffe_losses.experiments import report# noqa: E402
 
 COMMITTED = os.path.join("docs", "demo_results.json")
 

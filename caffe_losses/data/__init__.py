@@ -4,7 +4,7 @@ No downloads: the digits are embedded (``digits.csv.gz``), the rest is
 generated from fixed seeds.  Each dataset module (``digits``, ``age``, ...)
 has functions that write ``<name>.h5`` plus the list file ``<name>.txt`` that
 an ``HDF5Data`` layer's ``source`` points at, and a ``prepare_*`` function per
-template (see :mod:`caffe_losses.templates`), which writes the template
+template (see :mod:`caffe_losses.nets.templates`), which writes the template
 folder's ``data/`` with :func:`write_splits`.
 """
 

@@ -1,6 +1,8 @@
-"""The demo's experiments: each recipe against its plain-loss baseline, over several seeds.
+"""The demo's engine: each family's recipe against its plain-loss baseline, over several seeds.
 
-Each module (``infogain``, ``sigmoid``, ``age``, ``center``) has
+``runner`` runs the jobs, ``report`` judges and prints them.  Each family
+with a ``demo`` name (:data:`caffe_losses.losses.DEMOS`) has a recipe, its
+``experiment`` module, with
 
 * ``plan(out_dir, *, small=False, seeds=None) -> list[runner.Job]``: copies
   the template(s) into the new folder ``out_dir``, writes the data, builds
@@ -13,5 +15,3 @@ Each module (``infogain``, ``sigmoid``, ``age``, ``center``) has
 ``caffe-losses demo`` plans them all, runs the jobs of every family together
 (:func:`.runner.run_jobs`), summarizes each and prints one table.
 """
-
-MODULES = ("infogain", "sigmoid", "age", "center")

@@ -25,9 +25,9 @@ import time
 import numpy as np
 from google.protobuf import text_format
 
-from caffe_losses.figures import pyplot, save_figure
-from caffe_losses.prototxt import read_solver_param, working_directory
-from caffe_losses.templates import TEMPLATE_ROOT, prepare_data
+from caffe_losses.files.figures import pyplot, save_figure
+from caffe_losses.nets.prototxt import read_solver_param, working_directory
+from caffe_losses.nets.templates import TEMPLATE_ROOT, prepare_data
 
 # caffe (pycaffe) and matplotlib (optional, the demo extra) are imported inside the
 # functions that use them: the CLI imports this module, and must run without either

@@ -1,1 +1,0 @@
-"""Thin ``caffe.Layer`` adapters over :mod:`caffe_losses.core`."""

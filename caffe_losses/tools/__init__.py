@@ -1,4 +1,0 @@
-"""Command-line tools; each module has ``add_arguments(parser)`` and ``run(args)``.
-
-They are reached as ``caffe-losses <tool>`` and as ``python tools/<tool>.py``.
-"""
