@@ -15,7 +15,7 @@ and keep no per-loss table of their own.
 import dataclasses
 import importlib
 
-__all__ = ["Family"]
+__all__ = ["Family", "ForkLayer", "ForkBlock", "BenchCase"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +32,19 @@ class Family:
         ``experiment`` module), or None.
       native: {our layer: the native Caffe layer type it stands in for}: what
         the bench and the demo compare it with.
+      migrate: :class:`ForkLayer` rules, the layer types (a fork's, or Caffe's
+        own) that ``caffe-losses migrate`` translates into this family's layers.
+      fork_blocks: :class:`ForkBlock`, the ``LayerParameter`` fields its forks
+        added to ``caffe.proto``, as ``migrate`` and ``check`` read them.
+      movable: {block: {field: param_str key}}: the blocks Caffe ignores on a
+        Python layer of this family, whose settings ``migrate`` moves into
+        ``param_str`` (``loss_param`` is the engine's own).
+      fork_keys: {a key the forks spell differently: (whose spelling, our key)}
+        for the "did you mean" of a bad ``param_str``.
+      lint: functions ``rule(ctx, layer)`` that ``caffe-losses check`` calls
+        for every layer of a net (:mod:`caffe_losses.nets.lint`).
+      bench: True when it has a ``bench`` module: ``layer_cases(tmp, tiny)``
+        and ``net_cases(tmp, tiny)``, each yielding :class:`BenchCase`.
     """
 
     name: str
@@ -40,7 +53,92 @@ class Family:
     templates: tuple = ()
     demo: str = None
     native: dict = dataclasses.field(default_factory=dict)
+    migrate: tuple = ()
+    fork_blocks: tuple = ()
+    movable: dict = dataclasses.field(default_factory=dict)
+    fork_keys: dict = dataclasses.field(default_factory=dict)
+    lint: tuple = ()
+    bench: bool = False
 
     def module(self, part):
         """Its module ``part`` (``layer``, ``experiment``, ...), imported."""
         return importlib.import_module(f"caffe_losses.losses.{self.name}.{part}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ForkLayer:
+    """A layer type that ``migrate`` translates into one of the family's layers.
+
+    Attributes:
+      type: its ``type:`` in the prototxt (``"Python"`` for a fork's Python
+        layer, then ``python`` names it).
+      fork: who shipped it, as messages and ``docs/migrate.md`` name it
+        (``"caffe-face's CenterLoss"``).
+      convert: ``convert(ctx, layer) -> (our layer class, {param_str key:
+        value})``; it calls ``ctx.problem(layer, message)`` for each setting it
+        cannot express (then nothing is written) and appends to ``ctx.notes``.
+      blocks: the ``LayerParameter`` blocks it reads (removed when migrated).
+      hed: only under ``migrate --hed`` (a type Caffe also has natively).
+      python: ``(module, layer)`` of the fork's Python layer when ``type`` is
+        ``"Python"``.
+    """
+
+    type: str
+    fork: str
+    convert: object
+    blocks: tuple = ()
+    hed: bool = False
+    python: tuple = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ForkBlock:
+    """A ``LayerParameter`` field a fork added, described as its ``caffe.proto`` declares it.
+
+    Attributes:
+      name: the field (``"center_loss_param"``).
+      fork: whose (``"caffe-face's CenterLoss"``).
+      message: its message type's name (``"CenterLossParameter"``).
+      fields: ``(name, cpp type)`` or ``(name, "MESSAGE", BVLC message name)``
+        for each of its fields: ``("num_output", "UINT32")``,
+        ``("center_filler", "MESSAGE", "FillerParameter")``; cpp types as
+        protobuf's ``FieldDescriptor.CPPTYPE_*`` (``FLOAT``, ``INT32``,
+        ``UINT32``, ``BOOL``, ``STRING``, ``ENUM`` ...).
+      repeated: the names of its repeated fields.
+    """
+
+    name: str
+    fork: str
+    message: str
+    fields: tuple
+    repeated: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchCase:
+    """One row of ``make bench``: our layer (or net) against the native one, timed in the same run.
+
+    Attributes:
+      label: the row's name (``"sigmoid"``, ``"LeNet, H=I"``).
+      size: the input size as printed (``"N=256 C=1000"``).
+      elements: the element count the per-layer targets apply from.
+      ours, native: what each side is, as printed.
+      ours_net, native_net: each side's net prototxt text; its inputs are
+        ``Input`` layers named as the keys of ``data`` (a net case also
+        carries its solver settings in ``solver``).
+      data: {input blob: array} filled before timing.
+      target: ``(max ratio ours / native, text)`` or None.
+      solver: for a net case, extra solver prototxt lines (a net case is
+        timed by ``solver.step``; a layer case by forward + backward).
+    """
+
+    label: str
+    size: str
+    elements: int
+    ours: str
+    native: str
+    ours_net: str
+    native_net: str
+    data: dict
+    target: tuple = None
+    solver: str = None
