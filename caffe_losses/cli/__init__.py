@@ -220,6 +220,3 @@ def main(argv=None):
         return _report_missing_pycaffe(args.command, err)
     return run_command(args.command, args._run, args)
 
-
-if __name__ == "__main__":
-    sys.exit(main())
