@@ -1,6 +1,6 @@
 """Center loss (Wen et al. 2016) beside a softmax loss (seed 004)."""
 
-from caffe_losses.losses.center import migrate
+from caffe_losses.losses.center import lint, migrate
 from caffe_losses.losses.family import Family, ForkBlock, ForkLayer
 
 CAFFE_FACE = "caffe-face's CenterLoss"
@@ -22,4 +22,5 @@ FAMILY = Family(
                                    ("axis", "INT32"))),),
     movable={"center_loss_param": {"num_output": "num_classes", "center_filler": "center_filler"}},
     fork_keys={"num_output": ("caffe-face's", "num_classes")},
+    lint=lint.RULES,
 )

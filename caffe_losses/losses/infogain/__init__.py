@@ -1,7 +1,7 @@
 """InfogainLoss, stable: softmax and the infogain matrix H in one layer (seed 001)."""
 
 from caffe_losses.losses.family import Family, ForkLayer
-from caffe_losses.losses.infogain import migrate
+from caffe_losses.losses.infogain import lint, migrate
 
 FAMILY = Family(
     name="infogain",
@@ -15,4 +15,5 @@ FAMILY = Family(
                        doc="`SoftmaxWithInfogainLoss` on raw scores; `InfogainLoss` (ours, on "
                            "probabilities) when a `Softmax` feeds it"),),
     movable={"infogain_loss_param": {"source": "source", "axis": "axis"}},
+    lint=lint.RULES,
 )

@@ -1,7 +1,7 @@
 """Age from bins: SmoothL1Loss, the Expectation over bins and MeanVarianceLoss (seed 003)."""
 
 from caffe_losses.losses.family import Family, ForkBlock, ForkLayer
-from caffe_losses.losses.regression import migrate
+from caffe_losses.losses.regression import lint, migrate
 
 FAST_RCNN = "fast-rcnn / py-faster-rcnn's SmoothL1Loss"
 
@@ -18,4 +18,5 @@ FAMILY = Family(
     fork_blocks=(ForkBlock("smooth_l1_loss_param", FAST_RCNN, "SmoothL1LossParameter",
                            fields=(("sigma", "FLOAT"),)),),
     movable={"smooth_l1_loss_param": {"sigma": "sigma"}},
+    lint=lint.RULES,
 )
