@@ -25,7 +25,7 @@ def _net(text):
 def test_the_rules_are_the_families():
     assert lint._RULES == tuple(rule for family in losses.FAMILIES for rule in family.lint)
     names = {rule.__module__ for rule in lint._RULES}
-    assert names == {"caffe_losses.losses.infogain.lint", "caffe_losses.losses.regression.lint",
+    assert names >= {"caffe_losses.losses.infogain.lint", "caffe_losses.losses.regression.lint",
                      "caffe_losses.losses.center.lint"}
     assert set(lint.MIGRATED_TYPES) == {fl.type for f in losses.FAMILIES for fl in f.migrate
                                         if not fl.hed and not fl.python}
