@@ -6,8 +6,8 @@ FAMILY = Family(
     name="sigmoid",
     layers=("WeightedSigmoidCrossEntropyLoss",),
     docs="sigmoid.md",
+    bench=True,
     templates=("sigmoid_edges", "sigmoid_multilabel"),
     demo="sigmoid",
     native={"WeightedSigmoidCrossEntropyLoss": "SigmoidCrossEntropyLoss"},
-    bench=True,
 )
