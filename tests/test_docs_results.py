@@ -17,7 +17,7 @@ import sys
 import pytest
 
 from caffe_losses.experiments import report, runner
-from caffe_losses.losses import DEMOS
+from caffe_losses.losses import DEMOS, FAMILIES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _spec = importlib.util.spec_from_file_location("docs_results", os.path.join(ROOT, "tools", "docs_results.py"))
@@ -67,7 +67,6 @@ def test_generator_refuses_a_small_run(tmp_path):
 
 
 def test_readme_tables_of_layers_and_templates_come_from_the_registry():
-    from caffe_losses.losses import FAMILIES
     with open(os.path.join(ROOT, "README.md")) as f:
         text = f.read()
     new, tables = docs_results.update_registry_tables(text)
