@@ -1,4 +1,4 @@
-"""``python -m caffe_losses.cli``: the ``caffe-losses`` command (as it ran when the CLI was one module)."""
+"""``python -m caffe_losses.cli``: the ``caffe-losses`` command without its console script."""
 
 import sys
 
