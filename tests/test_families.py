@@ -58,11 +58,6 @@ FAMILY_TOOLS = {
 # ALLOW-LIST, to be removed by the coordinator after merging wip/i20a: migrate's and
 # check's per-loss tables, which i20a moves into the families' declarations
 # (losses/<family>/migrate.py and lint.py) on its branch
-PENDING_I20A = {"caffe_losses/nets/migrate.py", "caffe_losses/nets/lint.py",
-                "caffe_losses/nets/prototxt.py", "caffe_losses/glue/params.py",
-                "caffe_losses/cli/migrate.py"}   # --hed's help: i20a reads the families' hed rules
-
-
 def family_facts(family):
     """The names only ``family``'s own files may use: its layers, its own native
     counterparts, its fork fields and the layer types its migrate rules translate."""
@@ -193,15 +188,14 @@ def test_no_module_outside_a_family_names_its_layers_native_or_fork_fields():
             if family.name == mine:
                 continue
             for line, name in named(source, family_facts(family), path):
-                if relpath not in PENDING_I20A:
-                    offences.append(f"{relpath}:{line}: {name} ({family.name}'s)")
+                offences.append(f"{relpath}:{line}: {name} ({family.name}'s)")
     assert not offences, ("modules that name a family's layer, native counterpart or fork field "
                           "(read the family's declaration, caffe_losses.losses.FAMILIES, instead):\n"
                           + "\n".join(offences))
 
 
 def test_the_allow_lists_name_files_that_exist():
-    for relpath in list(FAMILY_TOOLS) + sorted(PENDING_I20A):
+    for relpath in FAMILY_TOOLS:
         assert os.path.isfile(os.path.join(ROOT, relpath)), relpath
     assert set(FAMILY_TOOLS.values()) <= {family.name for family in FAMILIES}
 
