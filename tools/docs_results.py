@@ -71,7 +71,24 @@ def templates_table():
     return "\n".join(lines) + "\n"
 
 
-TABLES = {"layers": layers_table, "templates": templates_table}
+_DIVISORS = {"FULL": "every position", "VALID": "non-ignored positions", "BATCH_SIZE": "N", "NONE": "no division"}
+
+
+def normalization_table():
+    """Every layer with a ``normalization`` key: its default and its family's native counterpart."""
+    lines = ["| layer | default | native counterpart |", "|---|---|---|"]
+    for family in FAMILIES:
+        for name in family.layers:
+            param = {p.name: p for p in getattr(caffe_losses, name).PARAMS}.get("normalization")
+            if param is None:
+                continue
+            native = family.native.get(name)
+            lines.append(f"| `{name}` | `{param.default}` ({_DIVISORS.get(param.default, param.default)}) "
+                         f"| {f'`{native}`' if native else '(none)'} |")
+    return "\n".join(lines) + "\n"
+
+
+TABLES = {"layers": layers_table, "templates": templates_table, "normalization": normalization_table}
 
 
 def update_registry_tables(text):
