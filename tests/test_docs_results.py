@@ -71,7 +71,7 @@ def test_readme_tables_of_layers_and_templates_come_from_the_registry():
         text = f.read()
     new, tables = docs_results.update_registry_tables(text)
     assert new == text, "README.md's registry tables are stale: run `make docs-results` (or --registry)"
-    assert sorted(tables) == ["layers", "templates"]
+    assert sorted(tables) == ["layers", "normalization", "templates"]
     layers = docs_results.layers_table()
     templates = docs_results.templates_table()
     for family in FAMILIES:
@@ -79,6 +79,9 @@ def test_readme_tables_of_layers_and_templates_come_from_the_registry():
             assert f"| `{name}` |" in layers and f"(docs/{family.docs})" in layers
         for name in family.templates:
             assert f"| `{name}` |" in templates
+    normalization = docs_results.normalization_table()
+    assert "| `SoftmaxWithInfogainLoss` | `VALID` (non-ignored positions) | `InfogainLoss` |" in normalization
+    assert "`MeanVarianceLoss`" not in normalization     # it has no normalization key
     # a made-up block is regenerated, an unknown table refused
     made_up = "x\n<!-- registry: templates -->\nold\n<!-- /registry -->\ny\n"
     assert docs_results.update_registry_tables(made_up) == (
