@@ -1,0 +1,311 @@
+"""NumPy core of the Dice loss (``DiceLoss``): soft Dice of softmax or sigmoid probabilities.
+
+No caffe import.  Every function works in the dtype it is given (float64 for
+the exact checks, float32 inside a net); the sums are taken in float64.
+
+Reference (the specification; docs and tests point here):
+
+* :func:`dice_forward` / :func:`dice_backward`: the loss and its gradient
+  with respect to the logits.
+
+Helpers (the layer's ``reshape`` calls them too):
+
+* :func:`check_shapes`: the scores / label shapes and the settings that
+  depend on them (C >= 2 for softmax, one weight per class, a class left
+  when the background is dropped).
+* :func:`spatial_shape`: a scores blob as (N, C, M).
+
+Notation.  Scores ``x`` (N, C, M) (M: the positions, the product of the
+spatial axes), probabilities ``p`` (softmax over the classes, or a sigmoid
+per element), one-hot ground truth ``g`` (softmax: ``g_ncm = [y_nm == c]``;
+sigmoid: the label itself, 0 or 1), valid mask ``v`` (0 where the label is
+``ignore_label``: such positions leave every sum, ``p`` included), ``k = 2``
+when ``squared`` else 1.  Per sample ``n`` and class ``c``::
+
+    I_nc = sum_m v p g          P_nc = sum_m v p^k          G_nc = sum_m v g^k (= sum g)
+
+``batch: true`` sums these over ``n`` too (one row instead of N);
+``include_background: false`` drops class 0.  With ``s = smooth`` > 0:
+
+* ``weights: none`` (MONAI ``DiceLoss``): a Dice per row and class, then the
+  mean over the K = rows x classes terms::
+
+      D_nc = (2 I_nc + s) / (P_nc + G_nc + s)        L = 1 - mean_{n,c} D_nc
+
+* ``weights: generalized`` (Sudre et al. 2017, MONAI ``GeneralizedDiceLoss``)
+  or a list of C weights: one ratio per row, pooled over the classes, then
+  the mean over the rows::
+
+      R_n = (2 sum_c w_nc I_nc + s) / (sum_c w_nc (P_nc + G_nc) + s)      L = 1 - mean_n R_n
+
+  generalized: ``w_nc = 1 / G_nc^2``; a class absent from the row (``G_nc =
+  0``) gets the largest weight of the row's present classes, as MONAI does
+  (not inf); a row without any class present gets all weights 0 (then ``R =
+  s / s = 1``).  The weights depend on the labels only: constants for the
+  gradient.  A list: the same fixed ``w_c`` in every row.
+
+Gradient.  Write a ratio as ``A / B`` (``A = 2 I + s`` or ``2 sum w I + s``,
+``B = P + G + s`` or ``sum w (P + G) + s``).  Since ``dI/dp_m = v g_m`` and
+``dP/dp_m = v k p_m^(k-1)``::
+
+    d(A/B)/dp_ncm = w_nc (2 g_ncm B - A k p_ncm^(k-1)) / B^2
+                  = (w_nc / B) (2 g_ncm - (A/B) k p_ncm^(k-1)) v
+
+(``w = 1``, ``A, B`` per (n, c) for ``weights: none``; per row otherwise),
+and ``L = 1 - (1/K) sum ratio``, so with ``alpha = w / (K B)`` and ``ratio =
+A/B``::
+
+    q_ncm = dL/dp_ncm = -alpha_nc (2 g_ncm - ratio_nc k p_ncm^(k-1)) v_ncm
+
+(0 for a dropped class and at ignored positions).  Through the activation:
+
+* softmax over c: ``dL/dx_ncm = p_ncm (q_ncm - sum_c' p_nc'm q_nc'm)``;
+* sigmoid: ``dL/dx = q p (1 - p)``, with ``1 - p = sigmoid(-x)`` (exact, no
+  cancellation).
+
+Stability.  ``B >= s > 0`` (``smooth`` must be > 0), so no ratio divides by
+zero, and a class absent from a sample gives ``D = s / (P + s)`` and a finite
+gradient.  The softmax is max-shifted and the sigmoid written with
+``exp(-|x|)``: logits of +-1e4 give probabilities of exactly 0 or 1, finite
+sums, ratios in [0, 1] and finite gradients (a saturated probability has
+``p (1 - p) = 0``, or a softmax Jacobian of 0).  There is no ``log`` and no
+power below 1.
+
+Reference: F. Milletari, N. Navab, S.-A. Ahmadi, "V-Net", 3DV 2016 (the
+squared denominator); C. H. Sudre et al., "Generalised Dice overlap as a deep
+learning loss function for highly unbalanced segmentations", DLMIA 2017;
+MONAI ``monai.losses.DiceLoss`` / ``GeneralizedDiceLoss`` (smooth, batch,
+include_background, the weight of an absent class).
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Union
+
+import numpy as np
+
+from caffe_losses.losses import common
+
+__all__ = ["dice_forward", "dice_backward", "check_shapes", "spatial_shape", "ACTIVATIONS",
+           "WEIGHTINGS"]
+
+OWNER = "dice"
+ACTIVATIONS = ("softmax", "sigmoid")
+WEIGHTINGS = ("none", "generalized")
+
+
+# ---------------------------------------------------------------------------
+# Reference
+# ---------------------------------------------------------------------------
+
+@dataclass
+class DiceCache:
+    """What the backward needs.
+
+    Attributes:
+      prob: (N, C, M) probabilities.
+      gt: (N, C, M) one-hot ground truth (0 at ignored positions).
+      valid: (N, 1, M) or (N, C, M) mask, or the number 1 when nothing is ignored.
+      alpha: ``w / (K B)``, (rows, C, 1) (0 for a dropped class), in the input dtype.
+      ratio: ``A / B``, (rows, C, 1) or (rows, 1, 1), in the input dtype.
+      power: ``k``, 1 or 2.
+      activation: "softmax" or "sigmoid".
+      scores: the logits (N, C, M), for ``1 - p = sigmoid(-x)``.
+      shape: the scores' shape.
+    """
+
+    prob: np.ndarray
+    gt: np.ndarray
+    valid: Union[np.ndarray, int]
+    alpha: np.ndarray
+    ratio: np.ndarray
+    power: int
+    activation: str
+    scores: np.ndarray
+    shape: tuple
+
+
+def dice_forward(scores, label, *, activation="softmax", smooth=1e-5, squared=False, weights="none",
+                 batch=False, include_background=True, ignore_label=None, owner=OWNER):
+    """Soft Dice loss from logits (formulas: the module docstring).
+
+    Args:
+      scores: logits (N, C, *spatial).
+      label: softmax: N * prod(spatial) class indices in [0, C) or
+        ``ignore_label`` (e.g. (N, 1, *spatial)); sigmoid: the scores' count,
+        values 0 or 1 or ``ignore_label``.
+      activation: "softmax" (over axis 1, C >= 2) or "sigmoid" (per element).
+      smooth: ``s`` > 0, added to every numerator and denominator.
+      squared: V-Net's ``sum p^2 + sum g^2`` denominator.
+      weights: "none", "generalized" or a list of C weights >= 0.
+      batch: pool the sums over the samples (one Dice per class).
+      include_background: False drops class 0 (C >= 2 needed).
+      ignore_label: label value left out of every sum, or None.
+      owner: the name that error messages start with.
+
+    Returns:
+      (loss, cache): a Python float in [0, 1] and a :class:`DiceCache`.
+
+    Shape:
+      scores (N, C, *); label as above; weights (C,); loss scalar.
+    """
+    x, g, valid, n, c, wlist = _inputs(owner, scores, label, activation, weights, include_background,
+                                       ignore_label)
+    p = common.softmax(x, axis=1) if activation == "softmax" else common.sigmoid(x)
+    k = 2 if squared else 1
+    pv = p * valid if isinstance(valid, np.ndarray) else p
+    inter = np.einsum("ncm,ncm->nc", pv, g, dtype=np.float64)          # I = sum v p g
+    psum = (np.einsum("ncm,ncm->nc", pv, p, dtype=np.float64) if k == 2
+            else pv.sum(axis=2, dtype=np.float64))                    # P = sum v p^k
+    gsum = g.sum(axis=2, dtype=np.float64)                            # G = sum g (g is 0/1)
+    if batch:
+        inter, psum, gsum = (a.sum(axis=0, keepdims=True) for a in (inter, psum, gsum))
+    first = 0 if include_background else 1
+    inter, psum, gsum = inter[:, first:], psum[:, first:], gsum[:, first:]
+    if weights == "none":
+        b = psum + gsum + smooth
+        ratio = (2 * inter + smooth) / b                              # D per row and class
+        alpha = 1.0 / (ratio.size * b)                                # w = 1
+        ratio_full = ratio
+    else:
+        w = _generalized_weights(gsum) if weights == "generalized" else wlist[first:][None, :]
+        b = (w * (psum + gsum)).sum(axis=1, keepdims=True) + smooth
+        ratio = (2 * (w * inter).sum(axis=1, keepdims=True) + smooth) / b    # R per row
+        alpha = w / (ratio.shape[0] * b)
+        ratio_full = np.broadcast_to(ratio, alpha.shape)
+    loss = 1.0 - float(ratio.mean())
+    if not math.isfinite(loss):
+        common.raise_non_finite(owner, loss, [("bottom 'scores'", scores)])
+    alpha = np.pad(alpha, ((0, 0), (first, 0)))                       # 0 for a dropped class
+    ratio_full = np.pad(ratio_full, ((0, 0), (first, 0)))
+    return loss, DiceCache(p, g, valid, alpha[:, :, None].astype(x.dtype),
+                           ratio_full[:, :, None].astype(x.dtype), k, activation, x, np.shape(scores))
+
+
+def dice_backward(cache, *, scale=1.0, out=None):
+    """Gradient of the loss w.r.t. the logits, times ``scale`` (derivation: the module docstring).
+
+    Args:
+      cache: from :func:`dice_forward`.
+      scale: a factor (the layer passes the loss weight from the top diff).
+      out: optional C-contiguous array of the scores' count to write into.
+
+    Returns:
+      the gradient shaped like the scores, or ``out`` itself when given.
+    """
+    p, k = cache.prob, cache.power
+    pk = cache.ratio * (2 * p if k == 2 else 1)                       # ratio k p^(k-1)
+    q = (pk - 2 * cache.gt) * cache.alpha * scale                     # dL/dp, scaled
+    if isinstance(cache.valid, np.ndarray):
+        q *= cache.valid
+    g = common.out_view(out, p.shape, p.dtype)
+    if cache.activation == "softmax":
+        np.subtract(q, (p * q).sum(axis=1, keepdims=True), out=g)
+        g *= p
+    else:
+        np.multiply(q, p, out=g)
+        g *= common.sigmoid(-cache.scores)                            # 1 - p, exact
+    return out if out is not None else g.reshape(cache.shape)
+
+
+# ---------------------------------------------------------------------------
+# Helpers: checked inputs, the generalized weights, the shape checks
+# ---------------------------------------------------------------------------
+
+def _generalized_weights(gsum):
+    """``1 / G^2`` per row and class; an absent class gets the row's largest present weight (MONAI)."""
+    present = gsum > 0
+    w = np.where(present, 1.0 / np.where(present, gsum, 1.0) ** 2, 0.0)
+    return np.where(present, w, w.max(axis=1, keepdims=True))
+
+
+def spatial_shape(shape):
+    """``(N, C, M)`` of a scores blob: samples, classes (axis 1), positions (the rest)."""
+    shape = tuple(int(s) for s in shape)
+    return shape[0], shape[1], math.prod(shape[2:])
+
+
+def check_shapes(owner, scores_shape, label_shape, *, activation="softmax", weights="none",
+                 include_background=True, scores_name="scores"):
+    """Raises ValueError unless the bottoms and the settings fit; returns ``(N, C, M)``.
+
+    The one check of shapes (the layer calls it in ``reshape``, the core on
+    every call): scores have at least 2 axes; softmax needs C >= 2 and one
+    label per position (N * M values, N first); sigmoid one label per score;
+    a weight list holds C weights; ``include_background: false`` leaves a class.
+    """
+    scores_shape, label_shape = tuple(scores_shape), tuple(label_shape)
+    if len(scores_shape) < 2:
+        raise ValueError(f"{owner}: bottom '{scores_name}' {scores_shape} must have at least 2 axes "
+                         f"(N, C, spatial...): classes on axis 1")
+    n, c, m = spatial_shape(scores_shape)
+    if activation == "softmax":
+        if c < 2:
+            raise ValueError(f"{owner}: activation softmax needs at least 2 classes on axis 1 of "
+                             f"bottom '{scores_name}' {scores_shape}; use activation: sigmoid for "
+                             f"one channel")
+        count = math.prod(label_shape)
+        if count != n * m or (label_shape and label_shape[0] != n):
+            raise ValueError(f"{owner}: bottom 'label' must hold one class index per position of "
+                             f"'{scores_name}' {scores_shape}: expected {n * m} values, N = {n} "
+                             f"first (e.g. {(n, 1) + scores_shape[2:]}), got {count} {label_shape}")
+    else:
+        common.check_same_count(owner, scores_name, scores_shape, "label", label_shape)
+        if label_shape and label_shape[0] != n:
+            raise ValueError(f"{owner}: bottom 'label' must have the N of '{scores_name}' "
+                             f"{scores_shape}: expected {n} samples, got {label_shape[0]} {label_shape}")
+    if isinstance(weights, (list, tuple, np.ndarray)) and len(weights) != c:
+        raise ValueError(f"{owner}: 'weights' has {len(weights)} weight(s) but bottom "
+                         f"'{scores_name}' {scores_shape} has {c} class(es) along axis 1: expected "
+                         f"one weight per class")
+    if not include_background and c < 2:
+        raise ValueError(f"{owner}: 'include_background' false drops class 0, the only class of "
+                         f"bottom '{scores_name}' {scores_shape}: nothing would be left")
+    return n, c, m
+
+
+def _inputs(owner, scores, label, activation, weights, include_background, ignore_label):
+    """Checked inputs: ``x`` (N, C, M), ``g`` (N, C, M), ``valid``, N, C, the weight list or None."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{owner}: 'activation' must be one of {', '.join(ACTIVATIONS)}. "
+                         f"Received: activation={activation!r}")
+    wlist = None
+    if isinstance(weights, str):
+        if weights not in WEIGHTINGS:
+            raise ValueError(f"{owner}: 'weights' must be none, generalized or a list of one weight "
+                             f"per class. Received: weights={weights!r}")
+    else:
+        wlist = np.asarray(weights, dtype=np.float64).reshape(-1)
+        if not (np.all(np.isfinite(wlist)) and np.all(wlist >= 0)):
+            raise ValueError(f"{owner}: 'weights' must hold finite numbers >= 0. "
+                             f"Received: weights={wlist.tolist()}")
+    x = np.asarray(scores)
+    if x.dtype.kind != "f":
+        x = x.astype(np.float64)
+    label = np.asarray(label)
+    n, c, m = check_shapes(owner, x.shape, label.shape, activation=activation,
+                           weights=weights if wlist is None else wlist,
+                           include_background=include_background)
+    x = x.reshape(n, c, m)
+    if activation == "softmax":
+        y, valid = common.check_labels(owner, label.reshape(n, 1, m), c, ignore_label)
+        g = (y == np.arange(c).reshape(1, c, 1)).astype(x.dtype)
+    else:
+        t = label.reshape(n, c, m)
+        valid = None
+        if ignore_label is not None:
+            ignored = t == ignore_label
+            valid = ~ignored if ignored.any() else None
+        kept = t if valid is None else np.where(valid, t, 0)
+        bad = ~((kept == 0) | (kept == 1))
+        if bad.any():
+            idx = common.first_bad_index(bad)
+            extra = f" or the ignore_label {ignore_label}" if ignore_label is not None else ""
+            raise ValueError(f"{owner}: bottom 'label' holds {float(t[idx])} at index {idx}; "
+                             f"expected 0 or 1{extra} with activation sigmoid "
+                             f"({int(bad.sum())} bad value(s))")
+        g = kept.astype(x.dtype)
+    if valid is None:
+        return x, g, 1, n, c, wlist
+    valid = valid.astype(x.dtype)
+    return x, g * valid, valid, n, c, wlist
