@@ -288,23 +288,24 @@ def _inputs(owner, scores, label, activation, weights, include_background, ignor
                            include_background=include_background)
     x = x.reshape(n, c, m)
     if activation == "softmax":
-        y, valid = common.check_labels(owner, label.reshape(n, 1, m), c, ignore_label)
-        g = (y == np.arange(c).reshape(1, c, 1)).astype(x.dtype)
+        y, valid = common.check_labels(owner, label, c, ignore_label)   # indexes of its own shape
+        g = (y.reshape(n, 1, m) == np.arange(c).reshape(1, c, 1)).astype(x.dtype)
+        valid = None if valid is None else valid.reshape(n, 1, m)
     else:
-        t = label.reshape(n, c, m)
         valid = None
         if ignore_label is not None:
-            ignored = t == ignore_label
+            ignored = label == ignore_label
             valid = ~ignored if ignored.any() else None
-        kept = t if valid is None else np.where(valid, t, 0)
+        kept = label if valid is None else np.where(valid, label, 0)
         bad = ~((kept == 0) | (kept == 1))
         if bad.any():
-            idx = common.first_bad_index(bad)
+            idx = common.first_bad_index(bad)                           # of the label's own shape
             extra = f" or the ignore_label {ignore_label}" if ignore_label is not None else ""
-            raise ValueError(f"{owner}: bottom 'label' holds {float(t[idx])} at index {idx}; "
+            raise ValueError(f"{owner}: bottom 'label' holds {float(label[idx])} at index {idx}; "
                              f"expected 0 or 1{extra} with activation sigmoid "
                              f"({int(bad.sum())} bad value(s))")
-        g = kept.astype(x.dtype)
+        g = kept.reshape(n, c, m).astype(x.dtype)
+        valid = None if valid is None else valid.reshape(n, c, m)
     if valid is None:
         return x, g, 1, n, c, wlist
     valid = valid.astype(x.dtype)
