@@ -6,5 +6,7 @@ FAMILY = Family(
     name="dice",
     layers=("DiceLoss",),
     docs="dice.md",
+    templates=("dice_segmentation",),
+    demo="dice",
     native={"DiceLoss": "SoftmaxWithLoss"},
 )
