@@ -9,4 +9,5 @@ FAMILY = Family(
     templates=("center_loss_lenetpp",),
     demo="center",
     native={},      # none: its baseline is the same net without it
+    bench=True,
 )

@@ -9,4 +9,5 @@ FAMILY = Family(
     templates=("infogain_digits_source", "infogain_digits_constant", "infogain_segmentation"),
     demo="infogain",
     native={"SoftmaxWithInfogainLoss": "InfogainLoss", "InfogainLoss": "InfogainLoss"},
+    bench=True,
 )

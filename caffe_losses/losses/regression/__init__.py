@@ -9,4 +9,5 @@ FAMILY = Family(
     templates=("age_sigmoid_smoothl1", "age_softmax_surgery", "age_expectation", "age_mean_variance"),
     demo="age",
     native={"SmoothL1Loss": "EuclideanLoss"},
+    bench=True,
 )

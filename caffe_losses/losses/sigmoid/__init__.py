@@ -9,4 +9,5 @@ FAMILY = Family(
     templates=("sigmoid_edges", "sigmoid_multilabel"),
     demo="sigmoid",
     native={"WeightedSigmoidCrossEntropyLoss": "SigmoidCrossEntropyLoss"},
+    bench=True,
 )
