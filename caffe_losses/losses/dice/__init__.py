@@ -9,4 +9,5 @@ FAMILY = Family(
     templates=("dice_segmentation",),
     demo="dice",
     native={"DiceLoss": "SoftmaxWithLoss"},
+    bench=True,
 )
