@@ -1,6 +1,7 @@
 """InfogainLoss, stable: softmax and the infogain matrix H in one layer (seed 001)."""
 
-from caffe_losses.losses.family import Family
+from caffe_losses.losses.family import Family, ForkLayer
+from caffe_losses.losses.infogain import migrate
 
 FAMILY = Family(
     name="infogain",
@@ -10,4 +11,9 @@ FAMILY = Family(
     demo="infogain",
     native={"SoftmaxWithInfogainLoss": "InfogainLoss", "InfogainLoss": "InfogainLoss"},
     bench=True,
+    migrate=(ForkLayer("InfogainLoss", "Caffe's native InfogainLoss", migrate.native_infogain,
+                       blocks=("infogain_loss_param", "loss_param"),
+                       doc="`SoftmaxWithInfogainLoss` on raw scores; `InfogainLoss` (ours, on "
+                           "probabilities) when a `Softmax` feeds it"),),
+    movable={"infogain_loss_param": {"source": "source", "axis": "axis"}},
 )

@@ -1,6 +1,7 @@
 """Weighted sigmoid cross-entropy: positives weighted per element or per class (seed 002)."""
 
-from caffe_losses.losses.family import Family
+from caffe_losses.losses.family import Family, ForkLayer
+from caffe_losses.losses.sigmoid import migrate
 
 FAMILY = Family(
     name="sigmoid",
@@ -10,4 +11,7 @@ FAMILY = Family(
     demo="sigmoid",
     native={"WeightedSigmoidCrossEntropyLoss": "SigmoidCrossEntropyLoss"},
     bench=True,
+    migrate=(ForkLayer("SigmoidCrossEntropyLoss", "HED's SigmoidCrossEntropyLoss", migrate.hed_sigmoid,
+                       blocks=("loss_param",), hed=True,
+                       doc="`WeightedSigmoidCrossEntropyLoss` with `balance: auto` (only with `--hed`)"),),
 )
