@@ -13,6 +13,8 @@ IGNORE = 255
 
 
 def _probabilities(x, activation):
+    if activation == "none":
+        return x
     if activation == "softmax":
         e = np.exp(x - x.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
@@ -25,7 +27,7 @@ def loop_dice(x, label, *, activation="softmax", smooth=1e-5, squared=False, wei
     n, c = x.shape[:2]
     x = x.reshape(n, c, -1)
     p = _probabilities(x, activation)
-    if activation == "softmax":
+    if activation != "sigmoid":
         y = label.reshape(n, -1)
         valid = np.ones_like(y, bool) if ignore_label is None else y != ignore_label
         g = np.stack([(y == k) & valid for k in range(c)], axis=1).astype(float)
@@ -66,8 +68,10 @@ def loop_dice(x, label, *, activation="softmax", smooth=1e-5, squared=False, wei
 def _case(activation, *, ignore=False, seed=0, shape=(3, 4, 3, 5), absent=None):
     rng = np.random.RandomState(seed)
     x = rng.randn(*shape) * 2
+    if activation == "none":                     # probabilities, away from 0 and 1 for the differences
+        x = 0.05 + 0.9 * rng.rand(*shape)
     n, c = shape[:2]
-    if activation == "softmax":
+    if activation != "sigmoid":
         label = rng.randint(0, c, (n, 1) + shape[2:]).astype(float)
         if absent is not None:
             label[label == absent] = (absent + 1) % c
@@ -80,7 +84,7 @@ def _case(activation, *, ignore=False, seed=0, shape=(3, 4, 3, 5), absent=None):
     return x, label
 
 
-KEYS = dict(activation=("softmax", "sigmoid"), squared=(False, True),
+KEYS = dict(activation=("softmax", "sigmoid", "none"), squared=(False, True),
             weights=("none", "generalized", "list"), batch=(False, True),
             include_background=(True, False), ignore=(False, True))
 COMBOS = [dict(zip(KEYS, v)) for v in itertools.product(*KEYS.values())]
@@ -218,3 +222,22 @@ def test_bad_shapes_and_labels_are_refused():
                           include_background=False)
     with pytest.raises(ValueError, match="non-finite value nan"):
         core.dice_forward(np.full((2, 3, 4), np.nan), np.zeros((2, 1, 4)))
+
+
+def test_activation_none_takes_probabilities_and_refuses_scores():
+    rng = np.random.RandomState(5)
+    x = rng.randn(2, 3, 4)
+    label = rng.randint(0, 3, (2, 1, 4)).astype(float)
+    p = np.exp(x) / np.exp(x).sum(axis=1, keepdims=True)
+    a, ca = core.dice_forward(x, label, activation="softmax", squared=True)
+    b, cb = core.dice_forward(p, label, activation="none", squared=True)
+    assert a == pytest.approx(b, rel=1e-12)
+    # the chain rule through softmax of the probabilities' gradient is the softmax form's gradient
+    q = core.dice_backward(cb)
+    np.testing.assert_allclose(p * (q - (p * q).sum(axis=1, keepdims=True)), core.dice_backward(ca),
+                               rtol=1e-10, atol=1e-15)
+    with pytest.raises(ValueError, match=r"^dice: bottom 'scores' holds -0\.5 at index \(0, 1, 2\); "
+                                         r"activation none expects probabilities in \[0, 1\]"):
+        bad = p.copy()
+        bad[0, 1, 2] = -0.5
+        core.dice_forward(bad, label, activation="none")

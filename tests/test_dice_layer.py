@@ -15,7 +15,9 @@ IGNORE = 255
 def _data(activation, shape=(2, 3, 4, 5), ignore=True, seed=0):
     rng = np.random.RandomState(seed)
     x = rng.randn(*shape).astype(np.float32)
-    if activation == "softmax":
+    if activation == "none":
+        x = (0.1 + 0.8 * rng.rand(*shape)).astype(np.float32)
+    if activation != "sigmoid":
         label = rng.randint(0, shape[1], (shape[0], 1) + shape[2:]).astype(np.float32)
     else:
         label = (rng.rand(*shape) < 0.3).astype(np.float32)
@@ -37,12 +39,14 @@ SETTINGS = [
     "{activation: sigmoid, ignore_label: 255}",
     "{activation: sigmoid, ignore_label: 255, weights: generalized, squared: true, smooth: 0.5}",
     "{activation: sigmoid, batch: true, include_background: false, ignore_label: 255}",
+    "{activation: none, ignore_label: 255, squared: true, include_background: false}",
 ]
 
 
 @pytest.mark.parametrize("param_str", SETTINGS)
 def test_in_net_gradient_and_value_match_the_core(param_str):
-    activation = "sigmoid" if "sigmoid" in param_str else "softmax"
+    activation = ("sigmoid" if "sigmoid" in param_str else "none" if "none" in param_str
+                  else "softmax")
     x, label = _data(activation, ignore="ignore_label" in param_str)
     net = _net(x.shape, label.shape, param_str)
     check_net_gradient(net, {"scores": x, "label": label}, wrt=["scores"], stepsize=1e-2,
@@ -87,7 +91,7 @@ def test_extreme_logits_in_a_net(param_str):
     ("{smoth: 1}", "unknown key 'smoth' in param_str. Did you mean 'smooth'?"),
     ("{smooth: 0}", "'smooth' must be > 0"),
     ("{smooth: -1}", "'smooth' must be > 0"),
-    ("{activation: relu}", "'activation' must be one of softmax, sigmoid"),
+    ("{activation: relu}", "'activation' must be one of softmax, sigmoid, none"),
     ("{weights: inverse}", "'weights' must be none, generalized or a list"),
     ("{weights: [1, -2, 1]}", "'weights' must be >= 0"),
     ("{squared: yes}", "'squared' must be true or false"),

@@ -61,7 +61,10 @@ A/B``::
 
 * softmax over c: ``dL/dx_ncm = p_ncm (q_ncm - sum_c' p_nc'm q_nc'm)``;
 * sigmoid: ``dL/dx = q p (1 - p)``, with ``1 - p = sigmoid(-x)`` (exact, no
-  cancellation).
+  cancellation);
+* none (``scores`` are probabilities already, e.g. the top of a Softmax layer,
+  as in V-Net's nets; values outside [0, 1] are refused): ``p = x``,
+  ``dL/dx = q``, and Caffe's Softmax layer carries it on.
 
 Stability.  ``B >= s > 0`` (``smooth`` must be > 0), so no ratio divides by
 zero, and a class absent from a sample gives ``D = s / (P + s)`` and a finite
@@ -90,7 +93,7 @@ __all__ = ["dice_forward", "dice_backward", "check_shapes", "spatial_shape", "AC
            "WEIGHTINGS"]
 
 OWNER = "dice"
-ACTIVATIONS = ("softmax", "sigmoid")
+ACTIVATIONS = ("softmax", "sigmoid", "none")
 WEIGHTINGS = ("none", "generalized")
 
 
@@ -109,7 +112,7 @@ class DiceCache:
       alpha: ``w / (K B)``, (rows, C, 1) (0 for a dropped class), in the input dtype.
       ratio: ``A / B``, (rows, C, 1) or (rows, 1, 1), in the input dtype.
       power: ``k``, 1 or 2.
-      activation: "softmax" or "sigmoid".
+      activation: "softmax", "sigmoid" or "none".
       scores: the logits (N, C, M), for ``1 - p = sigmoid(-x)``.
       shape: the scores' shape.
     """
@@ -134,7 +137,9 @@ def dice_forward(scores, label, *, activation="softmax", smooth=1e-5, squared=Fa
       label: softmax: N * prod(spatial) class indices in [0, C) or
         ``ignore_label`` (e.g. (N, 1, *spatial)); sigmoid: the scores' count,
         values 0 or 1 or ``ignore_label``.
-      activation: "softmax" (over axis 1, C >= 2) or "sigmoid" (per element).
+      activation: "softmax" (over axis 1, C >= 2), "sigmoid" (per element) or "none"
+        (``scores`` are already probabilities, e.g. a Softmax layer's top: C >= 2,
+        labels as for softmax, values in [0, 1]).
       smooth: ``s`` > 0, added to every numerator and denominator.
       squared: V-Net's ``sum p^2 + sum g^2`` denominator.
       weights: "none", "generalized" or a list of C weights >= 0.
@@ -151,7 +156,12 @@ def dice_forward(scores, label, *, activation="softmax", smooth=1e-5, squared=Fa
     """
     x, g, valid, n, c, wlist = _inputs(owner, scores, label, activation, weights, include_background,
                                        ignore_label)
-    p = common.softmax(x, axis=1) if activation == "softmax" else common.sigmoid(x)
+    if activation == "softmax":
+        p = common.softmax(x, axis=1)
+    elif activation == "sigmoid":
+        p = common.sigmoid(x)
+    else:
+        p = _check_probabilities(owner, x, scores)
     k = 2 if squared else 1
     pv = p * valid if isinstance(valid, np.ndarray) else p
     inter = np.einsum("ncm,ncm->nc", pv, g, dtype=np.float64)          # I = sum v p g
@@ -202,6 +212,8 @@ def dice_backward(cache, *, scale=1.0, out=None):
     if cache.activation == "softmax":
         np.subtract(q, (p * q).sum(axis=1, keepdims=True), out=g)
         g *= p
+    elif cache.activation == "none":
+        g[...] = q
     else:
         np.multiply(q, p, out=g)
         g *= common.sigmoid(-cache.scores)                            # 1 - p, exact
@@ -217,6 +229,17 @@ def _generalized_weights(gsum):
     present = gsum > 0
     w = np.where(present, 1.0 / np.where(present, gsum, 1.0) ** 2, 0.0)
     return np.where(present, w, w.max(axis=1, keepdims=True))
+
+
+def _check_probabilities(owner, x, scores):
+    """``x`` itself when every value lies in [0, 1] (``activation: none``); else a ValueError naming the first."""
+    if x.size and x.min() >= 0 and x.max() <= 1:         # False for NaN
+        return x
+    bad = ~((x >= 0) & (x <= 1))
+    idx = common.first_bad_index(bad.reshape(np.shape(scores)))       # of the bottom's own shape
+    raise ValueError(f"{owner}: bottom 'scores' holds {float(np.asarray(scores)[idx])} at index {idx}; "
+                     f"activation none expects probabilities in [0, 1] (a Softmax layer's output); "
+                     f"for raw scores use activation: softmax ({int(bad.sum())} bad value(s))")
 
 
 def spatial_shape(shape):
@@ -239,9 +262,9 @@ def check_shapes(owner, scores_shape, label_shape, *, activation="softmax", weig
         raise ValueError(f"{owner}: bottom '{scores_name}' {scores_shape} must have at least 2 axes "
                          f"(N, C, spatial...): classes on axis 1")
     n, c, m = spatial_shape(scores_shape)
-    if activation == "softmax":
+    if activation != "sigmoid":
         if c < 2:
-            raise ValueError(f"{owner}: activation softmax needs at least 2 classes on axis 1 of "
+            raise ValueError(f"{owner}: activation {activation} needs at least 2 classes on axis 1 of "
                              f"bottom '{scores_name}' {scores_shape}; use activation: sigmoid for "
                              f"one channel")
         count = math.prod(label_shape)
@@ -287,7 +310,7 @@ def _inputs(owner, scores, label, activation, weights, include_background, ignor
                            weights=weights if wlist is None else wlist,
                            include_background=include_background)
     x = x.reshape(n, c, m)
-    if activation == "softmax":
+    if activation != "sigmoid":
         y, valid = common.check_labels(owner, label, c, ignore_label)   # indexes of its own shape
         g = (y.reshape(n, 1, m) == np.arange(c).reshape(1, c, 1)).astype(x.dtype)
         valid = None if valid is None else valid.reshape(n, 1, m)

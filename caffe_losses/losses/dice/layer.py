@@ -49,7 +49,10 @@ class DiceLoss(LossLayer):
       top[0] 'loss': (1,), in [0, 1].
 
     ``param_str`` keys (YAML or JSON):
-      activation (default softmax): softmax over axis 1 (C >= 2) or sigmoid.
+      activation (default softmax): softmax over axis 1 (C >= 2) or sigmoid;
+        none: bottom 'scores' holds probabilities already (a Softmax layer's
+        top, as V-Net's nets have it; values in [0, 1], labels as for softmax),
+        the gradient goes to them (prefer softmax on raw scores: one layer, exact).
       smooth (default 1e-5, > 0): added to numerator and denominator (MONAI).
       squared (default false): V-Net's ``sum p^2 + sum g^2`` denominator.
       weights (default none): none, generalized (``w_c = 1 / G_c^2``; an
@@ -77,7 +80,7 @@ class DiceLoss(LossLayer):
 
     PARAMS = (
         Param("activation", _as_choice(core.ACTIVATIONS), "softmax",
-              doc="softmax over axis 1 (C >= 2) or sigmoid per element"),
+              doc="softmax over axis 1 (C >= 2), sigmoid per element, or none (probabilities in)"),
         Param("smooth", as_float, 1e-5, low=0, low_open=True,
               doc="added to every numerator and denominator, > 0"),
         Param("squared", as_bool, False, doc="V-Net's sum p^2 + sum g^2 denominator"),
