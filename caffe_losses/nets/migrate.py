@@ -50,7 +50,7 @@ from caffe_losses.nets.rewrite import (LOSS_PARAM_KEYS, Change, Context, Layer, 
 # CLI imports this module, and must run without pycaffe to say that it is missing.
 
 __all__ = ["MigrationError", "Change", "Migration", "migrate_text", "FORK_FIELDS",
-           "fork_fields_hint", "inspect_weights"]
+           "fork_fields_hint", "inspect_weights", "update_docs"]
 
 # ---------------------------------------------------------------------------
 # Value conversion
@@ -516,6 +516,69 @@ def migrate_text(text, *, hed=False, keep_unknown=False):
     result.text = edits.apply()
     _validate(ctx, keep_unknown)
     return result
+
+
+# ---------------------------------------------------------------------------
+# docs/migrate.md's tables, from the declarations
+# ---------------------------------------------------------------------------
+
+_DOCS_BLOCK = re.compile(r"(<!-- migrate-table: (?P<name>[a-z]+) -->\n)(.*?)(<!-- /migrate-table -->)", re.S)
+
+
+def _forks_table(families):
+    rows = ["| layer type | what `migrate` does, and why |", "|---|---|"]
+    for family in families:
+        for fl in family.migrate:
+            what = f"`{fl.type}`" + (f" (`{'.'.join(fl.python)}`)" if fl.python else "")
+            what += " with `--hed`" if fl.hed else ""
+            rows.append(f"| {what}: {fl.fork} | {fl.doc} |")
+    rows += [
+        "| `Python` layers of `caffe_losses` carrying `loss_param` & co | the same layer, the settings in "
+        "`param_str` (the table above): Caffe ignores those blocks on a Python layer |",
+        "| any other type this Caffe lacks (even with only BVLC's `loss_param`), e.g. HED's "
+        "`ImageLabelmapData`, AM-Softmax's `Normalize`, R-FCN's `SmoothL1LossOHEM`, py-faster-rcnn's "
+        "`ROIPooling` | refused: named, nothing written (exit status 1); with `--keep-unknown` kept as it "
+        "is, and said in a note. No layer here computes what the fork's does; a guess would train "
+        "silently wrong |",
+        "| a fork's field on a layer not translated (`roi_pooling_param`, ...) | refused, or kept with "
+        "`--keep-unknown`: BVLC's `caffe.proto` lacks it, and Caffe refuses the whole net |",
+        "| V1 nets (`layers { type: INFOGAIN_LOSS }`) | refused: convert them with Caffe's "
+        "`upgrade_net_proto_text` first |",
+    ]
+    return "\n".join(rows) + "\n"
+
+
+def _movable_table(families):
+    rows = ["| block on a `caffe_losses` Python layer | moves into `param_str` as |", "|---|---|",
+            "| `loss_param { normalization / normalize / ignore_label }` | `normalization`, `ignore_label` "
+            "(when the layer has them) |"]
+    for family in families:
+        for block, keys in family.movable.items():
+            shown = ", ".join(f"`{k}`" for k in dict.fromkeys(keys.values()))
+            rows.append(f"| `{block} {{ {' '.join(keys)} }}` | {shown} |")
+    rows += [
+        "| any other `*_param` block | not translated (the layer has no such setting) |",
+        "| a key set both in a block and in `param_str`, differently | not translated: Caffe used "
+        "`param_str`'s; remove one |",
+        "| no `loss_weight`, and no later layer carrying one | `loss_weight: 1` (without it the loss "
+        "never trained) |",
+    ]
+    return "\n".join(rows) + "\n"
+
+
+DOCS_TABLES = {"forks": _forks_table, "movable": _movable_table}
+
+
+def update_docs(text, families=FAMILIES):
+    """``text`` with each ``<!-- migrate-table: NAME -->`` block of ``docs/migrate.md``
+    regenerated from the families' declarations (``forks``: their :class:`ForkLayer` s'
+    ``doc``; ``movable``: their ``movable`` blocks).  Returns (new text, the names replaced)."""
+    names = []
+
+    def replace(match):
+        names.append(match.group("name"))
+        return match.group(1) + DOCS_TABLES[match.group("name")](families) + match.group(4)
+    return _DOCS_BLOCK.sub(replace, text), names
 
 
 # ---------------------------------------------------------------------------

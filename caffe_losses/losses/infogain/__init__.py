@@ -1,7 +1,7 @@
 """InfogainLoss, stable: softmax and the infogain matrix H in one layer (seed 001)."""
 
 from caffe_losses.losses.family import Family, ForkLayer
-from caffe_losses.losses.infogain import migrate
+from caffe_losses.losses.infogain import lint, migrate
 
 FAMILY = Family(
     name="infogain",
@@ -13,7 +13,9 @@ FAMILY = Family(
     bench=True,
     migrate=(ForkLayer("InfogainLoss", "Caffe's native InfogainLoss", migrate.native_infogain,
                        blocks=("infogain_loss_param", "loss_param"),
-                       doc="`SoftmaxWithInfogainLoss` on raw scores; `InfogainLoss` (ours, on "
-                           "probabilities) when a `Softmax` feeds it"),),
+                       doc="`SoftmaxWithInfogainLoss`, or `InfogainLoss` (ours, on probabilities) after "
+                           "a `Softmax`, in place or not: the same loss and gradient; settings Caffe hands "
+                           "only to C++ layers move into `param_str`"),),
     movable={"infogain_loss_param": {"source": "source", "axis": "axis"}},
+    lint=lint.RULES,
 )

@@ -1,7 +1,7 @@
 """Age from bins: SmoothL1Loss, the Expectation over bins and MeanVarianceLoss (seed 003)."""
 
 from caffe_losses.losses.family import Family, ForkBlock, ForkLayer
-from caffe_losses.losses.regression import migrate
+from caffe_losses.losses.regression import lint, migrate
 
 FAST_RCNN = "fast-rcnn / py-faster-rcnn's SmoothL1Loss"
 
@@ -15,8 +15,10 @@ FAMILY = Family(
     bench=True,
     migrate=(ForkLayer("SmoothL1Loss", FAST_RCNN, migrate.smooth_l1,
                        blocks=("smooth_l1_loss_param", "loss_param"),
-                       doc="`SmoothL1Loss` (2 to 4 bottoms, the same `sigma` and weights)"),),
+                       doc="`SmoothL1Loss` (2 to 4 bottoms, the same `sigma` and weights): BVLC Caffe "
+                           "has no such layer; the fork's formula"),),
     fork_blocks=(ForkBlock("smooth_l1_loss_param", FAST_RCNN, "SmoothL1LossParameter",
                            fields=(("sigma", "FLOAT"),)),),
     movable={"smooth_l1_loss_param": {"sigma": "sigma"}},
+    lint=lint.RULES,
 )
