@@ -1,6 +1,6 @@
 """Dice loss (Milletari et al. 2016; Sudre et al. 2017): soft Dice of softmax or sigmoid probabilities, for segmentation."""
 
-from caffe_losses.losses.dice import migrate
+from caffe_losses.losses.dice import lint, migrate
 from caffe_losses.losses.family import Family, ForkLayer
 
 FAMILY = Family(
@@ -19,4 +19,5 @@ FAMILY = Family(
                        doc="`DiceLoss` with `activation: sigmoid`, `batch: true`, `smooth: 1e-6` and "
                            "`weights` of one 1 per channel (one Dice pooled over the whole blob): "
                            "the same loss and gradient")),
+    lint=lint.RULES,
 )
