@@ -8,6 +8,11 @@ Reference (the specification; docs and tests point here):
 * :func:`dice_forward` / :func:`dice_backward`: the loss and its gradient
   with respect to the logits.
 
+Kernel (same inputs and results; held to the reference by ``tests/test_dice_kernel.py``):
+
+* :func:`dice_softmax_kernel` / :func:`dice_softmax_kernel_backward`: the
+  softmax form without the one-hot array, in workspace arrays.
+
 Helpers (the layer's ``reshape`` calls them too):
 
 * :func:`check_shapes`: the scores / label shapes and the settings that
@@ -89,7 +94,8 @@ import numpy as np
 
 from caffe_losses.losses import common
 
-__all__ = ["dice_forward", "dice_backward", "check_shapes", "spatial_shape", "ACTIVATIONS",
+__all__ = ["dice_forward", "dice_backward", "dice_softmax_kernel", "dice_softmax_kernel_backward",
+           "check_shapes", "spatial_shape", "ACTIVATIONS",
            "WEIGHTINGS"]
 
 OWNER = "dice"
@@ -168,28 +174,10 @@ def dice_forward(scores, label, *, activation="softmax", smooth=1e-5, squared=Fa
     psum = (np.einsum("ncm,ncm->nc", pv, p, dtype=np.float64) if k == 2
             else pv.sum(axis=2, dtype=np.float64))                    # P = sum v p^k
     gsum = g.sum(axis=2, dtype=np.float64)                            # G = sum g (g is 0/1)
-    if batch:
-        inter, psum, gsum = (a.sum(axis=0, keepdims=True) for a in (inter, psum, gsum))
-    first = 0 if include_background else 1
-    inter, psum, gsum = inter[:, first:], psum[:, first:], gsum[:, first:]
-    if weights == "none":
-        b = psum + gsum + smooth
-        ratio = (2 * inter + smooth) / b                              # D per row and class
-        alpha = 1.0 / (ratio.size * b)                                # w = 1
-        ratio_full = ratio
-    else:
-        w = _generalized_weights(gsum) if weights == "generalized" else wlist[first:][None, :]
-        b = (w * (psum + gsum)).sum(axis=1, keepdims=True) + smooth
-        ratio = (2 * (w * inter).sum(axis=1, keepdims=True) + smooth) / b    # R per row
-        alpha = w / (ratio.shape[0] * b)
-        ratio_full = np.broadcast_to(ratio, alpha.shape)
-    loss = 1.0 - float(ratio.mean())
-    if not math.isfinite(loss):
-        common.raise_non_finite(owner, loss, [("bottom 'scores'", scores)])
-    alpha = np.pad(alpha, ((0, 0), (first, 0)))                       # 0 for a dropped class
-    ratio_full = np.pad(ratio_full, ((0, 0), (first, 0)))
-    return loss, DiceCache(p, g, valid, alpha[:, :, None].astype(x.dtype),
-                           ratio_full[:, :, None].astype(x.dtype), k, activation, x, np.shape(scores))
+    loss, alpha, ratio = _ratios(owner, scores, inter, psum, gsum, smooth=smooth, weights=weights,
+                                 wlist=wlist, batch=batch, include_background=include_background)
+    return loss, DiceCache(p, g, valid, alpha.astype(x.dtype), ratio.astype(x.dtype), k, activation,
+                           x, np.shape(scores))
 
 
 def dice_backward(cache, *, scale=1.0, out=None):
@@ -221,8 +209,140 @@ def dice_backward(cache, *, scale=1.0, out=None):
 
 
 # ---------------------------------------------------------------------------
-# Helpers: checked inputs, the generalized weights, the shape checks
+# Kernel: the softmax form in fewer passes, without the one-hot array
 # ---------------------------------------------------------------------------
+
+@dataclass
+class DiceSoftmaxKernelCache:
+    """What :func:`dice_softmax_kernel_backward` needs (arrays of the workspace: valid until the next call).
+
+    Attributes:
+      prob: (N, C, M) softmax probabilities.
+      label: (N, 1, M) int64 labels (0 where ignored).
+      valid: (N, 1, M) mask in the input dtype, or None when nothing is ignored.
+      alpha, ratio: as :class:`DiceCache`'s, (rows, C, 1).
+      power: ``k``.
+      shape: the scores' shape.
+    """
+
+    prob: np.ndarray
+    label: np.ndarray
+    valid: Union[np.ndarray, None]
+    alpha: np.ndarray
+    ratio: np.ndarray
+    power: int
+    shape: tuple
+
+
+def dice_softmax_kernel(scores, label, *, activation="softmax", smooth=1e-5, squared=False,
+                        weights="none", batch=False, include_background=True, ignore_label=None,
+                        owner=OWNER, workspace=None):
+    """Kernel: :func:`dice_forward` for ``activation: softmax`` with fewer passes over (N, C, M).
+
+    The same inputs, checks and loss.  The sums need no one-hot array: with
+    ``p_y`` the probability of each position's own class (a gather),
+    ``I_nc = sum_{m: y = c} v p_y`` and ``G_nc = |{m: y = c, v}|`` are
+    bincounts over (n, y), and ``P = sum v p^k`` one reduction.  The softmax
+    is written in place in a workspace array.
+    """
+    if activation != "softmax":
+        raise ValueError(f"{owner}: dice_softmax_kernel computes activation softmax only. "
+                         f"Received: activation={activation!r}")
+    ws = common.Workspace() if workspace is None else workspace
+    x, y, valid, n, c, m, wlist = _kernel_inputs(owner, scores, label, weights, include_background,
+                                                 ignore_label)
+    p = ws.array("prob", x.shape, x.dtype)
+    np.subtract(x, x.max(axis=1, keepdims=True), out=p)
+    np.exp(p, out=p)
+    p *= 1 / p.sum(axis=1, keepdims=True)                             # softmax, max-shifted
+    p_y = np.take_along_axis(p, y, axis=1)                            # (N, 1, M)
+    index = (np.arange(n).reshape(n, 1, 1) * c + y).reshape(-1)       # (n, y) as one index
+    k = 2 if squared else 1
+    if valid is None:
+        inter = np.bincount(index, weights=p_y.reshape(-1), minlength=n * c)
+        gsum = np.bincount(index, minlength=n * c).astype(np.float64)
+        psum = (np.einsum("ncm,ncm->nc", p, p, dtype=np.float64) if k == 2
+                else p.sum(axis=2, dtype=np.float64))
+    else:
+        kept = valid.reshape(-1) > 0
+        inter = np.bincount(index[kept], weights=p_y.reshape(-1)[kept], minlength=n * c)
+        gsum = np.bincount(index[kept], minlength=n * c).astype(np.float64)
+        psum = (np.einsum("ncm,ncm,nim->nc", p, p, valid, dtype=np.float64) if k == 2
+                else np.einsum("ncm,nim->nc", p, valid, dtype=np.float64))
+    loss, alpha, ratio = _ratios(owner, scores, inter.reshape(n, c), psum, gsum.reshape(n, c),
+                                 smooth=smooth, weights=weights, wlist=wlist, batch=batch,
+                                 include_background=include_background)
+    return loss, DiceSoftmaxKernelCache(p, y, valid, alpha.astype(x.dtype), ratio.astype(x.dtype), k,
+                                        np.shape(scores))
+
+
+def dice_softmax_kernel_backward(cache, *, scale=1.0, out=None, workspace=None):
+    """Gradient of :func:`dice_softmax_kernel`'s loss w.r.t. the logits, times ``scale``.
+
+    ``q = alpha (ratio k p^(k-1) - 2 g)`` is formed without ``g``: the class
+    term everywhere, then ``-2 alpha_y`` at each position's own class (a
+    scatter over (N, 1, M)); masked at ignored positions; then the softmax
+    Jacobian ``p (q - sum_c p q)`` (the reference's formula, fewer passes).
+    """
+    ws = common.Workspace() if workspace is None else workspace
+    p, y, k = cache.prob, cache.label, cache.power
+    q = ws.array("q", p.shape, p.dtype)
+    ar = cache.alpha * cache.ratio * (scale * k)                      # (rows, C, 1)
+    if k == 2:
+        np.multiply(p, ar, out=q)                                     # alpha ratio 2 p
+    else:
+        q[...] = ar
+    alpha = np.broadcast_to(cache.alpha * (2 * scale), (p.shape[0],) + cache.alpha.shape[1:])
+    q_y = np.take_along_axis(q, y, axis=1)
+    q_y -= _gather_classes(np.ascontiguousarray(alpha), y)
+    np.put_along_axis(q, y, q_y, axis=1)                              # - 2 alpha_y at the label's class
+    if cache.valid is not None:
+        q *= cache.valid
+    g = common.out_view(out, p.shape, p.dtype)
+    s = np.einsum("ncm,ncm->nm", p, q)[:, None, :]                    # sum_c p q
+    np.subtract(q, s, out=g)
+    g *= p
+    return out if out is not None else g.reshape(cache.shape)
+
+
+def _gather_classes(per_class, y):
+    """``per_class[n, y_nm]`` as (N, 1, M), for ``per_class`` (N, C, 1) and labels ``y`` (N, 1, M)."""
+    n, c = per_class.shape[:2]
+    return per_class.reshape(n * c)[np.arange(n).reshape(n, 1, 1) * c + y]
+
+
+# ---------------------------------------------------------------------------
+# Helpers: checked inputs, the ratios from the sums, the generalized weights, the shape checks
+# ---------------------------------------------------------------------------
+
+def _ratios(owner, scores, inter, psum, gsum, *, smooth, weights, wlist, batch, include_background):
+    """``(loss, alpha, ratio)`` from the (N, C) float64 sums (formulas: the module docstring).
+
+    ``alpha = w / (K B)`` and ``ratio = A / B`` come back as (rows, C, 1), 0
+    for a dropped class; a non-finite loss raises, naming the scores.
+    """
+    if batch:
+        inter, psum, gsum = (a.sum(axis=0, keepdims=True) for a in (inter, psum, gsum))
+    first = 0 if include_background else 1
+    inter, psum, gsum = inter[:, first:], psum[:, first:], gsum[:, first:]
+    if wlist is None and weights == "none":
+        b = psum + gsum + smooth
+        ratio = (2 * inter + smooth) / b                              # D per row and class
+        alpha = 1.0 / (ratio.size * b)                                # w = 1
+        ratio_full = ratio
+    else:
+        w = _generalized_weights(gsum) if wlist is None else wlist[first:][None, :]
+        b = (w * (psum + gsum)).sum(axis=1, keepdims=True) + smooth
+        ratio = (2 * (w * inter).sum(axis=1, keepdims=True) + smooth) / b    # R per row
+        alpha = w / (ratio.shape[0] * b)
+        ratio_full = np.broadcast_to(ratio, alpha.shape)
+    loss = 1.0 - float(ratio.mean())
+    if not math.isfinite(loss):
+        common.raise_non_finite(owner, loss, [("bottom 'scores'", scores)])
+    alpha = np.pad(alpha, ((0, 0), (first, 0)))                       # 0 for a dropped class
+    ratio_full = np.pad(ratio_full, ((0, 0), (first, 0)))
+    return loss, alpha[:, :, None], ratio_full[:, :, None]
+
 
 def _generalized_weights(gsum):
     """``1 / G^2`` per row and class; an absent class gets the row's largest present weight (MONAI)."""
@@ -287,21 +407,42 @@ def check_shapes(owner, scores_shape, label_shape, *, activation="softmax", weig
     return n, c, m
 
 
+def _kernel_inputs(owner, scores, label, weights, include_background, ignore_label):
+    """Checked inputs of the softmax kernel: ``x`` (N, C, M), ``y`` (N, 1, M) int64, ``valid``
+    ((N, 1, M) in x's dtype, or None), N, C, M, the weight list or None."""
+    wlist = _weight_list(owner, weights)
+    x = np.asarray(scores)
+    if x.dtype.kind != "f":
+        x = x.astype(np.float64)
+    label = np.asarray(label)
+    n, c, m = check_shapes(owner, x.shape, label.shape, activation="softmax",
+                           weights=weights if wlist is None else wlist,
+                           include_background=include_background)
+    y, valid = common.check_labels(owner, label, c, ignore_label)    # indexes of its own shape
+    valid = None if valid is None else valid.reshape(n, 1, m).astype(x.dtype)
+    return x.reshape(n, c, m), y.reshape(n, 1, m), valid, n, c, m, wlist
+
+
+def _weight_list(owner, weights):
+    """The checked weight list as a float64 array, or None for ``none`` / ``generalized``."""
+    if isinstance(weights, str):
+        if weights not in WEIGHTINGS:
+            raise ValueError(f"{owner}: 'weights' must be none, generalized or a list of one weight "
+                             f"per class. Received: weights={weights!r}")
+        return None
+    wlist = np.asarray(weights, dtype=np.float64).reshape(-1)
+    if not (np.all(np.isfinite(wlist)) and np.all(wlist >= 0)):
+        raise ValueError(f"{owner}: 'weights' must hold finite numbers >= 0. "
+                         f"Received: weights={wlist.tolist()}")
+    return wlist
+
+
 def _inputs(owner, scores, label, activation, weights, include_background, ignore_label):
     """Checked inputs: ``x`` (N, C, M), ``g`` (N, C, M), ``valid``, N, C, the weight list or None."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"{owner}: 'activation' must be one of {', '.join(ACTIVATIONS)}. "
                          f"Received: activation={activation!r}")
-    wlist = None
-    if isinstance(weights, str):
-        if weights not in WEIGHTINGS:
-            raise ValueError(f"{owner}: 'weights' must be none, generalized or a list of one weight "
-                             f"per class. Received: weights={weights!r}")
-    else:
-        wlist = np.asarray(weights, dtype=np.float64).reshape(-1)
-        if not (np.all(np.isfinite(wlist)) and np.all(wlist >= 0)):
-            raise ValueError(f"{owner}: 'weights' must hold finite numbers >= 0. "
-                             f"Received: weights={wlist.tolist()}")
+    wlist = _weight_list(owner, weights)
     x = np.asarray(scores)
     if x.dtype.kind != "f":
         x = x.astype(np.float64)

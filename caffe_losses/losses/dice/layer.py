@@ -1,5 +1,6 @@
 """``DiceLoss``: the soft Dice loss of segmentation (V-Net, generalized Dice, MONAI's keys)."""
 
+from caffe_losses.losses.common import Workspace
 from caffe_losses.losses.dice import core
 from caffe_losses.glue.base import LossLayer
 from caffe_losses.glue.params import Param, as_bool, as_float, as_float_list, ignore_label_param
@@ -93,6 +94,12 @@ class DiceLoss(LossLayer):
     BOTTOMS = ("scores", "label")
     DIFF_BOTTOMS = (0,)
 
+    def layer_setup(self, bottom, top):
+        super().layer_setup(bottom, top)
+        self._workspace = Workspace()       # the softmax kernel's arrays
+        self._workspace_back = Workspace()
+        self._kernel = self.params["activation"] == "softmax"
+
     def check_bottoms(self, bottom):
         p = self.params
         core.check_shapes(self.owner, bottom[0].data.shape, bottom[1].data.shape,
@@ -101,8 +108,16 @@ class DiceLoss(LossLayer):
 
     def loss(self, bottom, top):
         scores, label = self.bottom_arrays(bottom)
-        value, self.cache = core.dice_forward(scores, label, owner=self.owner, **self.params)
+        if self._kernel:
+            value, self.cache = core.dice_softmax_kernel(scores, label, owner=self.owner,
+                                                         workspace=self._workspace, **self.params)
+        else:
+            value, self.cache = core.dice_forward(scores, label, owner=self.owner, **self.params)
         return value
 
     def gradients(self, diffs, scale):
-        core.dice_backward(self.cache, scale=scale, out=diffs[0])
+        if self._kernel:
+            core.dice_softmax_kernel_backward(self.cache, scale=scale, out=diffs[0],
+                                              workspace=self._workspace_back)
+        else:
+            core.dice_backward(self.cache, scale=scale, out=diffs[0])
