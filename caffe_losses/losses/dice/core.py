@@ -12,6 +12,8 @@ Kernel (same inputs and results; held to the reference by ``tests/test_dice_kern
 
 * :func:`dice_softmax_kernel` / :func:`dice_softmax_kernel_backward`: the
   softmax form without the one-hot array, in workspace arrays.
+* :func:`dice_sigmoid_kernel` / :func:`dice_sigmoid_kernel_backward`: the
+  sigmoid form in workspace arrays.
 
 Helpers (the layer's ``reshape`` calls them too):
 
@@ -95,6 +97,7 @@ import numpy as np
 from caffe_losses.losses import common
 
 __all__ = ["dice_forward", "dice_backward", "dice_softmax_kernel", "dice_softmax_kernel_backward",
+           "dice_sigmoid_kernel", "dice_sigmoid_kernel_backward",
            "check_shapes", "spatial_shape", "ACTIVATIONS",
            "WEIGHTINGS"]
 
@@ -209,7 +212,7 @@ def dice_backward(cache, *, scale=1.0, out=None):
 
 
 # ---------------------------------------------------------------------------
-# Kernel: the softmax form in fewer passes, without the one-hot array
+# Kernels: the softmax form in fewer passes, without the one-hot array; the sigmoid form in place
 # ---------------------------------------------------------------------------
 
 @dataclass
@@ -302,6 +305,109 @@ def dice_softmax_kernel_backward(cache, *, scale=1.0, out=None, workspace=None):
     s = np.einsum("ncm,ncm->nm", p, q)[:, None, :]                    # sum_c p q
     np.subtract(q, s, out=g)
     g *= p
+    return out if out is not None else g.reshape(cache.shape)
+
+
+@dataclass
+class DiceSigmoidKernelCache:
+    """What :func:`dice_sigmoid_kernel_backward` needs (arrays of the workspace: valid until the next call).
+
+    Attributes:
+      prob: (N, C, M) ``p = sigmoid(x)``.
+      small, big: ``sigmoid(-|x|)`` and ``sigmoid(|x|)``: ``p (1 - p)`` is their product.
+      target: (N, C, M) labels, 0 where ignored.
+      valid: (N, C, M) mask in the input dtype, or None when nothing is ignored.
+      alpha, ratio, power, shape: as :class:`DiceSoftmaxKernelCache`'s.
+    """
+
+    prob: np.ndarray
+    small: np.ndarray
+    big: np.ndarray
+    target: np.ndarray
+    valid: Union[np.ndarray, None]
+    alpha: np.ndarray
+    ratio: np.ndarray
+    power: int
+    shape: tuple
+
+
+def dice_sigmoid_kernel(scores, label, *, activation="sigmoid", smooth=1e-5, squared=False,
+                        weights="none", batch=False, include_background=True, ignore_label=None,
+                        owner=OWNER, workspace=None):
+    """Kernel: :func:`dice_forward` for ``activation: sigmoid``, in workspace arrays.
+
+    The same inputs, checks and loss.  ``e = exp(-|x|)``, ``big = 1 / (1 + e)
+    = sigmoid(|x|)``, ``small = e big = sigmoid(-|x|)``: ``p`` is ``big`` where
+    ``x >= 0`` and ``small`` elsewhere, and ``p (1 - p) = small big`` for the
+    backward, whatever the sign.  No fresh full-size array per call (the
+    reference's temporaries cost page faults every iteration).
+    """
+    if activation != "sigmoid":
+        raise ValueError(f"{owner}: dice_sigmoid_kernel computes activation sigmoid only. "
+                         f"Received: activation={activation!r}")
+    ws = common.Workspace() if workspace is None else workspace
+    wlist = _weight_list(owner, weights)
+    x = np.asarray(scores)
+    if x.dtype.kind != "f":
+        x = x.astype(np.float64)
+    label = np.asarray(label)
+    n, c, m = check_shapes(owner, x.shape, label.shape, activation="sigmoid",
+                           weights=weights if wlist is None else wlist,
+                           include_background=include_background)
+    x = x.reshape(n, c, m)
+    t = label.reshape(n, c, m)
+    valid = None
+    if ignore_label is not None:
+        ignored = np.equal(t, ignore_label, out=ws.array("ignored", t.shape, np.dtype(bool)))
+        if ignored.any():
+            valid = np.logical_not(ignored, out=ws.array("valid", t.shape, x.dtype))
+            t = np.where(ignored, 0, t)
+    if not (t.min() >= 0 and t.max() <= 1 and np.count_nonzero(t) == np.count_nonzero(t == 1)):
+        _inputs(owner, scores, label, "sigmoid", weights, include_background, ignore_label)  # raises
+    if t.dtype != x.dtype:
+        t = t.astype(x.dtype)
+    e = np.abs(x, out=ws.array("small", x.shape, x.dtype))
+    np.negative(e, out=e)
+    np.exp(e, out=e)                                                  # exp(-|x|), never overflows
+    big = np.add(e, 1, out=ws.array("big", x.shape, x.dtype))
+    np.reciprocal(big, out=big)                                       # sigmoid(|x|)
+    small = np.multiply(e, big, out=e)                                # sigmoid(-|x|)
+    p = ws.array("prob", x.shape, x.dtype)
+    np.copyto(p, small)
+    np.copyto(p, big, where=x >= 0)                                   # sigmoid(x)
+    k = 2 if squared else 1
+    inter = np.einsum("ncm,ncm->nc", p, t, dtype=np.float64)          # t is 0 where ignored
+    gsum = t.sum(axis=2, dtype=np.float64)
+    if valid is None:
+        psum = (np.einsum("ncm,ncm->nc", p, p, dtype=np.float64) if k == 2
+                else p.sum(axis=2, dtype=np.float64))
+    else:
+        psum = (np.einsum("ncm,ncm,ncm->nc", p, p, valid, dtype=np.float64) if k == 2
+                else np.einsum("ncm,ncm->nc", p, valid, dtype=np.float64))
+    loss, alpha, ratio = _ratios(owner, scores, inter, psum, gsum, smooth=smooth, weights=weights,
+                                 wlist=wlist, batch=batch, include_background=include_background)
+    return loss, DiceSigmoidKernelCache(p, small, big, t, valid, alpha.astype(x.dtype),
+                                        ratio.astype(x.dtype), k, np.shape(scores))
+
+
+def dice_sigmoid_kernel_backward(cache, *, scale=1.0, out=None, workspace=None):
+    """Gradient of :func:`dice_sigmoid_kernel`'s loss w.r.t. the logits, times ``scale``:
+    ``q p (1 - p)`` with ``q = alpha (ratio k p^(k-1) - 2 t)``, 0 where ignored."""
+    ws = common.Workspace() if workspace is None else workspace
+    p, k = cache.prob, cache.power
+    q = ws.array("q", p.shape, p.dtype)
+    ar = cache.alpha * cache.ratio * (scale * k)
+    if k == 2:
+        np.multiply(p, ar, out=q)
+    else:
+        q[...] = ar
+    tmp = np.multiply(cache.target, cache.alpha * (2 * scale), out=ws.array("tmp", p.shape, p.dtype))
+    q -= tmp
+    if cache.valid is not None:
+        q *= cache.valid
+    g = common.out_view(out, p.shape, p.dtype)
+    np.multiply(q, cache.small, out=g)
+    g *= cache.big                                                    # p (1 - p), exact
     return out if out is not None else g.reshape(cache.shape)
 
 

@@ -96,9 +96,12 @@ class DiceLoss(LossLayer):
 
     def layer_setup(self, bottom, top):
         super().layer_setup(bottom, top)
-        self._workspace = Workspace()       # the softmax kernel's arrays
+        self._workspace = Workspace()       # the kernel's arrays
         self._workspace_back = Workspace()
-        self._kernel = self.params["activation"] == "softmax"
+        # the kernels of the two activations on logits (activation none: the reference)
+        self._kernel = {"softmax": (core.dice_softmax_kernel, core.dice_softmax_kernel_backward),
+                        "sigmoid": (core.dice_sigmoid_kernel, core.dice_sigmoid_kernel_backward),
+                        }.get(self.params["activation"])
 
     def check_bottoms(self, bottom):
         p = self.params
@@ -109,15 +112,14 @@ class DiceLoss(LossLayer):
     def loss(self, bottom, top):
         scores, label = self.bottom_arrays(bottom)
         if self._kernel:
-            value, self.cache = core.dice_softmax_kernel(scores, label, owner=self.owner,
-                                                         workspace=self._workspace, **self.params)
+            value, self.cache = self._kernel[0](scores, label, owner=self.owner,
+                                                workspace=self._workspace, **self.params)
         else:
             value, self.cache = core.dice_forward(scores, label, owner=self.owner, **self.params)
         return value
 
     def gradients(self, diffs, scale):
         if self._kernel:
-            core.dice_softmax_kernel_backward(self.cache, scale=scale, out=diffs[0],
-                                              workspace=self._workspace_back)
+            self._kernel[1](self.cache, scale=scale, out=diffs[0], workspace=self._workspace_back)
         else:
             core.dice_backward(self.cache, scale=scale, out=diffs[0])
