@@ -202,3 +202,20 @@ def test_organseg_refused_when_the_channel_count_is_unknown():
     assert ("OrganSegRSTN's DiceLoss pools every channel of 'fused' into one Dice" in result.problems[0]
             and "layer 'sum' (type Eltwise)" in result.problems[0])
     assert result.text == text                                  # nothing written
+
+
+def test_vnet_gradient_through_the_softmax_is_2n_times_ours():
+    # the note's claim: with V-Net's backward formula (fed the soft sums, where its forward would
+    # take the arg-max), what reaches the logits through the Softmax is 2N times the migrated layer's
+    rng = np.random.RandomState(7)
+    n = 3
+    x = rng.randn(n, 2, 40)
+    label = (rng.rand(n, 40) < 0.3).astype(np.float64)
+    prob = np.exp(x) / np.exp(x).sum(axis=1, keepdims=True)
+    p1 = prob[:, 1]
+    soft = (label, (p1 ** 2).sum(axis=1) + label.sum(axis=1), (p1 * label).sum(axis=1))
+    d = vnet_backward(prob, soft)
+    theirs = prob * (d - (prob * d).sum(axis=1, keepdims=True))        # Caffe's Softmax backward
+    params = dict(migrate_text(VNET_NET).migrated["loss"][1], activation="softmax", smooth=1e-12)
+    _, cache = core.dice_forward(x, label, **params)
+    np.testing.assert_allclose(theirs, 2 * n * core.dice_backward(cache), rtol=1e-6, atol=1e-12)
