@@ -219,3 +219,13 @@ def test_vnet_gradient_through_the_softmax_is_2n_times_ours():
     params = dict(migrate_text(VNET_NET).migrated["loss"][1], activation="softmax", smooth=1e-12)
     _, cache = core.dice_forward(x, label, **params)
     np.testing.assert_allclose(theirs, 2 * n * core.dice_backward(cache), rtol=1e-6, atol=1e-12)
+
+
+def test_another_fork_s_dice_loss_with_its_own_block_is_refused():
+    text = organseg_net(1, "dice_loss_param { smooth: 1 } loss_weight: 1")
+    result = migrate_text(text)
+    assert result.problems[0] == (
+        "layer 'loss': DiceLoss with 'dice_loss_param': OrganSegRSTN's DiceLoss, the one migrate "
+        "translates, has no parameter block, so this is another fork's DiceLoss, whose formula migrate "
+        "does not know: cannot translate")
+    assert result.text == text

@@ -92,6 +92,14 @@ def organseg_dice(ctx, layer):
         ctx.problem(layer, f"DiceLoss with {len(layer.bottoms)} bottoms: {ORGANSEG} takes 2 (the "
                            f"scores and a label of the same count); cannot translate")
         return "DiceLoss", {}
+    from caffe.proto import caffe_pb2     # pycaffe: imported where used (tests/test_layout.py)
+    known = caffe_pb2.LayerParameter.DESCRIPTOR.fields_by_name
+    for block in layer.f.children:
+        if block.name not in known:
+            ctx.problem(layer, f"DiceLoss with '{block.name}': {ORGANSEG}, the one migrate translates, "
+                               f"has no parameter block, so this is another fork's DiceLoss, whose "
+                               f"formula migrate does not know: cannot translate")
+            return "DiceLoss", {}
     params = {"activation": "sigmoid", "smooth": ORGANSEG_SMOOTH, "batch": True}
     channels = _channels(ctx, layer.bottoms[0])
     if channels is None:
