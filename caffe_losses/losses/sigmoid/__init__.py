@@ -7,10 +7,10 @@ FAMILY = Family(
     name="sigmoid",
     layers=("WeightedSigmoidCrossEntropyLoss",),
     docs="sigmoid.md",
+    bench=True,
     templates=("sigmoid_edges", "sigmoid_multilabel"),
     demo="sigmoid",
     native={"WeightedSigmoidCrossEntropyLoss": "SigmoidCrossEntropyLoss"},
-    bench=True,
     migrate=(ForkLayer("SigmoidCrossEntropyLoss", "HED's SigmoidCrossEntropyLoss", migrate.hed_sigmoid,
                        blocks=("loss_param",), hed=True,
                        doc="`WeightedSigmoidCrossEntropyLoss`, `balance: auto`: HED changed the native "
