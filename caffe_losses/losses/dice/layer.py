@@ -41,6 +41,10 @@ class DiceLoss(LossLayer):
     Backward: ``dL/dp = -(w / (K B)) (2 g - (A / B) k p^(k-1))`` for a ratio
     ``A / B`` among ``K`` averaged, through the softmax or sigmoid Jacobian,
     times the loss weight (derived in :mod:`caffe_losses.losses.dice.core`).
+    For softmax and sigmoid the layer runs that module's kernels
+    (``dice_softmax_kernel``: no one-hot array; ``dice_sigmoid_kernel``), held
+    to the reference by ``tests/test_dice_kernel.py``; ``activation: none``
+    runs the reference.
 
     Shape:
       bottom[0] 'scores': (N, C, *spatial) raw logits (no Softmax/Sigmoid layer before it).
