@@ -16,9 +16,10 @@ Decisions, where the issue was silent:
   or help text is a string literal, so it is scanned.
 * A native counterpart that the package also uses as a plain building block
   (``GENERIC``: the LeNet++ softmax of the bench and the demo, the cheapest
-  native loss the bench times the Python layer's fixed cost against) is not
-  the family's own fact, so other modules may name it; every other
-  ``Family.native`` value (``InfogainLoss``, ``SigmoidCrossEntropyLoss``) may not.
+  native loss the bench times the Python layer's fixed cost against, and the
+  native sigmoid loss that issue 21 makes the baseline of every sigmoid-form
+  loss, focal and Dice) is not the family's own fact, so other modules may
+  name it; every other ``Family.native`` value (``InfogainLoss``) may not.
 * ``tests/`` are not scanned: a family's tests are its own files
   (``tests/test_<family>*.py``), and the shared tests that name layers test
   the package as a whole.
@@ -41,7 +42,7 @@ SCANNED = ("caffe_losses", "bench", "tools")
 
 # native Caffe layers the package uses as building blocks beyond standing in
 # for one family's layer: others may name them
-GENERIC = {"SoftmaxWithLoss", "EuclideanLoss"}
+GENERIC = {"SoftmaxWithLoss", "EuclideanLoss", "SigmoidCrossEntropyLoss"}
 
 # modules outside caffe_losses/losses/<family>/ that belong to that family: its
 # commands (their public paths stay: `caffe-losses make-infogain-h`,
