@@ -1,0 +1,12 @@
+"""Focal loss (Lin et al. 2017, RetinaNet): sigmoid and softmax forms, for dense, heavily imbalanced tasks (issue 21)."""
+
+from caffe_losses.losses.family import Family
+
+FAMILY = Family(
+    name="focal",
+    layers=("SigmoidFocalLoss", "SoftmaxFocalLoss"),
+    docs="focal_loss.md",
+    templates=(),
+    demo=None,
+    native={"SigmoidFocalLoss": "SigmoidCrossEntropyLoss", "SoftmaxFocalLoss": "SoftmaxWithLoss"},
+)
