@@ -6,7 +6,7 @@ FAMILY = Family(
     name="focal",
     layers=("SigmoidFocalLoss", "SoftmaxFocalLoss"),
     docs="focal_loss.md",
-    templates=(),
-    demo=None,
+    templates=("focal_digits_sigmoid", "focal_digits_softmax"),
+    demo="focal",
     native={"SigmoidFocalLoss": "SigmoidCrossEntropyLoss", "SoftmaxFocalLoss": "SoftmaxWithLoss"},
 )
