@@ -16,4 +16,5 @@ FAMILY = Family(
                            "probabilities) when a `Softmax` feeds it"),),
     movable={"infogain_loss_param": {"source": "source", "axis": "axis"}},
     lint=lint.RULES,
+    bench=True,
 )

@@ -19,4 +19,5 @@ FAMILY = Family(
                            fields=(("sigma", "FLOAT"),)),),
     movable={"smooth_l1_loss_param": {"sigma": "sigma"}},
     lint=lint.RULES,
+    bench=True,
 )

@@ -13,4 +13,5 @@ FAMILY = Family(
     migrate=(ForkLayer("SigmoidCrossEntropyLoss", "HED's SigmoidCrossEntropyLoss", migrate.hed_sigmoid,
                        blocks=("loss_param",), hed=True,
                        doc="`WeightedSigmoidCrossEntropyLoss` with `balance: auto` (only with `--hed`)"),),
+    bench=True,
 )
