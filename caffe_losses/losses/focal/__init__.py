@@ -22,4 +22,5 @@ FAMILY = Family(
                            fields=migrate.FIELDS, repeated=("alpha",)),),
     movable={"focal_loss_param": {"gamma": "gamma", "alpha": "alpha", "alpha_balance": "alpha"}},
     fork_keys={"alpha_balance": ("owphoo/FocalLoss's", "alpha")},
+    bench=True,
 )
