@@ -272,3 +272,46 @@ def test_what_cannot_be_expressed_is_refused_naming_the_fork(layer, message):
     result = migrate_text(text)
     assert any(message in p for p in result.problems), result.problems
     assert result.text == text                                     # nothing written
+
+
+# ---------------------------------------------------------------------------
+# caffe-losses check's rules for the focal layers
+# ---------------------------------------------------------------------------
+
+def _findings(text):
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    from caffe_losses.nets.lint import lint_net
+    net = text_format.Parse(text, caffe_pb2.NetParameter())
+    return [str(f) for f in lint_net(net)]
+
+
+HEAD = ('layer { name: "x" type: "Input" top: "data" top: "label" input_param { shape { dim: 4 dim: 5 } '
+        'shape { dim: 4 } } }\n'
+        'layer { name: "fc" type: "InnerProduct" bottom: "data" top: "score" inner_product_param { num_output: 3 } }\n')
+
+
+def _loss(layer, bottom, param_str):
+    return (f'layer {{ name: "loss" type: "Python" bottom: "{bottom}" bottom: "label" top: "loss" loss_weight: 1 '
+            f'python_param {{ module: "caffe_losses" layer: "{layer}" param_str: "{param_str}" }} }}\n')
+
+
+def test_check_finds_a_softmax_or_a_sigmoid_applied_twice_and_a_wrong_alpha_count():
+    twice = _findings(HEAD + 'layer { name: "sm" type: "Softmax" bottom: "score" top: "prob" }\n'
+                      + _loss("SoftmaxFocalLoss", "prob", "{gamma: 2}"))
+    assert any("[double-softmax]" in f and "SoftmaxFocalLoss applies softmax itself" in f for f in twice)
+    sig = _findings(HEAD + 'layer { name: "sg" type: "Sigmoid" bottom: "score" top: "p" }\n'
+                    + _loss("SigmoidFocalLoss", "p", "{gamma: 2}"))
+    assert any("[focal-logits]" in f and "applied twice" in f for f in sig)
+    alpha = _findings(HEAD + _loss("SoftmaxFocalLoss", "score", "{alpha: [1, 2]}"))
+    assert any("[focal-alpha]" in f and "alpha has 2 weight(s)" in f and "3 outputs" in f for f in alpha)
+    clean = _findings(HEAD + _loss("SoftmaxFocalLoss", "score", "{alpha: [1, 2, 3]}"))
+    assert not any(rule in f for f in clean for rule in ("[double-softmax]", "[focal-logits]", "[focal-alpha]"))
+
+
+def test_a_fork_key_in_param_str_points_to_ours():
+    from caffe_losses.glue.params import parse_params
+    from caffe_losses.losses.focal.layer import SoftmaxFocalLoss
+    with pytest.raises(ValueError, match=r"SoftmaxFocalLoss: unknown key 'alpha_balance' in param_str. "
+                                         r"'alpha_balance' is owphoo/FocalLoss's name: here it is 'alpha'"):
+        parse_params("SoftmaxFocalLoss", SoftmaxFocalLoss.PARAMS, "{alpha_balance: true}")

@@ -1,7 +1,7 @@
 """Focal loss (Lin et al. 2017, RetinaNet): sigmoid and softmax forms, for dense, heavily imbalanced tasks (issue 21)."""
 
 from caffe_losses.losses.family import Family, ForkBlock, ForkLayer
-from caffe_losses.losses.focal import migrate
+from caffe_losses.losses.focal import lint, migrate
 
 FAMILY = Family(
     name="focal",
@@ -22,5 +22,6 @@ FAMILY = Family(
                            fields=migrate.FIELDS, repeated=("alpha",)),),
     movable={"focal_loss_param": {"gamma": "gamma", "alpha": "alpha", "alpha_balance": "alpha"}},
     fork_keys={"alpha_balance": ("owphoo/FocalLoss's", "alpha")},
+    lint=lint.RULES,
     bench=True,
 )
