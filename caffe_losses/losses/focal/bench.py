@@ -68,6 +68,6 @@ def net_cases(tmp, tiny=False):
                     net_text(shapes, body, python_loss(SOFTMAX, ["score", "label"], "{gamma: 2}")),
                     net_text(shapes, body, native_loss(SOFTMAX_NATIVE, ["score", "label"])), data, E2E_TARGET)
     for template in ("focal_digits_sigmoid", "focal_digits_softmax"):
-        yield BenchCase(f"focal template {template}", "16x1x48x48", 0,
+        yield BenchCase(f"template {template}", "16x1x48x48", 0,
                         SIGMOID if "sigmoid" in template else SOFTMAX,
                         SIGMOID_NATIVE if "sigmoid" in template else SOFTMAX_NATIVE, template=template)
