@@ -315,3 +315,16 @@ def test_a_fork_key_in_param_str_points_to_ours():
     with pytest.raises(ValueError, match=r"SoftmaxFocalLoss: unknown key 'alpha_balance' in param_str. "
                                          r"'alpha_balance' is owphoo/FocalLoss's name: here it is 'alpha'"):
         parse_params("SoftmaxFocalLoss", SoftmaxFocalLoss.PARAMS, "{alpha_balance: true}")
+
+
+def test_a_python_focal_layer_s_ignored_focal_loss_param_moves_gamma_and_refuses_alpha():
+    head = ('layer { name: "x" type: "Input" top: "score" input_param { shape { dim: 4 dim: 3 } } }\n'
+            'layer { name: "y" type: "Input" top: "label" input_param { shape { dim: 4 } } }\n')
+    layer = ('layer {{ name: "loss" type: "Python" bottom: "score" bottom: "label" top: "loss" loss_weight: 1 '
+             'python_param {{ module: "caffe_losses" layer: "SoftmaxFocalLoss" }} focal_loss_param {{ {} }} }}\n')
+    moved = migrate_text(head + layer.format("gamma: 3"))
+    assert not moved.problems and 'param_str: "{gamma: 3}"' in moved.text and "focal_loss_param" not in moved.text
+    # owphoo's repeated alpha, read only with alpha_balance: not guessed from the block
+    refused = migrate_text(head + layer.format("alpha_balance: true alpha: 0.5 alpha: 1 alpha: 2"))
+    assert any("focal_loss_param { alpha_balance } has no counterpart" in p for p in refused.problems)
+    assert any("focal_loss_param { alpha } has no counterpart" in p for p in refused.problems)

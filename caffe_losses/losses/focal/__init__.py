@@ -20,7 +20,9 @@ FAMILY = Family(
                            "way to tell them apart"),),
     fork_blocks=(ForkBlock("focal_loss_param", "the forks' FocalLoss", "FocalLossParameter",
                            fields=migrate.FIELDS, repeated=("alpha",)),),
-    movable={"focal_loss_param": {"gamma": "gamma", "alpha": "alpha", "alpha_balance": "alpha"}},
+    # a Python focal layer's focal_loss_param (ignored by Caffe): gamma moves into param_str; alpha
+    # does not (owphoo's is a repeated field read only with alpha_balance: the rule above reads it)
+    movable={"focal_loss_param": {"gamma": "gamma"}},
     fork_keys={"alpha_balance": ("owphoo/FocalLoss's", "alpha")},
     lint=lint.RULES,
     bench=True,
