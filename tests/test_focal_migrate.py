@@ -262,6 +262,7 @@ def test_alpha_and_gamma_alone_are_refused_naming_both_forks_and_the_way_out():
     ('focal_loss_param { type: CUBIC }', "expected one of ORIGIN, LINEAR"),
     ('focal_loss_param { alpha_balance: true gamma: 2 }', "needs one alpha per class"),
     ('focal_loss_param { type: ORIGIN gamma: 2 delta: 1 }', "focal_loss_param { delta } has no counterpart"),
+    ('focal_loss_param { alpha: 0.75 gama: 2 }', "the first day's spelling of zimenglan-sysu-512/Focal-Loss"),
     ('focal_loss_param { type: ORIGIN } loss_param { normalization: FULL } top: "p" top: "q"',
      "FocalLoss with 3 tops"),
 ])

@@ -3,7 +3,7 @@
 Three forks register a C++ layer of the same type, ``FocalLoss``, each with
 its own ``focal_loss_param``:
 
-* makefile/frcnn (``src/caffe/FRCNN/focal_loss/``): softmax form,
+* makefile/frcnn (``src/caffe/FRCNN/focal_loss/``, a copy of zimenglan-sysu-512/Focal-Loss): softmax form,
   ``-alpha (1 - p_y)^gamma log(max(p_y, FLT_MIN))``, one ``alpha`` for
   every class; ``focal_loss_param { type gamma alpha beta }`` (``type`` and
   ``beta`` are read and logged, never used); ``softmax_param { axis }``;
@@ -50,6 +50,12 @@ def _read_block(ctx, layer):
     if block is None:
         return {}, []
     values, alphas = {}, []
+    if any(f.name == "gama" for f in block.children):
+        ctx.problem(layer, f"focal_loss_param {{ gama }}: the first day's spelling of "
+                           f"zimenglan-sysu-512/Focal-Loss (the layer {FRCNN} copied), whose loss and "
+                           f"gradient were fixed the next day (2017-08-18) with the field renamed gamma: "
+                           f"rename it gamma (that fork's current field) and migrate again")
+        block = types.SimpleNamespace(name=block.name, children=[f for f in block.children if f.name != "gama"])
     for f in block.children:
         if f.name in _ENUMS:
             names = _ENUMS[f.name]
