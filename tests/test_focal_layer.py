@@ -297,3 +297,33 @@ def test_non_finite_scores_are_named(layer, shapes):
     net.blobs[list(shapes)[1]].data[...] = 0
     with pytest.raises(ValueError, match=f"^{layer}: bottom 'scores' holds a non-finite value inf at index \\(1, 2\\)"):
         net.forward()
+
+
+# ---------------------------------------------------------------------------
+# Bottoms of other shapes with the same count give the same loss and gradient
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("layer, shapes, other", [
+    ("SigmoidFocalLoss", {"scores": (2, 3, 4), "targets": (2, 3, 4)}, (2, 12)),
+    ("SigmoidFocalLoss", {"scores": (2, 3, 4), "targets": (2, 3, 4)}, (2, 1, 3, 4)),
+    ("SoftmaxFocalLoss", {"scores": (2, 3, 4, 5), "label": (2, 1, 4, 5)}, (2, 4, 5)),
+    ("SoftmaxFocalLoss", {"scores": (2, 3, 4, 5), "label": (2, 1, 4, 5)}, (2, 20)),
+])
+def test_bottoms_of_another_shape_with_the_same_count(layer, shapes, other):
+    second = list(shapes)[1]
+    x = (RNG.randn(*shapes["scores"]) * 2).astype(np.float32)
+    if layer == "SigmoidFocalLoss":
+        y = (RNG.rand(*shapes[second]) < 0.3).astype(np.float32)
+    else:
+        y = RNG.randint(0, 3, shapes[second]).astype(np.float32)
+    results = []
+    for shape in (shapes[second], other):
+        net = layer_net("caffe_losses", layer, {"scores": shapes["scores"], second: shape},
+                        param_str="{gamma: 1.5}", loss_weight=2)
+        net.blobs["scores"].data[...] = x
+        net.blobs[second].data[...] = y.reshape(shape)
+        net.forward()
+        net.backward()
+        results.append((float(net.blobs["loss"].data[0]), net.blobs["scores"].diff.copy()))
+    assert results[0][0] == results[1][0]
+    np.testing.assert_array_equal(results[0][1], results[1][1])
