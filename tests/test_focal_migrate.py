@@ -54,6 +54,33 @@ def frcnn_focal(x, label, *, alpha=0.25, gamma=2.0, ignore_label=None, normaliza
 
 
 # ---------------------------------------------------------------------------
+# liaomingg/Focal-Loss, focal_loss_layer.cpp (Forward_cpu, Backward_cpu)
+# ---------------------------------------------------------------------------
+
+def liaomingg_focal(x, label, *, alpha=0.25, gamma=2.0, ignore_label=None, normalization="VALID",
+                    loss_weight=1.0):
+    """Transcribed (axis 1): pk = p_y; loss -= alpha (1 - pk)^gamma log(max(pk, FLT_MIN));
+    with pk, pj clamped at FLT_MIN: diff_j (j != y) = -alpha (gamma (1 - pk)^(gamma - 1) pk pj log pk
+    - (1 - pk)^gamma pj); diff_y = -alpha (-gamma (1 - pk)^gamma pk log pk + (1 - pk)^(gamma + 1));
+    times loss_weight / normalizer(count)."""
+    x = np.asarray(x, np.float64)
+    prob = softmax(x, 1)
+    y = np.asarray(label).reshape(x.shape[0]).astype(int)
+    valid = np.ones(y.shape, bool) if ignore_label is None else y != ignore_label
+    yy = np.where(valid, y, 0)
+    pk = np.maximum(prob[np.arange(len(y)), yy], FLT_MIN)
+    loss = -(alpha * (1 - pk) ** gamma * np.log(pk))[valid].sum()
+    norm = caffe_normalizer(normalization, x.shape[0], 1, int(valid.sum()))
+    pj = np.maximum(prob, FLT_MIN)
+    pkc, log_pk = pk[:, None], np.log(pk)[:, None]
+    diff = -alpha * (gamma * (1 - pkc) ** (gamma - 1) * pkc * pj * log_pk - (1 - pkc) ** gamma * pj)
+    diff_y = -alpha * (-gamma * (1 - pk) ** gamma * pk * np.log(pk) + (1 - pk) ** (gamma + 1))
+    diff[np.arange(len(y)), yy] = diff_y
+    diff *= valid[:, None] * loss_weight / norm
+    return loss / norm, diff
+
+
+# ---------------------------------------------------------------------------
 # owphoo/FocalLoss, src/caffe/layers/focal_loss_layer.cpp (Forward_cpu, Backward_cpu)
 # ---------------------------------------------------------------------------
 
@@ -329,3 +356,24 @@ def test_a_python_focal_layer_s_ignored_focal_loss_param_moves_gamma_and_refuses
     refused = migrate_text(head + layer.format("alpha_balance: true alpha: 0.5 alpha: 1 alpha: 2"))
     assert any("focal_loss_param { alpha_balance } has no counterpart" in p for p in refused.problems)
     assert any("focal_loss_param { alpha } has no counterpart" in p for p in refused.problems)
+
+
+@pytest.mark.parametrize("focal, loss, kw", [
+    ("alpha: 0.25 gamma: 2", "ignore_label: -1 normalize: true", dict(ignore_label=-1)),
+    ("alpha: 1 gamma: 0.5", "normalization: BATCH_SIZE", dict(alpha=1, gamma=0.5, normalization="BATCH_SIZE")),
+])
+def test_liaomingg_focal_loss_marked_as_the_softmax_form_migrates_to_the_same_loss_and_gradient(focal, loss, kw):
+    # its text is frcnn's: 'type: ORIGIN' (the refusal's way out) marks the softmax form
+    layer = f"""
+        layer {{ name: "loss" type: "FocalLoss" bottom: "score" bottom: "label" top: "loss" loss_weight: 3
+                 loss_param {{ {loss} }} focal_loss_param {{ {focal} type: ORIGIN }} }}
+    """
+    result, net = migrated_net(layer, {"score": (6, 4), "label": (6,)})
+    x = (RNG.randn(6, 4) * 3).astype(np.float32)
+    y = RNG.randint(0, 4, 6).astype(np.float32)
+    if "ignore_label" in kw:
+        y[:2] = -1
+    loss_value, grad = run(net, {"score": x, "label": y}, "score")
+    want_loss, want_grad = liaomingg_focal(x, y, loss_weight=3, **kw)
+    assert loss_value == pytest.approx(3 * want_loss, rel=1e-5)
+    np.testing.assert_allclose(grad, want_grad, rtol=2e-4, atol=1e-6)

@@ -12,6 +12,8 @@ its own ``focal_loss_param``:
   with ``alpha_y`` the per-class list when ``alpha_balance: true`` (else 1);
   ``focal_loss_param { engine axis gamma alpha_balance alpha }`` (its
   ``axis`` and ``engine`` are never read: the axis is ``softmax_param``'s).
+* liaomingg/Focal-Loss: the softmax form of frcnn with ``focal_loss_param { alpha gamma }``
+  only (the same loss and gradient; ``type: ORIGIN`` marks it for ``migrate``).
 * liuyuisanai/Focal-Loss (GPU code; its CPU path is the plain sigmoid
   cross-entropy over N): sigmoid form per element, ``alpha`` for targets
   equal to 1 and ``1 - alpha`` for the rest; ``focal_loss_param { alpha
@@ -114,13 +116,14 @@ def fork_focal_loss(ctx, layer):
                          f"{LIUYUISANAI} (sigmoid per element; a softmax over one class is constant)")
         return _liuyuisanai(ctx, layer, v)
     written = "focal_loss_param { alpha gamma }" if v else "no focal_loss_param"
-    ctx.problem(layer, f"FocalLoss with {written}: {FRCNN} (softmax over the classes, one label per "
-                       f"position, normalization VALID by default) and {LIUYUISANAI} (a sigmoid per "
-                       f"element, targets shaped as the scores, BATCH_SIZE by default) read this same "
-                       f"text and compute different losses. For frcnn's, add 'type: ORIGIN' to "
-                       f"focal_loss_param (its own field and default: that fork reads the net "
-                       f"unchanged) and migrate again; for liuyuisanai's, write the layer as "
-                       f"SigmoidFocalLoss with param_str \"{_liuyuisanai_hint(ctx, layer, v)}\"")
+    ctx.problem(layer, f"FocalLoss with {written}: {FRCNN} (and the same softmax layer of "
+                       f"zimenglan-sysu-512/Focal-Loss and liaomingg/Focal-Loss: softmax over the "
+                       f"classes, one label per position, normalization VALID by default) and "
+                       f"{LIUYUISANAI} (a sigmoid per element, targets shaped as the scores, BATCH_SIZE "
+                       f"by default) read this same text and compute different losses. For the softmax "
+                       f"form, add 'type: ORIGIN' to focal_loss_param (frcnn's own field and default) "
+                       f"and migrate again; for liuyuisanai's, write the layer as SigmoidFocalLoss with "
+                       f"param_str \"{_liuyuisanai_hint(ctx, layer, v)}\"")
     return "SoftmaxFocalLoss", {}
 
 
