@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 export GLOG_minloglevel ?= 2
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: setup test demo docs-results bench bench-avx2 check-cuda-build check-docker lint clean
+.PHONY: setup test demo docs-results docs-migrate bench bench-avx2 check-cuda-build check-docker lint clean
 
 setup:
 	@bash tools/install_caffe.sh --venv $(VENV)
@@ -29,6 +29,10 @@ demo: setup
 # the docs' results tables from the newest demo run (or RESULTS=path/results.json)
 docs-results: setup
 	$(PY) tools/docs_results.py $(RESULTS)
+
+# docs/migrate.md's tables, from the loss families' declarations (ForkLayer doc, movable)
+docs-migrate: setup
+	$(PY) tools/docs_migrate.py
 
 # BENCH_ARGS: e.g. --quick, --section e2e, --clock cpu (see bench/run.py --help)
 bench: setup

@@ -3,17 +3,17 @@
 Checks, per phase: Python loss layers without loss_weight (unless a later
 layer fed by the loss carries it); caffe_losses param_str that does not parse
 or validate; loss_param and other blocks Caffe never passes to Python layers;
-infogain H files that are missing, malformed or of the wrong size for the
-classifier before them; missing data sources (or ones that are not a text
-list of files); a solver's settings Caffe would abort on (type, lr_policy and
-the fields its policy needs) and every other check `caffe-losses train` makes
-before training (snapshot_prefix's folder, weights files, layer types and
-bottoms); softmax applied twice
-(SoftmaxWithInfogainLoss / InfogainLoss / SoftmaxWithLoss fed by a Softmax)
-and the classic InfogainLoss fed raw scores; the fixed expectation kernel
-without lr_mult: 0; CenterLoss centers moved by both the layer and the
-solver. Relative paths are resolved against the current folder, as Caffe
-does: run it where you run `caffe train`. A net Caffe cannot parse because of
+missing data sources (or ones that are not a text list of files); a solver's
+settings Caffe would abort on (type, lr_policy and the fields its policy
+needs) and every other check `caffe-losses train` makes before training
+(snapshot_prefix's folder, weights files, layer types and bottoms); softmax
+applied twice (a layer that applies softmax itself fed by a Softmax); and
+each loss family's own rules (its lint module): e.g. H files that are
+missing, malformed or of the wrong size for the classifier before them, a
+loss that expects probabilities fed raw scores, a fixed expectation kernel
+without lr_mult: 0, centers moved by both the layer and the solver.
+Relative paths are resolved against the current folder, as Caffe does: run
+it where you run `caffe train`. A net Caffe cannot parse because of
 a fork's field is reported with the field and the `caffe-losses migrate`
 command to run.
 

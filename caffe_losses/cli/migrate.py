@@ -1,15 +1,12 @@
 """Carry a net written for Caffe's native or the forks' loss layers over to caffe_losses.
 
-Rewrites these loss layers into this package's layers with the same
-behaviour, and leaves every other layer as it was (byte for byte):
+Rewrites these loss layers (the loss families' declarations) into this
+package's layers with the same behaviour, and leaves every other layer as it
+was (byte for byte):
 
-  native InfogainLoss (source or third bottom H, loss_param, axis, 2nd top)
-                                    -> SoftmaxWithInfogainLoss (InfogainLoss after a Softmax)
-  fast-rcnn SmoothL1Loss (sigma, 2 to 4 bottoms)        -> SmoothL1Loss
-  caffe-face CenterLoss (num_output, center_filler)     -> CenterLoss, update: solver
-  HED's SigmoidCrossEntropyLoss (with --hed)            -> WeightedSigmoidCrossEntropyLoss, balance: auto
-  caffe_losses Python layers carrying loss_param & co (which Caffe ignores for
-  Python layers)                                        -> the settings move into param_str
+{translations}
+  caffe_losses Python layers carrying loss_param & co (Caffe ignores them there)
+      -> the same layer, the settings moved into param_str
 
 It reads nets whose layers carry fields BVLC's caffe.proto lacks, and reads
 every value as Caffe's own parser does (enums by number, octal and hex
@@ -35,6 +32,7 @@ import sys
 
 from google.protobuf import text_format
 
+from caffe_losses.losses import FAMILIES
 from caffe_losses.nets import preflight, textproto
 from caffe_losses.nets.migrate import MigrationError, inspect_weights, migrate_text
 from caffe_losses.nets.netshapes import NetBuildError, build_shapes
@@ -46,13 +44,33 @@ from caffe_losses.nets.textproto import decode, encode
 # module, and must run without pycaffe to say that it is missing (tests/test_layout.py).
 
 
+def _what(doc):
+    """A ForkLayer's ``doc`` up to its "why" (the first ': ' outside `code`), without the backticks."""
+    code = False
+    for i, c in enumerate(doc):
+        code = code != (c == "`")
+        if not code and doc.startswith(": ", i):
+            doc = doc[:i]
+            break
+    return doc.replace("`", "")
+
+
+def _translations():
+    return "\n".join(f"  {fl.fork}{' (with --hed)' if fl.hed else ''}\n      -> {_what(fl.doc)}"
+                      for family in FAMILIES for fl in family.migrate)
+
+
+__doc__ = __doc__.replace("{translations}", _translations())
+_HED_TYPES = [fl.type for family in FAMILIES for fl in family.migrate if fl.hed]
+
+
 def add_arguments(parser):
     parser.add_argument("net", help="the net prototxt to migrate (it is never modified); a solver "
                                      "prototxt: the net file it names")
     parser.add_argument("-o", "--output", required=True, help="where to write the migrated net")
     parser.add_argument("--hed", action="store_true",
-                        help="the net is HED's: its SigmoidCrossEntropyLoss layers are the fork's "
-                             "class-balanced loss (without --hed they are left alone)")
+                        help=f"the net is HED's: its {' and '.join(_HED_TYPES)} layers are the fork's "
+                             f"class-balanced loss (without --hed they are left alone)")
     parser.add_argument("--keep-unknown", action="store_true",
                         help="keep layers migrate does not translate: fork-only fields (e.g. "
                              "ROIPooling's roi_pooling_param) and layer types this Caffe lacks; the "

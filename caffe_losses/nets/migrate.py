@@ -50,7 +50,7 @@ from caffe_losses.nets.rewrite import (LOSS_PARAM_KEYS, Change, Context, Layer, 
 # CLI imports this module, and must run without pycaffe to say that it is missing.
 
 __all__ = ["MigrationError", "Change", "Migration", "migrate_text", "FORK_FIELDS",
-           "fork_fields_hint", "inspect_weights"]
+           "fork_fields_hint", "inspect_weights", "update_docs"]
 
 # ---------------------------------------------------------------------------
 # Value conversion
@@ -211,7 +211,8 @@ for _family in FAMILIES:
 
 
 def _v1_name(layer_type):
-    """A layer type's name in the old 'layers' format (V1): InfogainLoss -> INFOGAIN_LOSS."""
+    """A layer type's name in the old 'layers' format (V1): EuclideanLoss -> EUCLIDEAN_LOSS
+    (a type V1 did not have gets a name no V1 net uses)."""
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", layer_type).upper()
 
 
@@ -359,7 +360,7 @@ def _rewrite_native(ctx, edits, layer, fork, weighted_later):
 def _moved(block, params, fork):
     """The param_str settings that ``block`` became (shown in its change line): its movable
     fields', and, on a fork's own block, the settings the rule adds that no block gives
-    (caffe-face's CenterLoss: the mode it ran in, ``update: solver``)."""
+    (e.g. the mode the fork's layer ran in)."""
     keys = list(dict.fromkeys(_MOVABLE.get(block.name, {}).values()))
     if block.name in _FORK_BLOCKS and block.name == next((b for b in fork.blocks if b in _FORK_BLOCKS), None):
         given = {key for b in fork.blocks for key in _MOVABLE.get(b, {}).values()}
@@ -466,7 +467,8 @@ def migrate_text(text, *, hed=False, keep_unknown=False):
 
     Args:
       text: the net prototxt, possibly with fork-only fields.
-      hed: also treat ``SigmoidCrossEntropyLoss`` as HED's class-balanced loss.
+      hed: also translate the types the families declare with ``hed=True`` (Caffe has them
+        natively, HED changed them: its class-balanced sigmoid loss).
       keep_unknown: keep fork-only fields of layers that are not translated
         (a note instead of a problem; the net then needs that fork's Caffe).
 
@@ -519,6 +521,69 @@ def migrate_text(text, *, hed=False, keep_unknown=False):
 
 
 # ---------------------------------------------------------------------------
+# docs/migrate.md's tables, from the declarations
+# ---------------------------------------------------------------------------
+
+_DOCS_BLOCK = re.compile(r"(<!-- migrate-table: (?P<name>[a-z]+) -->\n)(.*?)(<!-- /migrate-table -->)", re.S)
+
+
+def _forks_table(families):
+    rows = ["| layer type | what `migrate` does, and why |", "|---|---|"]
+    for family in families:
+        for fl in family.migrate:
+            what = f"`{fl.type}`" + (f" (`{'.'.join(fl.python)}`)" if fl.python else "")
+            what += " with `--hed`" if fl.hed else ""
+            rows.append(f"| {what}: {fl.fork} | {fl.doc} |")
+    rows += [
+        "| `Python` layers of `caffe_losses` carrying `loss_param` & co | the same layer, the settings in "
+        "`param_str` (the table above): Caffe ignores those blocks on a Python layer |",
+        "| any other type this Caffe lacks (even with only BVLC's `loss_param`), e.g. HED's "
+        "`ImageLabelmapData`, AM-Softmax's `Normalize`, R-FCN's `SmoothL1LossOHEM`, py-faster-rcnn's "
+        "`ROIPooling` | refused: named, nothing written (exit status 1); with `--keep-unknown` kept as it "
+        "is, and said in a note. No layer here computes what the fork's does; a guess would train "
+        "silently wrong |",
+        "| a fork's field on a layer not translated (`roi_pooling_param`, ...) | refused, or kept with "
+        "`--keep-unknown`: BVLC's `caffe.proto` lacks it, and Caffe refuses the whole net |",
+        "| V1 nets (`layers { type: INFOGAIN_LOSS }`) | refused: convert them with Caffe's "
+        "`upgrade_net_proto_text` first |",
+    ]
+    return "\n".join(rows) + "\n"
+
+
+def _movable_table(families):
+    rows = ["| block on a `caffe_losses` Python layer | moves into `param_str` as |", "|---|---|",
+            "| `loss_param { normalization / normalize / ignore_label }` | `normalization`, `ignore_label` "
+            "(when the layer has them) |"]
+    for family in families:
+        for block, keys in family.movable.items():
+            shown = ", ".join(f"`{k}`" for k in dict.fromkeys(keys.values()))
+            rows.append(f"| `{block} {{ {' '.join(keys)} }}` | {shown} |")
+    rows += [
+        "| any other `*_param` block | not translated (the layer has no such setting) |",
+        "| a key set both in a block and in `param_str`, differently | not translated: Caffe used "
+        "`param_str`'s; remove one |",
+        "| no `loss_weight`, and no later layer carrying one | `loss_weight: 1` (without it the loss "
+        "never trained) |",
+    ]
+    return "\n".join(rows) + "\n"
+
+
+DOCS_TABLES = {"forks": _forks_table, "movable": _movable_table}
+
+
+def update_docs(text, families=FAMILIES):
+    """``text`` with each ``<!-- migrate-table: NAME -->`` block of ``docs/migrate.md``
+    regenerated from the families' declarations (``forks``: their :class:`ForkLayer` s'
+    ``doc``; ``movable``: their ``movable`` blocks).  Returns (new text, the names replaced)."""
+    names = []
+
+    def replace(match):
+        names.append(match.group("name"))
+        return match.group(1) + DOCS_TABLES[match.group("name")](families) + match.group(4)
+    return _DOCS_BLOCK.sub(replace, text), names
+
+
+# ---------------------------------------------------------------------------
 # Weights
 # ---------------------------------------------------------------------------
 
@@ -535,20 +600,26 @@ def _has_unknown_fields(message):
     return clean.ByteSize() != message.ByteSize()
 
 
+def _stored_blobs(cls_name):
+    """The layer class's ``stored_blobs(shapes, params)`` (a layer with blobs of its own), or None."""
+    return getattr(getattr(caffe_losses, cls_name, None), "stored_blobs", None)
+
+
 def inspect_weights(model_bytes, net_param, migration):
     """Whether a ``.caffemodel`` trained with the original net loads into the migrated one.
 
     Caffe copies blobs layer by layer, by name (``Net::CopyTrainedLayersFrom``),
     and needs the same number of blobs and the same shapes.  The layers that
     migrate did not touch are the same layers, so their blobs load as they
-    did; this checks the rewritten ones (caffe-face's centers, no blobs for
-    the other losses).
+    did; this checks the rewritten ones: a layer class with blobs of its own
+    says how it keeps a stored model's (``stored_blobs(shapes, params)``,
+    e.g. a fork's trained centers); the others keep none.
 
     Args:
       model_bytes: the ``.caffemodel`` file's bytes (a binary NetParameter;
-        its layers may carry fields BVLC's caffe.proto lacks, e.g.
-        caffe-face's ``center_loss_param``: protobuf keeps them as unknown
-        fields, and Caffe loads such a model as well).
+        its layers may carry fields BVLC's caffe.proto lacks, a fork's
+        blocks: protobuf keeps them as unknown fields, and Caffe loads such a
+        model as well).
       net_param: the migrated net as a ``caffe_pb2.NetParameter``.
       migration: the :class:`Migration` that made it.
 
@@ -584,22 +655,20 @@ def inspect_weights(model_bytes, net_param, migration):
                 lines.append(f"{label}: copied, {len(shapes)} blob(s) ({shown}), layer unchanged")
             continue
         cls_name, params = migration.migrated[layer.name]
-        if cls_name == "CenterLoss":
-            shape = shapes[0] if len(shapes) == 1 else ()
-            if len(shape) == 4 and shape[:2] == (1, 1):          # Caffe's legacy 1 x 1 x N x K
-                shape = shape[2:]
-            if len(shapes) != 1 or len(shape) != 2 or shape[0] != params.get("num_classes"):
-                problems.append(f"{label}: the model holds {len(shapes)} blob(s) ({shown}) there, but "
-                                f"the migrated CenterLoss (num_classes: {params.get('num_classes')}) "
-                                f"keeps one, the centers, {params.get('num_classes')} x D")
+        hook = _stored_blobs(cls_name)
+        if hook is not None:             # a layer with blobs of its own
+            try:
+                keep, line = hook(shapes, params)
+            except ValueError as err:
+                problems.append(f"{label}: {err}")
                 continue
-            if shapes[0] != shape:
-                blob = layer.blobs[0]
-                for legacy in ("num", "channels", "height", "width"):
-                    blob.ClearField(legacy)
-                blob.shape.dim[:] = list(shape)
-                changed = True
-            lines.append(f"{label}: copied, the centers ({shape[0]}x{shape[1]})")
+            for blob, shape in zip(layer.blobs, keep):
+                if _stored_shape(blob) != tuple(shape):
+                    for legacy in ("num", "channels", "height", "width"):
+                        blob.ClearField(legacy)
+                    blob.shape.dim[:] = list(shape)
+                    changed = True
+            lines.append(f"{label}: {line}")
         elif shapes:
             problems.append(f"{label}: the model holds {len(shapes)} blob(s) ({shown}) there, but "
                             f"the migrated {cls_name} has none")
@@ -617,8 +686,8 @@ def inspect_weights(model_bytes, net_param, migration):
                 layer.CopyFrom(new_layers[layer.name])
                 layer.blobs.extend(blobs)
     present = {layer.name for layer in stored}
-    for name, (cls_name, _) in migration.migrated.items():
-        if cls_name == "CenterLoss" and name not in present:
-            lines.append(f"{layer_label(name, [])}: no centers in the model: initialised as the "
-                         f"migrated layer says (center_filler, or zeros)")
+    for name, (cls_name, params) in migration.migrated.items():
+        hook = _stored_blobs(cls_name)
+        if hook is not None and name not in present:
+            lines.append(f"{layer_label(name, [])}: {hook(None, params)[1]}")
     return lines, problems, (model if changed and not problems else None)

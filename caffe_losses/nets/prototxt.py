@@ -61,7 +61,7 @@ def weighted_downstream(layers, index):
 def unknown_field_label(path, field, top):
     """How messages name a field of :func:`textproto.unknown_fields`: ``(owner, dotted name)``.
 
-    The owner is its layer with the layer's type (``layer 'loss' (CenterLoss)``),
+    The owner is its layer with the layer's type (``layer 'pool5' (ROIPooling)``),
     or ``top`` for a field outside the layers.
     """
     name = ".".join([p.name for p in path[1:]] + [field.name])

@@ -63,7 +63,7 @@ class Migration:
       text: the migrated prototxt (equal to the input when nothing changed).
       changes: list of :class:`Change`, in file order.
       problems: what could not be translated (empty when the migration is good).
-      notes: remarks that need no action (e.g. a Softmax-fed InfogainLoss).
+      notes: remarks that need no action.
       migrated: {layer name: (class, params)} of the layers rewritten
         (used by :func:`caffe_losses.nets.migrate.inspect_weights`).
     """
@@ -153,7 +153,7 @@ def loss_param(ctx, layer, keys):
 
 
 def filler(ctx, layer, block):
-    """A ``FillerParameter`` block (``center_filler { ... }``) -> the param_str value the
+    """A ``FillerParameter`` block (a fork's ``*_filler { ... }``) -> the param_str value the
     package's fillers read (:mod:`caffe_losses.glue.fillers`); None for zeros."""
     v = subfields(ctx, layer, block, FILLER_KEYS, ctx.descriptor("FillerParameter"))
     if v.get("sparse") == -1:

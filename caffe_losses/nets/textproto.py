@@ -1,7 +1,7 @@
 """A tolerant reader of protobuf text format (prototxt), with source positions.
 
-Caffe's forks add fields that BVLC's ``caffe.proto`` lacks (fast-rcnn's
-``smooth_l1_loss_param``, caffe-face's ``center_loss_param``, ...), and
+Caffe's forks add fields that BVLC's ``caffe.proto`` lacks (py-faster-rcnn's
+``roi_pooling_param``, the loss families' ``fork_blocks``, ...), and
 protobuf's own parser refuses a whole net over one of them.  This module
 reads any syntactically valid prototxt into a plain tree, whatever its
 fields, and remembers where each field sits in the text, so that

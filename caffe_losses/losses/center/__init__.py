@@ -14,8 +14,8 @@ FAMILY = Family(
     native={},      # none: its baseline is the same net without it
     migrate=(ForkLayer("CenterLoss", CAFFE_FACE, migrate.caffe_face_center,
                        blocks=("center_loss_param", "loss_param"),
-                       doc="`CenterLoss` with `update: solver` (the same centers, filler and "
-                           "`param { }`)"),),
+                       doc="`CenterLoss`, `update: solver` (the same centers, filler and `param { }`): "
+                           "BVLC Caffe has no such layer; the fork's formula and update"),),
     fork_blocks=(ForkBlock("center_loss_param", CAFFE_FACE, "CenterLossParameter",
                            fields=(("num_output", "UINT32"),
                                    ("center_filler", "MESSAGE", "FillerParameter"),

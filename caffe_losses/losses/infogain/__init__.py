@@ -12,8 +12,9 @@ FAMILY = Family(
     native={"SoftmaxWithInfogainLoss": "InfogainLoss", "InfogainLoss": "InfogainLoss"},
     migrate=(ForkLayer("InfogainLoss", "Caffe's native InfogainLoss", migrate.native_infogain,
                        blocks=("infogain_loss_param", "loss_param"),
-                       doc="`SoftmaxWithInfogainLoss` on raw scores; `InfogainLoss` (ours, on "
-                           "probabilities) when a `Softmax` feeds it"),),
+                       doc="`SoftmaxWithInfogainLoss`, or `InfogainLoss` (ours, on probabilities) after "
+                           "a `Softmax`, in place or not: the same loss and gradient; settings Caffe hands "
+                           "only to C++ layers move into `param_str`"),),
     movable={"infogain_loss_param": {"source": "source", "axis": "axis"}},
     lint=lint.RULES,
     bench=True,

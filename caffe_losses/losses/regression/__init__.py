@@ -14,7 +14,8 @@ FAMILY = Family(
     native={"SmoothL1Loss": "EuclideanLoss"},
     migrate=(ForkLayer("SmoothL1Loss", FAST_RCNN, migrate.smooth_l1,
                        blocks=("smooth_l1_loss_param", "loss_param"),
-                       doc="`SmoothL1Loss` (2 to 4 bottoms, the same `sigma` and weights)"),),
+                       doc="`SmoothL1Loss` (2 to 4 bottoms, the same `sigma` and weights): BVLC Caffe "
+                           "has no such layer; the fork's formula"),),
     fork_blocks=(ForkBlock("smooth_l1_loss_param", FAST_RCNN, "SmoothL1LossParameter",
                            fields=(("sigma", "FLOAT"),)),),
     movable={"smooth_l1_loss_param": {"sigma": "sigma"}},

@@ -12,6 +12,7 @@ FAMILY = Family(
     native={"WeightedSigmoidCrossEntropyLoss": "SigmoidCrossEntropyLoss"},
     migrate=(ForkLayer("SigmoidCrossEntropyLoss", "HED's SigmoidCrossEntropyLoss", migrate.hed_sigmoid,
                        blocks=("loss_param",), hed=True,
-                       doc="`WeightedSigmoidCrossEntropyLoss` with `balance: auto` (only with `--hed`)"),),
+                       doc="`WeightedSigmoidCrossEntropyLoss`, `balance: auto`: HED changed the native "
+                           "layer in place; only `--hed` says which is meant"),),
     bench=True,
 )
