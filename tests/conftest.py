@@ -18,8 +18,18 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     [HERE, ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 
 import caffe  # noqa: E402  (fails loudly if the build is missing: never skipped)
+import pytest  # noqa: E402
+
+import demo_run as _demo_run  # noqa: E402  (tests/demo_run.py)
 
 caffe.set_mode_cpu()
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """The whole small demo, once per session: (out folder, stdout, results.json's content).
+    tests/test_demo.py and each family's tests/test_<family>_demo.py read it."""
+    return _demo_run.run_small(tmp_path_factory.mktemp("demo") / "run")
 
 
 def pytest_terminal_summary(terminalreporter):

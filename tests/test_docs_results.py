@@ -14,6 +14,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from caffe_losses.experiments import report, runner
 from caffe_losses.losses import DEMOS
 
@@ -62,3 +64,25 @@ def test_generator_refuses_a_small_run(tmp_path):
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "docs_results.py"), str(path)],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "full runs only" in proc.stderr
+
+
+def test_readme_tables_of_layers_and_templates_come_from_the_registry():
+    from caffe_losses.losses import FAMILIES
+    with open(os.path.join(ROOT, "README.md")) as f:
+        text = f.read()
+    new, tables = docs_results.update_registry_tables(text)
+    assert new == text, "README.md's registry tables are stale: run `make docs-results` (or --registry)"
+    assert sorted(tables) == ["layers", "templates"]
+    layers = docs_results.layers_table()
+    templates = docs_results.templates_table()
+    for family in FAMILIES:
+        for name in family.layers:
+            assert f"| `{name}` |" in layers and f"(docs/{family.docs})" in layers
+        for name in family.templates:
+            assert f"| `{name}` |" in templates
+    # a made-up block is regenerated, an unknown table refused
+    made_up = "x\n<!-- registry: templates -->\nold\n<!-- /registry -->\ny\n"
+    assert docs_results.update_registry_tables(made_up) == (
+        "x\n<!-- registry: templates -->\n" + templates + "<!-- /registry -->\ny\n", ["templates"])
+    with pytest.raises(ValueError, match="no such table"):
+        docs_results.update_registry_tables("<!-- registry: nothing -->\n<!-- /registry -->")

@@ -1,1 +1,2 @@
-"""files"""
+"""Files the package reads and writes: H matrices (``hmatrix``), safe writing and reading
+(``safety``), figures (``figures``), feature plots (``features``)."""

@@ -15,13 +15,18 @@ from caffe_losses.files.hmatrix import save_h
 
 __all__ = ["inputs", "input_layer", "python_loss", "native_loss", "layer_net_text", "net_text",
            "swap_type", "write_h", "conv", "act", "pool", "ip", "lenet", "lenetpp", "fcn", "hed",
-           "E2E_TARGET", "LARGE", "SOLVER"]
+           "E2E_TARGET", "LARGE", "SOLVER", "sizes"]
 
 E2E_TARGET = (1.02, "at most 2% more per iteration than native")
 """A net case's usual target: our loss costs at most 2% of an iteration more than the native one."""
 
 LARGE = 256 * 1000
 """N * C from which the per-layer speed targets apply (smaller sizes are reported only)."""
+
+def sizes(tiny=False):
+    """The per-layer rows' N x C: from 32 x 10 to 256 x 1000 (``tiny``: 4 x 3, the smoke test)."""
+    return [(4, 3)] if tiny else [(32, 10), (256, 10), (256, 100), (256, 1000)]
+
 
 SOLVER = ('base_lr: 0.001\nmomentum: 0.9\nweight_decay: 0.0005\nlr_policy: "fixed"\n'
           'max_iter: 100000000\ndisplay: 0\nsnapshot: 0\nsnapshot_after_train: false\n'

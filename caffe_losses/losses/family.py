@@ -44,7 +44,8 @@ class Family:
       lint: functions ``rule(ctx, layer)`` that ``caffe-losses check`` calls
         for every layer of a net (:mod:`caffe_losses.nets.lint`).
       bench: True when it has a ``bench`` module: ``layer_cases(tmp, tiny)``
-        and ``net_cases(tmp, tiny)``, each yielding :class:`BenchCase`.
+        and ``net_cases(tmp, tiny)``, each yielding :class:`BenchCase`, and
+        optionally ``to_native(layer, keys)`` (see :attr:`BenchCase.template`).
     """
 
     name: str

@@ -9,6 +9,7 @@ FAMILY = Family(
     name="center",
     layers=("CenterLoss",),
     docs="center_loss.md",
+    bench=True,
     templates=("center_loss_lenetpp",),
     demo="center",
     native={},      # none: its baseline is the same net without it
@@ -23,5 +24,4 @@ FAMILY = Family(
     movable={"center_loss_param": {"num_output": "num_classes", "center_filler": "center_filler"}},
     fork_keys={"num_output": ("caffe-face's", "num_classes")},
     lint=lint.RULES,
-    bench=True,
 )

@@ -9,7 +9,7 @@ iteration), and the ``center_loss_lenetpp`` template (reported only).
 
 import numpy as np
 
-from caffe_losses.glue.netbuild import E2E_TARGET, layer_net_text, lenetpp, native_loss, net_text, python_loss
+from caffe_losses.glue.netbuild import E2E_TARGET, layer_net_text, lenetpp, native_loss, net_text, python_loss, sizes
 from caffe_losses.losses.family import BenchCase
 
 WITH = "SoftmaxWithLoss + CenterLoss"
@@ -18,7 +18,7 @@ WITHOUT = "SoftmaxWithLoss only"
 
 def layer_cases(tmp, tiny=False):
     rng = np.random.RandomState(0)
-    for n, c in [(4, 3)] if tiny else [(32, 10), (256, 10), (256, 100), (256, 1000)]:
+    for n, c in sizes(tiny):
         data = {"feat": rng.randn(n, c).astype(np.float32), "label": rng.randint(0, 10, n).astype(np.float32),
                 "target": rng.randn(n, c).astype(np.float32)}
         yield BenchCase("center", f"N={n} C={c}", n * c, "CenterLoss", "EuclideanLoss (native, same data size)",

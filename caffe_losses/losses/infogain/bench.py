@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from caffe_losses.glue.netbuild import (E2E_TARGET, LARGE, fcn, layer_net_text, lenet, native_loss,
-                                        net_text, python_loss, swap_type, write_h)
+                                        net_text, python_loss, sizes, swap_type, write_h)
 from caffe_losses.losses.family import BenchCase
 
 NATIVE = "InfogainLoss"
@@ -50,7 +50,7 @@ def _layer_pair(tmp, tag, size, shapes, data, rng):
 
 def layer_cases(tmp, tiny=False):
     rng = np.random.RandomState(0)
-    for n, c in [(4, 3)] if tiny else [(32, 10), (256, 10), (256, 100), (256, 1000)]:
+    for n, c in sizes(tiny):
         data = {"scores": rng.randn(n, c).astype(np.float32) * 3,
                 "label": rng.randint(0, c, n).astype(np.float32)}
         yield from _layer_pair(tmp, c, f"N={n} C={c}", {"scores": (n, c), "label": (n,)}, data, rng)

@@ -5,13 +5,13 @@ only: no target)."""
 
 import numpy as np
 
-from caffe_losses.glue.netbuild import layer_net_text, native_loss, python_loss
+from caffe_losses.glue.netbuild import layer_net_text, native_loss, python_loss, sizes
 from caffe_losses.losses.family import BenchCase
 
 
 def layer_cases(tmp, tiny=False):
     rng = np.random.RandomState(0)
-    for n, c in [(4, 3)] if tiny else [(32, 10), (256, 10), (256, 100), (256, 1000)]:
+    for n, c in sizes(tiny):
         shapes = {"pred": (n, c), "target": (n, c)}
         data = {"pred": rng.randn(n, c).astype(np.float32), "target": rng.randn(n, c).astype(np.float32)}
         yield BenchCase("smoothl1", f"N={n} C={c}", n * c, "SmoothL1Loss", "EuclideanLoss (native)",

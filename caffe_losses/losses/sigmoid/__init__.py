@@ -7,6 +7,7 @@ FAMILY = Family(
     name="sigmoid",
     layers=("WeightedSigmoidCrossEntropyLoss",),
     docs="sigmoid.md",
+    bench=True,
     templates=("sigmoid_edges", "sigmoid_multilabel"),
     demo="sigmoid",
     native={"WeightedSigmoidCrossEntropyLoss": "SigmoidCrossEntropyLoss"},
@@ -14,5 +15,4 @@ FAMILY = Family(
                        blocks=("loss_param",), hed=True,
                        doc="`WeightedSigmoidCrossEntropyLoss`, `balance: auto`: HED changed the native "
                            "layer in place; only `--hed` says which is meant"),),
-    bench=True,
 )

@@ -10,7 +10,8 @@ edge net, at most 2% more per iteration than native.
 
 import numpy as np
 
-from caffe_losses.glue.netbuild import E2E_TARGET, LARGE, hed, layer_net_text, native_loss, net_text, python_loss
+from caffe_losses.glue.netbuild import (E2E_TARGET, LARGE, hed, layer_net_text, native_loss, net_text, python_loss,
+                                        sizes)
 from caffe_losses.losses.family import BenchCase
 
 OURS = "WeightedSigmoidCrossEntropyLoss"
@@ -19,7 +20,7 @@ NATIVE = "SigmoidCrossEntropyLoss"
 
 def layer_cases(tmp, tiny=False):
     rng = np.random.RandomState(0)
-    for n, c in [(4, 3)] if tiny else [(32, 10), (256, 10), (256, 100), (256, 1000)]:
+    for n, c in sizes(tiny):
         size = f"N={n} C={c}"
         shapes = {"scores": (n, c), "target": (n, c)}
         data = {"scores": rng.randn(n, c).astype(np.float32) * 3,

@@ -28,7 +28,7 @@ class WeightedSigmoidCrossEntropyLoss(LossLayer):
     (``-log p = softplus(-x)``, ``-log(1 - p) = softplus(x)``), with
     ``softplus(+-x) = max(+-x, 0) + log(1 + exp(-|x|))``: ``exp`` only sees
     ``-|x|``, so logits of +-1e4 give exact, finite values (the kernel,
-    ``core.sigmoid.weighted_sigmoid_cross_entropy_kernel``, forms
+    ``caffe_losses.losses.sigmoid.core.weighted_sigmoid_cross_entropy_kernel``, forms
     ``log(1 + exp(-|x|))`` without NumPy's slow float32 ``log1p``).  The
     loss is ``L = sum(l) / norm``, ``norm`` as Caffe's native layer (below).
 
