@@ -10,14 +10,15 @@ FAMILY = Family(
     templates=("focal_digits_sigmoid", "focal_digits_softmax"),
     demo="focal",
     native={"SigmoidFocalLoss": "SigmoidCrossEntropyLoss", "SoftmaxFocalLoss": "SoftmaxWithLoss"},
-    migrate=(ForkLayer("FocalLoss", "the forks' FocalLoss (makefile/frcnn, owphoo/FocalLoss, "
-                                    "liuyuisanai/Focal-Loss)", migrate.fork_focal_loss,
+    migrate=(ForkLayer("FocalLoss", "the forks' FocalLoss (makefile/frcnn and zimenglan-sysu-512/Focal-Loss, "
+                                    "liaomingg/Focal-Loss, owphoo/FocalLoss, liuyuisanai/Focal-Loss)",
+                       migrate.fork_focal_loss,
                        blocks=("focal_loss_param", "loss_param", "softmax_param"),
-                       doc="makefile/frcnn's and owphoo/FocalLoss's (softmax form) -> `SoftmaxFocalLoss` "
-                           "(owphoo's `alpha_balance` list -> `alpha: [...]`); liuyuisanai/Focal-Loss's "
-                           "(sigmoid form) -> `SigmoidFocalLoss`; `focal_loss_param { alpha gamma }` "
-                           "alone, which frcnn and liuyuisanai read differently, is refused with the "
-                           "way to tell them apart"),),
+                       doc="softmax forms (frcnn's `type`/`beta`, owphoo's `alpha_balance` list) -> "
+                           "`SoftmaxFocalLoss` with the same loss and gradient; liuyuisanai's sigmoid form "
+                           "(scores of `num_output: 1`) -> `SigmoidFocalLoss`; `focal_loss_param { alpha "
+                           "gamma }` alone, which the softmax forks and liuyuisanai read differently, is "
+                           "refused with the way to tell them apart (`type: ORIGIN` marks the softmax form)"),),
     fork_blocks=(ForkBlock("focal_loss_param", "the forks' FocalLoss", "FocalLossParameter",
                            fields=migrate.FIELDS, repeated=("alpha",)),),
     # a Python focal layer's focal_loss_param (ignored by Caffe): gamma moves into param_str; alpha
