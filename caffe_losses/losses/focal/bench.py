@@ -13,7 +13,8 @@ than native; the two digit-grid templates, reported only.
 
 import numpy as np
 
-from caffe_losses.glue.netbuild import E2E_TARGET, LARGE, fcn, hed, layer_net_text, native_loss, net_text, python_loss
+from caffe_losses.glue.netbuild import (E2E_TARGET, LARGE, fcn, hed, layer_net_text, native_loss, net_text,
+                                        python_loss, sizes)
 from caffe_losses.losses.family import BenchCase
 
 SIGMOID, SOFTMAX = "SigmoidFocalLoss", "SoftmaxFocalLoss"
@@ -26,10 +27,9 @@ def _target(elements, native):
 
 def layer_cases(tmp, tiny=False):
     rng = np.random.RandomState(0)
-    sizes = [((4, 3), "N=4 C=3")] if tiny else [((n, c), f"N={n} C={c}") for n, c in
-                                                 [(32, 10), (256, 10), (256, 100), (256, 1000)]]
+    flat = [((n, c), f"N={n} C={c}") for n, c in sizes(tiny)]
     detector = ((1, 6, 4, 4), "N=1 C=6 4x4") if tiny else ((2, 180, 32, 32), "N=2 C=9x20 32x32")
-    for shape, size in sizes + [detector]:
+    for shape, size in flat + [detector]:
         elements = int(np.prod(shape))
         shapes = {"scores": shape, "targets": shape}
         data = {"scores": rng.randn(*shape).astype(np.float32) * 3,
@@ -40,7 +40,7 @@ def layer_cases(tmp, tiny=False):
                         layer_net_text(shapes, native_loss(SIGMOID_NATIVE, ["scores", "targets"])),
                         data, _target(elements, SIGMOID_NATIVE))
     seg = ((1, 3, 8, 8), "N=1 C=3 8x8") if tiny else ((8, 21, 128, 128), "N=8 C=21 128x128")
-    for shape, size in sizes + [seg]:
+    for shape, size in flat + [seg]:
         elements = int(np.prod(shape))
         label_shape = (shape[0],) + ((1,) + shape[2:] if len(shape) > 2 else ())
         shapes = {"scores": shape, "label": label_shape}
