@@ -327,9 +327,10 @@ def test_a_block_given_twice_is_refused_as_caffe_refuses_it(tmp_path):
 # ---------------------------------------------------------------------------
 
 FORK_LAYERS = {
-    # a fork's README net: FocalLoss with BVLC's loss_param only
-    "FocalLoss": ('layer { name: "focal" type: "FocalLoss" bottom: "fc" bottom: "label" top: "focal" '
-                  'loss_param { ignore_label: -1 normalize: true } }\n'),
+    # R-FCN's position-sensitive pooling (FocalLoss, once here, has a migrate rule now:
+    # tests/test_focal_migrate.py)
+    "PSROIPooling": ('layer { name: "psroi" type: "PSROIPooling" bottom: "fc" bottom: "label" top: "psroi" '
+                     'include { phase: TRAIN } }\n'),
     # HED's data layer
     "ImageLabelmapData": ('layer { name: "data" type: "ImageLabelmapData" top: "img" top: "lm" '
                           'include { phase: TRAIN } transform_param { mirror: false } '

@@ -6,10 +6,17 @@ share.  Add a family: its package, then its line below.
 """
 
 from caffe_losses.glue import params
-from caffe_losses.losses import center, dice, infogain, regression, sigmoid
+from caffe_losses.losses import center, dice, focal, infogain, regression, sigmoid
 from caffe_losses.nets import prototxt
 
-FAMILIES = (infogain.FAMILY, sigmoid.FAMILY, regression.FAMILY, center.FAMILY, dice.FAMILY)
+FAMILIES = (
+    infogain.FAMILY,
+    sigmoid.FAMILY,
+    regression.FAMILY,
+    center.FAMILY,
+    focal.FAMILY,
+    dice.FAMILY,
+)
 
 LAYERS = {layer: family for family in FAMILIES for layer in family.layers}
 """layer class name -> its family"""
