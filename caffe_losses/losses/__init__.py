@@ -5,9 +5,9 @@ demo recipe, and its declaration ``FAMILY``.  ``common`` holds what the cores
 share.  Add a family: its package, then its line below.
 """
 
-from caffe_losses.losses import center, infogain, regression, sigmoid
+from caffe_losses.losses import center, infogain, margin, regression, sigmoid
 
-FAMILIES = (infogain.FAMILY, sigmoid.FAMILY, regression.FAMILY, center.FAMILY)
+FAMILIES = (infogain.FAMILY, sigmoid.FAMILY, regression.FAMILY, center.FAMILY, margin.FAMILY)
 
 LAYERS = {layer: family for family in FAMILIES for layer in family.layers}
 """layer class name -> its family"""
