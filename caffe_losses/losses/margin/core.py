@@ -129,7 +129,7 @@ def row_norms(a):
     if bad.any():
         rows = a[bad]
         big = np.abs(rows).max(axis=1)
-        with np.errstate(invalid="ignore"):               # inf / inf: NaN, refused by the caller
+        with np.errstate(invalid="ignore", over="ignore"):  # inf / inf: NaN, refused by the caller
             scaled = rows / np.where(big > 0, big, 1)[:, None]
             norms[bad] = big * np.sqrt(np.einsum("ij,ij->i", scaled, scaled))
     return norms
@@ -161,10 +161,18 @@ def _unit_rows(owner, a, what):
     norms = row_norms(a)
     bad = ~(np.isfinite(norms) & (norms > 0))
     if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{owner}: {what} row {i} has norm {float(norms[i])} ({int(bad.sum())} such "
-                         f"row(s)): the cosine needs a direction; a zero or non-finite row has none")
-    return a / norms[:, None], norms
+        finite = np.isfinite(a[bad]).all(axis=1) & (norms[bad] > 0)   # a norm beyond the dtype
+        if not finite.all():
+            i = int(np.flatnonzero(bad)[np.flatnonzero(~finite)[0]])
+            count = int((~finite).sum())
+            raise ValueError(f"{owner}: {what} row {i} has norm {float(norms[i])} ({count} such "
+                             f"row(s)): the cosine needs a direction; a zero or non-finite row has none")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        unit = a / norms[:, None]
+    if bad.any():              # finite rows of infinite norm: their direction from the rows scaled down
+        rows = a[bad] / np.abs(a[bad]).max(axis=1, keepdims=True)
+        unit[bad] = rows / np.sqrt(np.einsum("ij,ij->i", rows, rows))[:, None]
+    return unit, norms
 
 
 def margin_forward(x, weight, labels=None, *, scale=64.0, feature_norm=False, m1=1, m2=0.5, m3=0.0,
