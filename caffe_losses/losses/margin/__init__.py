@@ -6,4 +6,7 @@ FAMILY = Family(
     name="margin",
     layers=("MarginProduct",),
     docs="margin.md",
+    templates=("margin_digits",),
+    demo="margin",
+    native={"MarginProduct": "InnerProduct"},   # InnerProduct (no bias) before the same softmax loss
 )
