@@ -80,7 +80,11 @@ def _graph():
         with open(path, encoding="utf-8") as f:
             tree = ast.parse(f.read(), path)
         edges = set()
-        for _, names, _ in _imports(tree, name, package):
+        for node, names, _ in _imports(tree, name, package):
+            if isinstance(node, ast.ImportFrom) and len(names) > 1 and all(n in modules for n in names[1:]):
+                # `from a.b import c` of submodules imports a.b.c, as `import a.b.c` does: its edge
+                # is to the submodule (a package's __init__ is not counted for either form)
+                names = names[1:]
             edges.update(n for n in names if n in modules and n != name)
         graph[name] = edges
     return graph

@@ -408,8 +408,9 @@ def load_yaml(text):
 
 # Keys that Caffe's forks (or old Caffe) spell differently from ours: an
 # unknown key found here points to our name (when the layer has that key).
+# The forks' spellings are the families' fork_keys, added by the registry
+# (caffe_losses.losses), which every import of the package runs first.
 FORK_KEYS = {
-    "num_output": ("caffe-face's", "num_classes"),
     "normalize": ("Caffe's old LossParameter", "normalization"),
 }
 

@@ -80,7 +80,11 @@ class ForkLayer:
       blocks: the ``LayerParameter`` blocks it reads (removed when migrated).
       hed: only under ``migrate --hed`` (a type Caffe also has natively).
       python: ``(module, layer)`` of the fork's Python layer when ``type`` is
-        ``"Python"``.
+        ``"Python"`` (its ``python_param``'s ``module`` and ``layer``; the
+        block is replaced, and ``convert`` reads its ``param_str`` with
+        :func:`caffe_losses.nets.rewrite.fork_param_str`).
+      doc: one line, what ``migrate`` makes of it (Markdown), for the table
+        of translations in ``docs/migrate.md`` (``make docs-migrate``).
     """
 
     type: str
@@ -89,6 +93,7 @@ class ForkLayer:
     blocks: tuple = ()
     hed: bool = False
     python: tuple = None
+    doc: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

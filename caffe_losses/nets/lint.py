@@ -8,8 +8,8 @@
   and printed but never trains the net.  Not when a
   later layer fed by the loss (a ``Power`` or ``Scale``) carries the weight:
   the gradient reaches the loss through it.
-* ``python-ignored-param``: a Python layer carrying ``loss_param``,
-  ``infogain_loss_param`` or another ``*_param`` block: Caffe hands a Python
+* ``python-ignored-param``: a Python layer carrying ``loss_param`` or
+  another ``*_param`` block: Caffe hands a Python
   layer only ``python_param``, so the settings are silently ignored (an
   error for ``caffe_losses`` layers, a warning for others).
 * ``data-source``: a data layer's source (HDF5 list, image list, LMDB)
@@ -17,36 +17,21 @@
   would abort.
 * ``param-str``: a ``caffe_losses`` layer whose ``param_str`` does not parse
   or validate, or an unknown ``caffe_losses`` layer class.
-* ``h-file``: an infogain H ``source`` that is missing, malformed, or not
-  L x L for the L classes of the classifier feeding the loss; likewise the
-  file of a ``Constant`` layer feeding the loss's H bottom.
-* ``native-infogain``: a native ``InfogainLoss`` that Caffe's layer aborts
-  on while setting up: ``loss_param { normalize }`` (refused since Caffe
-  1.0), or no H (neither ``source`` nor a third bottom).
-* ``constant-source``: a ``Constant`` layer's ``source`` that the layer
-  could not read (missing, malformed, more axes than a Caffe blob has).
-* ``double-softmax``: a layer that applies softmax itself
-  (``SoftmaxWithInfogainLoss``, native ``InfogainLoss`` and
-  ``SoftmaxWithLoss``, ``Expectation`` by default) fed by a ``Softmax``.
-* ``raw-scores``: the classic ``InfogainLoss`` (ours), which expects
-  probabilities, fed straight by a classifier (InnerProduct/Convolution).
-* ``expectation-kernel-lr``: an expectation computed by a fixed kernel
-  (the age recipe's Convolution/InnerProduct with one output and no bias on
-  top of a Softmax, its kernel set to 0..K-1 by ``caffe-losses
-  net-surgery``) without ``param { lr_mult: 0 }``: the kernel would drift
-  during training.
+* ``double-softmax``: a layer that applies softmax itself (Caffe's
+  ``SoftmaxWithLoss``, and the families' layers that say so) fed by a
+  ``Softmax``.
 * ``layer-type``: a layer type the Caffe in use does not register
   (``caffe.layer_type_list()``): Caffe aborts with "Unknown layer type".
   The message says whether ``caffe-losses migrate`` translates it.
 * ``fork-field``: a field BVLC's ``caffe.proto`` lacks (a fork's, e.g. one
   kept by ``migrate --keep-unknown``): Caffe refuses the net.  The rest of
   the net is read without it and checked.
-* ``center-update``: a ``CenterLoss`` with ``update: direct`` whose centers
-  the solver would also move, or with ``update: solver`` whose centers the
-  solver never moves (lr_mult 0).  In direct mode the layer writes no diff
-  to the centers, so the solver moves them only through weight decay: an
-  error needs ``lr_mult`` and ``decay_mult`` non-zero (and, when a solver
-  is checked, its ``weight_decay``).
+
+The loss families add their own rules (``h-file``, ``native-infogain``,
+``raw-scores``, ``center-update`` ...): each family's ``lint`` module, listed
+in its declaration (:class:`caffe_losses.losses.family.Family` ``lint``),
+holds functions ``rule(ctx, layer)`` called for every layer of a phase with
+a :class:`RuleContext`.
 
 Rules are checked per phase (TRAIN and TEST, honouring include/exclude
 phase rules); relative paths (H files, data sources) are resolved against
@@ -62,13 +47,12 @@ from types import SimpleNamespace
 from google.protobuf import text_format
 
 import caffe_losses
-from caffe_losses.losses.infogain.core import square_shape
-from caffe_losses.nets import textproto
-from caffe_losses.files.hmatrix import load_blob, load_h, zero_row_note
 from caffe_losses.glue.params import parse_params
+from caffe_losses.losses import FAMILIES
+from caffe_losses.nets import textproto
 from caffe_losses.nets.preflight import PreflightError, check_data_sources, check_net_structure, in_phase, typo_of, solver_preflight, solver_problems
 from caffe_losses.nets.prototxt import FORK_FIELDS, layer_label, parse_text, read_net_param, read_prototxt, read_text, solver_nets, unknown_field_label, weighted_downstream
-from caffe_losses.files.safety import shown_path
+from caffe_losses.nets.rewrite import LOSS_PARAM_KEYS
 
 # caffe (pycaffe) is imported inside the functions that use it: the CLI
 # imports this module, and must run without pycaffe to say that it is missing.
@@ -77,7 +61,7 @@ __all__ = ["Finding", "lint_net", "lint_file", "weighted_downstream", "layer_lab
 
 ERROR, WARNING, NOTE = "error", "warning", "note"
 CLASSIFIER_TYPES = ("InnerProduct", "Convolution", "Deconvolution")
-SOFTMAX_INSIDE_NATIVE = ("InfogainLoss", "SoftmaxWithLoss")
+SOFTMAX_INSIDE_NATIVE = ("SoftmaxWithLoss",)     # Caffe's own; the families' layers: their rules
 
 
 def _who(layer):
@@ -142,28 +126,11 @@ def _parse(cls, param_str):
     return parse_params(cls.__name__, cls.PARAMS, param_str)
 
 
-def _check_h_file(findings, layer, source, classes, owner):
-    try:
-        H = load_h(source, owner=owner, key="source")
-    except (OSError, ValueError, TypeError) as err:
-        findings.append(Finding(ERROR, "h-file", layer, str(err)))
-        return
-    note = zero_row_note(H, name=f"H in {shown_path(source)}")
-    if note:   # valid (a class weighted 0): Caffe's InfogainLoss runs it
-        findings.append(Finding(NOTE, "h-zero-row", layer, note))
-    if classes is not None and H.shape[0] != classes:
-        findings.append(Finding(ERROR, "h-file", layer,
-                                f"H in {shown_path(source)} is {H.shape[0]} x {H.shape[1]} but the classifier "
-                                f"feeding the loss has {classes} outputs: expected {classes} x {classes}"))
-
-
 # Caffe hands a Python layer only python_param (param_str); what its other
 # blocks would set, and where it goes in param_str
-_IGNORED_BLOCK_KEYS = {
-    "loss_param": {"normalization": "normalization", "normalize": "normalization",
-                   "ignore_label": "ignore_label"},
-    "infogain_loss_param": {"source": "source", "axis": "axis"},
-}
+_IGNORED_BLOCK_KEYS = {"loss_param": LOSS_PARAM_KEYS}
+for _family in FAMILIES:
+    _IGNORED_BLOCK_KEYS.update(_family.movable)
 
 
 def _ignored_blocks(findings, layer, ours, cls_name):
@@ -180,15 +147,19 @@ def _ignored_blocks(findings, layer, ours, cls_name):
             + (", or run caffe-losses migrate." if ours else ".")))
 
 
-# layer types of the forks that caffe-losses migrate translates
-MIGRATED_TYPES = ("SmoothL1Loss", "CenterLoss")
+# layer types that caffe-losses migrate translates (the families' ForkLayers) -> their family
+MIGRATED_TYPES = {fl.type: family for family in FAMILIES for fl in family.migrate if not fl.python and not fl.hed}
 
 
 def _unknown_type(findings, layer, known):
     if layer.type in known or not layer.type:
         return
-    if layer.type in MIGRATED_TYPES:
+    family = MIGRATED_TYPES.get(layer.type)
+    if family is not None and layer.type in family.layers:
         what = f"caffe-losses migrate translates it into caffe_losses.{layer.type}"
+    elif family is not None:
+        what = (f"caffe-losses migrate translates it into one of caffe_losses' {family.name} layers "
+                f"({', '.join(family.layers)})")
     else:
         what = ("No translation in caffe-losses migrate: the net needs the Caffe (a fork) that has "
                 "this layer")
@@ -203,32 +174,72 @@ def _unknown_type(findings, layer, known):
                             f"{layer.type}\". {what}"))
 
 
-def _native_infogain_setup(findings, layer):
-    """Caffe's ``InfogainLossLayer::LayerSetUp`` CHECKs: ``normalize`` refused, an H required."""
-    if layer.loss_param.HasField("normalize"):
-        mode = "VALID" if layer.loss_param.normalize else "BATCH_SIZE"
-        findings.append(Finding(
-            ERROR, "native-infogain", layer,
-            f"native InfogainLoss refuses loss_param {{ normalize: "
-            f"{'true' if layer.loss_param.normalize else 'false'} }} (the field from before Caffe 1.0): "
-            f"Caffe aborts with \"normalize is deprecated. use \"normalization\"\". Write "
-            f"'normalization: {mode}' instead (as Caffe's other loss layers read normalize), or run "
-            f"caffe-losses migrate, which does"))
-    if len(layer.bottom) < 3 and not layer.infogain_loss_param.source:
-        findings.append(Finding(
-            ERROR, "native-infogain", layer,
-            "native InfogainLoss has neither infogain_loss_param { source } nor a third bottom H: "
-            "Caffe aborts with \"Infogain matrix source must be specified.\". Give the H file "
-            "(caffe-losses make-h writes one) or the H blob as a third bottom"))
+class RuleContext:
+    """What a family's ``rule(ctx, layer)`` reads and reports to, for the layer checked now.
+
+    Attributes:
+      phase: ``caffe_pb2.TRAIN`` or ``TEST``; weight_decay: the solver's (None without one).
+      producer, writer: {blob: the layer (``LayerParameter``) that made it / wrote it last}
+        among the layers before this one (in-place layers count only for ``writer``).
+      module, cls_name: the Python layer's module and class (None for other layers);
+        ours: whether it is a ``caffe_losses`` layer; params: its parsed ``param_str``
+        (None when it does not parse, or the layer is not ours).
+      src: the layer whose output feeds bottom 0 (a ``Softmax`` in place counts).
+      classes: ``num_output`` of the classifier feeding bottom 0 (through a ``Softmax``), or None.
+      memo: a dict kept for the whole phase, for rules that need an earlier layer's facts.
+    """
+
+    CLASSIFIER_TYPES = CLASSIFIER_TYPES
+
+    def __init__(self, findings, phase, weight_decay):
+        self.findings, self.phase, self.weight_decay = findings, phase, weight_decay
+        self.producer, self.writer, self.memo = {}, {}, {}
+        self.layer = self.module = self.cls_name = self.params = self.src = self.classes = None
+        self.ours = False
+
+    def error(self, rule, message, layer=None):
+        self.findings.append(Finding(ERROR, rule, layer if layer is not None else self.layer, message))
+
+    def warning(self, rule, message, layer=None):
+        self.findings.append(Finding(WARNING, rule, layer if layer is not None else self.layer, message))
+
+    def note(self, rule, message, layer=None):
+        self.findings.append(Finding(NOTE, rule, layer if layer is not None else self.layer, message))
+
+    @staticmethod
+    def label(layer):
+        """How messages name ``layer`` (an unnamed one by its first top)."""
+        return _who(layer)
+
+    @staticmethod
+    def lr_mults(layer):
+        return _lr_mults(layer)
+
+    def double_softmax(self, fix="", after=""):
+        """``double-softmax``: the layer applies softmax itself; an error when a Softmax feeds it.
+        ``fix`` is added to the fix, ``after`` to the message."""
+        layer, src = self.layer, self.src
+        if src is None or src.type != "Softmax":
+            return
+        what = f"{self.module}.{self.cls_name}" if self.module else f"native {layer.type}"
+        in_place = bool(src.bottom) and src.bottom[0] == layer.bottom[0]
+        how = (f"Remove the in-place Softmax {_who(src)} (it overwrites the raw scores "
+               f"'{src.bottom[0]}')" if in_place else f"Feed it the raw scores ('{src.bottom[0]}')")
+        self.error("double-softmax",
+                   f"{what} applies softmax itself, but its input '{layer.bottom[0]}' comes from Softmax "
+                   f"{_who(src)}" + (" (in place)" if in_place else "") + ": softmax is applied twice. "
+                   + how + fix + after + ".")
+
+
+_RULES = tuple(rule for family in FAMILIES for rule in family.lint)
 
 
 def _lint_phase(net, phase, weight_decay=None):
     import caffe
     known = set(caffe.layer_type_list())
     findings = []
-    producer = {}
-    writer = {}         # blob -> the layer that wrote it last (in-place layers too)
-    constant_shapes = {}    # blob -> (Constant layer, its source, the file's shape)
+    ctx = RuleContext(findings, phase, weight_decay)
+    producer, writer = ctx.producer, ctx.writer
     layers = [layer for layer in net.layer if in_phase(layer, phase)]
     records = [(list(layer.bottom), list(layer.top), list(layer.loss_weight)) for layer in layers]
     for layer in layers:      # train's pre-check, one data layer at a time
@@ -272,99 +283,19 @@ def _lint_phase(net, phase, weight_decay=None):
                     f"layers none, so this loss is printed but does not train the net. "
                     f"Add 'loss_weight: 1' to the layer."))
 
-        # double-softmax / raw-scores ---------------------------------------
-        softmax_inside = layer.type in SOFTMAX_INSIDE_NATIVE or (
-            ours and cls_name == "SoftmaxWithInfogainLoss") or (
-            ours and cls_name == "Expectation" and (params or {}).get("softmax", True))
-        if softmax_inside and src is not None and src.type == "Softmax":
-            what = f"{module}.{cls_name}" if module else f"native {layer.type}"
-            in_place = bool(src.bottom) and src.bottom[0] == layer.bottom[0]
-            fix = (f"Remove the in-place Softmax {_who(src)} (it overwrites the raw scores "
-                   f"'{src.bottom[0]}')" if in_place else f"Feed it the raw scores ('{src.bottom[0]}')")
-            findings.append(Finding(
-                ERROR, "double-softmax", layer,
-                f"{what} applies softmax itself, but its input '{layer.bottom[0]}' comes from Softmax "
-                f"{_who(src)}" + (" (in place)" if in_place else "") + ": softmax is applied twice. "
-                + fix + (" or set 'softmax: false'" if cls_name == "Expectation" else "")
-                + ("; a net written for Caffe before 1.0 (when InfogainLoss took probabilities): "
-                   "caffe-losses migrate carries it over" if layer.type == "InfogainLoss" else "")
-                + "."))
-        if ours and cls_name == "InfogainLoss" and src is not None and src.type in CLASSIFIER_TYPES:
-            findings.append(Finding(
-                ERROR, "raw-scores", layer,
-                f"caffe_losses.InfogainLoss expects probabilities, but its input '{layer.bottom[0]}' "
-                f"is raw scores from {src.type} {_who(src)}. Use SoftmaxWithInfogainLoss on "
-                f"the scores (stable, one layer), or put a Softmax in between."))
-
-        # h-file -------------------------------------------------------------
+        # the classifier feeding the loss (through a Softmax), for the families' rules
         classifier = src
         if classifier is not None and classifier.type == "Softmax" and classifier.bottom:
             classifier = producer.get(classifier.bottom[0])
         classes = _classifier_outputs(classifier) if classifier is not None else None
-        if ours and cls_name in ("SoftmaxWithInfogainLoss", "InfogainLoss") and params \
-                and params.get("source"):
-            _check_h_file(findings, layer, params["source"], classes, cls_name)
-        if layer.type == "InfogainLoss" and layer.infogain_loss_param.source:
-            _check_h_file(findings, layer, layer.infogain_loss_param.source, classes, "InfogainLoss")
-        if ours and cls_name in ("SoftmaxWithInfogainLoss", "InfogainLoss") and len(layer.bottom) >= 3 \
-                and not (params and params.get("source")) and classes is not None \
-                and layer.bottom[2] in constant_shapes:
-            # H as the third bottom, from a Constant layer's file: the shape the layer will refuse
-            maker, source, shape = constant_shapes[layer.bottom[2]]
-            if square_shape(shape) != (classes, classes):
-                findings.append(Finding(
-                    ERROR, "h-file", layer,
-                    f"bottom '{layer.bottom[2]}' (H) comes from Constant {_who(maker)}, whose file "
-                    f"{shown_path(source)} holds shape {shape}, but the classifier feeding the loss has "
-                    f"{classes} outputs: expected {classes} x {classes} (or 1 x 1 x {classes} x {classes})"))
 
-        # native-infogain: what the native layer's LayerSetUp aborts on
-        if layer.type == "InfogainLoss":
-            _native_infogain_setup(findings, layer)
-
-        # constant-source: the file the Constant layer emits, read as the layer reads it
-        if ours and cls_name == "Constant" and params and params.get("source"):
-            try:
-                blob = load_blob(params["source"], owner="Constant", key="source")
-            except (OSError, ValueError, TypeError) as err:
-                findings.append(Finding(ERROR, "constant-source", layer, str(err)))
-            else:
-                for top in layer.top[:1]:
-                    constant_shapes[top] = (layer, params["source"], tuple(blob.shape))
-
-        # expectation-kernel-lr ---------------------------------------------
-        if layer.type in ("Convolution", "InnerProduct") and src is not None and src.type == "Softmax":
-            p = layer.convolution_param if layer.type == "Convolution" else layer.inner_product_param
-            if p.num_output == 1 and not p.bias_term:
-                mults = _lr_mults(layer)
-                if not mults or mults[0] != 0:
-                    findings.append(Finding(
-                        ERROR, "expectation-kernel-lr", layer,
-                        f"{layer.type} {_who(layer)} computes an expectation over the Softmax "
-                        f"{_who(src)} with a fixed kernel, but its kernel is learnable "
-                        f"(lr_mult {mults[0] if mults else 1:g}): the 0..K-1 values set by net surgery "
-                        f"would drift. Add 'param {{ lr_mult: 0 }}' (or use the Expectation layer)."))
-
-        # center-update --------------------------------------------------------
-        if ours and cls_name == "CenterLoss" and params is not None:
-            mults = _lr_mults(layer)
-            lr = mults[0] if mults else 1.0
-            decay = layer.param[0].decay_mult if len(layer.param) and layer.param[0].HasField(
-                "decay_mult") else 1.0
-            # direct: the layer writes no diff to the centers, so the solver's
-            # step there is lr * (momentum of) weight decay alone
-            if params.get("update") == "direct" and lr != 0 and decay != 0 and weight_decay != 0:
-                findings.append(Finding(
-                    ERROR, "center-update", layer,
-                    f"CenterLoss with update: direct moves its centers itself, and the solver would "
-                    f"move them too: with lr_mult {lr:g} and decay_mult {decay:g} weight decay "
-                    f"shrinks them every step. Add 'param {{ lr_mult: 0 decay_mult: 0 }}' (or "
-                    f"decay_mult: 0), or set 'update: solver'."))
-            if params.get("update") == "solver" and lr == 0:
-                findings.append(Finding(
-                    WARNING, "center-update", layer,
-                    "CenterLoss with update: solver leaves the centers to the solver, but lr_mult is 0: "
-                    "the centers never move. Set lr_mult to alpha / base_lr, or use update: direct."))
+        ctx.layer, ctx.module, ctx.cls_name, ctx.ours, ctx.params = layer, module, cls_name, ours, params
+        ctx.src, ctx.classes = src, classes
+        # double-softmax (Caffe's own layers; the families' rules say which of theirs)
+        if layer.type in SOFTMAX_INSIDE_NATIVE:
+            ctx.double_softmax()
+        for rule in _RULES:           # the families' rules (losses/<family>/lint.py)
+            rule(ctx, layer)
 
         for top in layer.top:
             writer[top] = layer

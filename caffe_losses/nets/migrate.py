@@ -2,29 +2,21 @@
 
 :func:`migrate_text` reads a net prototxt with the tolerant reader
 (:mod:`caffe_losses.nets.textproto`), so fields that only Caffe's forks know do
-not stop it, and rewrites these loss layers into the package's layers with
-the same behaviour:
+not stop it, and rewrites the loss layers that the loss families declare
+(:class:`caffe_losses.losses.family.ForkLayer`: a native Caffe layer, a
+fork's C++ layer, or a fork's Python layer, matched by its ``python_param``
+module and layer) into the package's layers with the same behaviour; their
+rules live in each family's ``migrate`` module and use the toolkit
+:mod:`caffe_losses.nets.rewrite`.  ``docs/migrate.md`` lists them (its
+table is generated from the declarations).  A ``caffe_losses`` Python layer
+carrying ``loss_param`` & co (Caffe ignores them) keeps its class, the
+settings moved into ``param_str`` (the families' ``movable`` blocks).
 
-=============================================  =========================================
-original                                       migrated
-=============================================  =========================================
-native ``InfogainLoss`` on raw scores          ``SoftmaxWithInfogainLoss``
-native ``InfogainLoss`` fed by a ``Softmax``   ``InfogainLoss`` (ours, on probabilities)
-fast-rcnn ``SmoothL1Loss`` (2 to 4 bottoms)    ``SmoothL1Loss`` (same sigma, weights)
-caffe-face ``CenterLoss``                      ``CenterLoss`` with ``update: solver``
-HED ``SigmoidCrossEntropyLoss`` (``hed=True``) ``WeightedSigmoidCrossEntropyLoss``,
-                                               ``balance: auto``
-a ``caffe_losses`` Python layer carrying       the same layer, the settings moved
-``loss_param`` & co (Caffe ignores them)       into ``param_str``
-=============================================  =========================================
-
-Settings move into ``param_str``: ``infogain_loss_param { source axis }``,
-``loss_param { normalization | normalize, ignore_label }``,
-``smooth_l1_loss_param { sigma }``, ``center_loss_param { num_output ->
-num_classes, center_filler }``.  A native loss layer's default
-``loss_weight: 1`` is written out (Caffe gives Python layers none).  Every
-other layer, and every byte of the file outside the rewritten layers, stays
-as it was; migrating a migrated net changes nothing.
+The blocks a rule reads (``loss_param``, the families' ``fork_blocks``)
+are removed and their settings moved into ``param_str``.  A native loss
+layer's default ``loss_weight: 1`` is written out (Caffe gives Python layers
+none).  Every other layer, and every byte of the file outside the rewritten
+layers, stays as it was; migrating a migrated net changes nothing.
 
 The net is read as Caffe's own parser reads it (:mod:`caffe_losses.nets.textproto`):
 each value moved is the one Caffe read (``normalization: 0`` is ``FULL``,
@@ -47,56 +39,18 @@ from google.protobuf import text_format
 from google.protobuf.descriptor import FieldDescriptor
 
 import caffe_losses
-from caffe_losses.nets import textproto
-from caffe_losses.glue.fillers import FILLER_TYPES
 from caffe_losses.glue.params import _Loader, load_yaml, parse_params
+from caffe_losses.losses import FAMILIES
+from caffe_losses.nets import textproto
 from caffe_losses.nets.prototxt import FORK_FIELDS, fork_fields_hint, layer_label, parse_text, unknown_field_label, weighted_downstream
+from caffe_losses.nets.rewrite import (LOSS_PARAM_KEYS, Change, Context, Layer, Migration, MigrationError, filler,
+                                       loss_param, subfields)
 
 # caffe (pycaffe) is imported inside the functions that read caffe.proto: the
 # CLI imports this module, and must run without pycaffe to say that it is missing.
 
 __all__ = ["MigrationError", "Change", "Migration", "migrate_text", "FORK_FIELDS",
            "fork_fields_hint", "inspect_weights"]
-
-_FILLER_KEYS = ("type", "value", "min", "max", "mean", "std", "variance_norm", "sparse")
-
-
-class MigrationError(ValueError):
-    """The net cannot be migrated (a syntax error, or problems listed in the message)."""
-
-
-class Change:
-    """One change: the layer (as :func:`layer_label` names it), what it was, what it became."""
-
-    __slots__ = ("layer", "old", "new")
-
-    def __init__(self, layer, old, new):
-        self.layer, self.old, self.new = layer, old, new
-
-    def __str__(self):
-        return f"{self.layer}: {self.old} -> {self.new}"
-
-    def __repr__(self):
-        return f"Change({str(self)!r})"
-
-
-class Migration:
-    """The result of :func:`migrate_text`.
-
-    Attributes:
-      text: the migrated prototxt (equal to the input when nothing changed).
-      changes: list of :class:`Change`, in file order.
-      problems: what could not be translated (empty when the migration is good).
-      notes: remarks that need no action (e.g. a Softmax-fed InfogainLoss).
-      migrated: {layer name: (class, params)} of the layers rewritten
-        (used by :func:`inspect_weights`).
-    """
-
-    def __init__(self, text):
-        self.text = text
-        self.changes, self.problems, self.notes = [], [], []
-        self.migrated = {}
-
 
 # ---------------------------------------------------------------------------
 # Value conversion
@@ -115,17 +69,26 @@ class _ForkMessage:
         self.name, self.fields_by_name = name, {f.name: f for f in fields}
 
 
-def _descriptor(block_name):
-    """The message type of a block migrate reads: BVLC's, or the fork's (as its caffe.proto declares it)."""
+def _fork_message(block):
+    """A fork's block as its caffe.proto declares it (a :class:`caffe_losses.losses.family.ForkBlock`)."""
     from caffe.proto import caffe_pb2
-    if block_name == "smooth_l1_loss_param":       # rbgirshick/caffe-fast-rcnn
-        return _ForkMessage("SmoothL1LossParameter", [_ForkField("sigma", "FLOAT")])
-    if block_name == "center_loss_param":          # ydwen/caffe-face
-        return _ForkMessage("CenterLossParameter", [
-            _ForkField("num_output", "UINT32"),
-            _ForkField("center_filler", "MESSAGE", caffe_pb2.FillerParameter.DESCRIPTOR),
-            _ForkField("axis", "INT32")])
-    return caffe_pb2.LayerParameter.DESCRIPTOR.fields_by_name[block_name].message_type
+    fields = [_ForkField(f[0], f[1], getattr(caffe_pb2, f[2]).DESCRIPTOR if f[1] == "MESSAGE" else None)
+              for f in block.fields]
+    for f in fields:
+        f.is_repeated = f.name in block.repeated
+    return _ForkMessage(block.message, fields)
+
+
+def _descriptor(name):
+    """The message type of a block migrate reads (BVLC's, or the fork's as the families' fork_blocks
+    declare it), or of a message of BVLC's caffe.proto named ``name`` (``"FillerParameter"``)."""
+    from caffe.proto import caffe_pb2
+    if name in _FORK_BLOCKS:
+        return _fork_message(_FORK_BLOCKS[name])
+    field = caffe_pb2.LayerParameter.DESCRIPTOR.fields_by_name.get(name)
+    if field is not None:
+        return field.message_type
+    return getattr(caffe_pb2, name).DESCRIPTOR
 
 
 def _layer_field(name):
@@ -236,184 +199,25 @@ class _Edits:
 # The layer rewrites
 # ---------------------------------------------------------------------------
 
-class _Layer:
-    """A layer of the tree, with what the rewrites need."""
-
-    def __init__(self, field):
-        self.f = field
-        self.name = field.get("name") or ""
-        self.type = field.get("type") or ""
-        self.bottoms = [b.value for b in field.all("bottom")]
-        self.tops = [t.value for t in field.all("top")]
-        self.label = layer_label(self.name, self.tops)
-
-
-def _subfields(ctx, layer, block, allowed, descriptor=None):
-    """``block``'s fields {name: value (a Field for a message)}, read as Caffe reads them (its
-    message type ``descriptor``, by default the block's own); a problem for any other sub-field."""
-    descriptor = descriptor or _descriptor(block.name)
-    values = {}
-    for f in block.children:
-        fd = descriptor.fields_by_name.get(f.name)
-        if f.name not in allowed or fd is None:
-            ctx.problem(layer, f"{block.name} {{ {f.name} }} has no counterpart here: "
-                               f"cannot translate '{textproto.describe(ctx.text, f)}'")
-            continue
-        try:
-            value = textproto.scalar(f, fd)
-            if isinstance(value, float) and re.fullmatch(r"-?[ \t]*[0-9]+", f.value) and value.is_integer():
-                value = int(value)      # a float field written as "3": param_str says 3, as the user did
-            values[f.name] = value
-        except ValueError as err:
-            ctx.problem(layer, f"'{textproto.describe(ctx.text, f)}' in {block.name}: {err} "
-                               f"(Caffe refuses the net too)")
-    return values
+# the families' declarations: {type: ForkLayer}, {(module, layer): ForkLayer} of forks'
+# Python layers, the --hed ones, {block: its ForkBlock}, {block: {field: param_str key}}
+_NATIVE = {fl.type: fl for family in FAMILIES for fl in family.migrate if not fl.hed and not fl.python}
+_PYTHON = {tuple(fl.python): fl for family in FAMILIES for fl in family.migrate if fl.python}
+_HED = {fl.type: fl for family in FAMILIES for fl in family.migrate if fl.hed and not fl.python}
+_FORK_BLOCKS = {block.name: block for family in FAMILIES for block in family.fork_blocks}
+_MOVABLE = {"loss_param": LOSS_PARAM_KEYS}          # read by loss_param (normalize: the old bool)
+for _family in FAMILIES:
+    _MOVABLE.update(_family.movable)
 
 
-def _loss_param(ctx, layer, keys):
-    """loss_param -> {normalization, ignore_label} restricted to ``keys``."""
-    block = layer.f.get("loss_param")
-    if block is None:
-        return {}
-    v = _subfields(ctx, layer, block, ("normalization", "normalize", "ignore_label"))
-    out = {}
-    if "ignore_label" in v:
-        out["ignore_label"] = v["ignore_label"]
-    if "normalization" in v:            # a name, or its number (DIGITS writes 0 for FULL)
-        out["normalization"] = v["normalization"]
-    elif "normalize" in v:
-        # Caffe's LossLayer: the old bool, read only when normalization is unset
-        out["normalization"] = "VALID" if v["normalize"] else "BATCH_SIZE"
-    for key in list(out):
-        if key not in keys:
-            ctx.problem(layer, f"loss_param {{ {key} }} has no counterpart in the migrated layer "
-                               f"(its keys: {', '.join(keys)})")
-            del out[key]
-    return out
+def _v1_name(layer_type):
+    """A layer type's name in the old 'layers' format (V1): InfogainLoss -> INFOGAIN_LOSS."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", layer_type).upper()
 
 
-def _filler(ctx, layer, block):
-    """center_filler { ... } -> the CenterLoss 'center_filler' value (None for zeros)."""
-    from caffe.proto import caffe_pb2
-    v = _subfields(ctx, layer, block, _FILLER_KEYS, caffe_pb2.FillerParameter.DESCRIPTOR)
-    if v.get("sparse") == -1:
-        del v["sparse"]                 # Caffe's default: not sparse
-    spec = {key: v[key] for key in _FILLER_KEYS if key in v}
-    kind = spec.get("type", "constant")
-    if kind not in FILLER_TYPES:
-        ctx.problem(layer, f"center_filler {{ type: {kind!r} }} is not supported (use one of "
-                           f"{', '.join(FILLER_TYPES)})")
-    if kind == "constant" and not spec.get("value", 0):
-        return None                     # caffe-face's default: zeros, ours too
-    return spec["type"] if list(spec) == ["type"] else spec
-
-
-def _native_infogain(ctx, layer):
-    block = layer.f.get("infogain_loss_param")
-    v = _subfields(ctx, layer, block, ("source", "axis")) if block is not None else {}
-    params = {}
-    # the layer that wrote the scores last: a Softmax in place (top == bottom) counts too
-    producer = ctx.writer.get(layer.bottoms[0]) if layer.bottoms else None
-    classic = producer is not None and producer.type == "Softmax"
-    in_place = classic and layer.bottoms[0] in producer.bottoms
-    if len(layer.bottoms) == 3:
-        if "source" in v:
-            ctx.notes.append(f"{layer.label}: H comes from the third bottom "
-                             f"'{layer.bottoms[2]}'; the native layer ignored 'source' then, and so "
-                             f"does the migrated one (dropped)")
-    elif "source" in v:
-        params["source"] = v["source"]
-    elif len(layer.bottoms) == 2:
-        ctx.problem(layer, "InfogainLoss has neither infogain_loss_param { source } nor a third "
-                           "bottom H: the net does not load in Caffe either")
-    if "axis" in v:
-        params["axis"] = v["axis"]
-    params.update(_loss_param(ctx, layer, ("ignore_label", "normalization")))
-    if classic:
-        if len(layer.tops) > 1:
-            ctx.problem(layer, f"InfogainLoss fed by the Softmax {producer.label} "
-                               f"with a second top: cannot translate (feed it the raw scores)")
-        stabler = (f"remove the in-place Softmax {producer.label} and use SoftmaxWithInfogainLoss"
-                   if in_place else f"SoftmaxWithInfogainLoss on "
-                                    f"'{producer.bottoms[0] if producer.bottoms else '?'}'")
-        ctx.notes.append(
-            f"{layer.label}: its input '{layer.bottoms[0]}' comes from the Softmax "
-            f"{producer.label}{' (in place)' if in_place else ''}, as nets written for Caffe before "
-            f"1.0 (probabilities in) do; since Caffe 1.0 the native layer applies a softmax itself, "
-            f"so it applied two. Migrated to caffe_losses.InfogainLoss, the classic form on "
-            f"probabilities. Stabler: {stabler}.")
-        return "InfogainLoss", params
-    return "SoftmaxWithInfogainLoss", params
-
-
-def _smooth_l1(ctx, layer):
-    if not 2 <= len(layer.bottoms) <= 4:
-        ctx.problem(layer, f"SmoothL1Loss with {len(layer.bottoms)} bottoms: expected 2 to 4 "
-                           f"(pred, target, inside weights, outside weights)")
-    block = layer.f.get("smooth_l1_loss_param")
-    v = _subfields(ctx, layer, block, ("sigma",)) if block is not None else {}
-    params = {}
-    if "sigma" in v:
-        params["sigma"] = v["sigma"]
-    if layer.f.get("loss_param") is not None:
-        ctx.notes.append(f"{layer.label}: the fork's SmoothL1Loss reads no loss_param "
-                         f"(it divides by N): dropped")
-    return "SmoothL1Loss", params
-
-
-def _center(ctx, layer):
-    block = layer.f.get("center_loss_param")
-    if block is None:
-        ctx.problem(layer, "CenterLoss without center_loss_param { num_output }: cannot tell the "
-                           "number of classes")
-        return "CenterLoss", {}
-    v = _subfields(ctx, layer, block, ("num_output", "center_filler", "axis"))
-    params = {}
-    if "num_output" in v:
-        params["num_classes"] = v["num_output"]
-    else:
-        ctx.problem(layer, "center_loss_param has no num_output: cannot tell the number of classes")
-    if "axis" in v and v["axis"] != 1:
-        ctx.problem(layer, f"center_loss_param {{ axis: {v['axis']} }}: CenterLoss here flattens the "
-                           f"features from axis 1 (caffe-face's default); cannot translate another axis")
-    if "center_filler" in v:
-        spec = _filler(ctx, layer, v["center_filler"])
-        if spec is not None:
-            params["center_filler"] = spec
-    # caffe-face writes (c_j - x_i) summed / (1 + n_j) into the centers' diff and
-    # lets the solver apply it (rate base_lr * lr_mult, its momentum and decay):
-    # that is update: solver, with the layer's param { } kept as it was
-    params["update"] = "solver"
-    if len(layer.tops) > 1:
-        ctx.problem(layer, f"CenterLoss with {len(layer.tops)} tops: caffe-face's has one "
-                           f"(this is another fork's layer): cannot translate")
-    if layer.f.get("loss_param") is not None:
-        ctx.notes.append(f"{layer.label}: caffe-face's CenterLoss reads no loss_param "
-                         f"(it divides by N): dropped")
-    return "CenterLoss", params
-
-
-def _hed_sigmoid(ctx, layer):
-    params = {"balance": "auto"}
-    params.update(_loss_param(ctx, layer, ("ignore_label", "normalization")))
-    return "WeightedSigmoidCrossEntropyLoss", params
-
-
-_NATIVE = {
-    "InfogainLoss": (_native_infogain, ("infogain_loss_param", "loss_param")),
-    "SmoothL1Loss": (_smooth_l1, ("smooth_l1_loss_param", "loss_param")),
-    "CenterLoss": (_center, ("center_loss_param", "loss_param")),
-}
-_HED = {"SigmoidCrossEntropyLoss": (_hed_sigmoid, ("loss_param",))}
-
-# the blocks whose settings move into param_str -> {field: the param_str key it becomes}
-_MOVABLE = {
-    "loss_param": {"ignore_label": "ignore_label", "normalization": "normalization",
-                   "normalize": "normalization"},     # read by _loss_param (normalize: the old bool)
-    "infogain_loss_param": {"source": "source", "axis": "axis"},
-    "smooth_l1_loss_param": {"sigma": "sigma"},
-    "center_loss_param": {"num_output": "num_classes", "center_filler": "center_filler"},
-}
+# the types above in the old 'layers' format (V1), whose layers migrate asks to upgrade first
+_V1_TYPES = {"PYTHON"} | {_v1_name(t) for t in _NATIVE}
+_V1_HED_TYPES = {_v1_name(t) for t in _HED}
 
 
 def _schema_keys(cls_name):
@@ -448,18 +252,19 @@ def _python_layer(ctx, layer):
     moved = {}
     for block in blocks:
         if block.name == "loss_param":
-            got = _loss_param(ctx, layer, [k for k in ("ignore_label", "normalization") if k in keys])
+            got = loss_param(ctx, layer, [k for k in ("ignore_label", "normalization") if k in keys])
         elif block.name in _MOVABLE:
             got = {}
-            v = _subfields(ctx, layer, block, tuple(_MOVABLE[block.name]))
+            v = subfields(ctx, layer, block, tuple(_MOVABLE[block.name]))
             for old, new in _MOVABLE[block.name].items():
                 if old not in v:
                     continue
+                fd = ctx.descriptor(block.name).fields_by_name[old]
                 if new not in keys:
                     ctx.problem(layer, f"{block.name} {{ {old} }} has no counterpart in {cls_name} "
                                        f"(its keys: {', '.join(keys)})")
-                elif old == "center_filler":
-                    spec = _filler(ctx, layer, v[old])
+                elif fd.message_type is not None and fd.message_type.name == "FillerParameter":
+                    spec = filler(ctx, layer, v[old])
                     if spec is not None:
                         got[new] = spec
                 else:
@@ -479,21 +284,6 @@ def _python_layer(ctx, layer):
     params = dict(existing)
     params.update({k: v for k, v in moved.items() if k not in existing})
     return cls_name, params, blocks, pp
-
-
-class _Context:
-    def __init__(self, text, hed):
-        self.text, self.hed = text, hed
-        self.result = Migration(text)
-        self.producer = {}      # blob -> the layer that made it (in-place layers not counted)
-        self.writer = {}        # blob -> the layer that wrote it last (in-place layers too)
-        self.notes = self.result.notes
-
-    def problem(self, layer, message):
-        self.result.problems.append(f"{layer.label}: {message}")
-
-    def change(self, layer, old, new):
-        self.result.changes.append(Change(layer.label, old, new))
 
 
 def _python_param_lines(cls_name, params, unit):
@@ -522,43 +312,58 @@ def _not_text(ctx, layer, params):
                                f"(rename the file to UTF-8)")
 
 
-def _rewrite_native(ctx, edits, layer, convert, blocks):
-    n_problems = len(ctx.result.problems)
-    cls_name, params = convert(ctx, layer)
+def _rewrite_native(ctx, edits, layer, fork, weighted_later):
+    """Rewrites a layer of a type a family's :class:`ForkLayer` ``fork`` translates."""
+    n_problems, n_changes = len(ctx.result.problems), len(ctx.result.changes)
+    cls_name, params = fork.convert(ctx, layer)
     _not_text(ctx, layer, params)
     if len(ctx.result.problems) > n_problems:
+        del ctx.result.changes[n_changes:]
         return
+    own = ctx.result.changes[n_changes:]          # the rule's own change lines: after the blocks'
+    del ctx.result.changes[n_changes:]
     f = layer.f
-    old_type = layer.type
-    ctx.change(layer, f"type {old_type}", f"Python caffe_losses.{cls_name}")
     type_field = f.all("type")[-1]
-    edits.replace(type_field.value_start, type_field.value_end, '"Python"')
+    if fork.python:
+        ctx.change(layer, f"type Python {'.'.join(fork.python)}", f"Python caffe_losses.{cls_name}")
+        for pp in f.all("python_param"):
+            edits.remove(pp)
+    else:
+        ctx.change(layer, f"type {layer.type}", f"Python caffe_losses.{cls_name}")
+        edits.replace(type_field.value_start, type_field.value_end, '"Python"')
     for block in f.children:
-        if block.name in blocks:
+        if block.name in fork.blocks:
+            moved = _moved(block, params, fork)
             ctx.change(layer, textproto.describe(ctx.text, block),
-                       f"param_str {_show_params(_moved(block, params))}" if _moved(block, params)
-                       else "dropped")
+                       f"param_str {_show_params(moved)}" if moved else "dropped")
             edits.remove(block)
-    if cls_name == "WeightedSigmoidCrossEntropyLoss":
-        ctx.change(layer, "HED's class balance (the fork's SigmoidCrossEntropyLoss)", "param_str balance: auto")
+    ctx.result.changes.extend(own)
     anchor = (f.all("top") or f.all("bottom") or [type_field])[-1]
     block_lines, inline = _python_param_lines(cls_name, params, _unit(edits, f))
     extra, extra_inline = [], ""
-    if not f.all("loss_weight"):
+    if not f.all("loss_weight") and not (fork.python and weighted_later):
         weights = [1] + [0] * (len(layer.tops) - 1)
         extra = [f"loss_weight: {w}" for w in weights]
         extra_inline = " " + " ".join(extra)
-        ctx.change(layer, f"no loss_weight (native loss layers default to 1{', 0 for other tops' if len(weights) > 1 else ''})",
-                   " ".join(extra) + " (Caffe gives Python layers none)")
+        if fork.python:
+            ctx.change(layer, "no loss_weight (Caffe gives Python layers none: this loss did not train)",
+                       " ".join(extra))
+        else:
+            ctx.change(layer, f"no loss_weight (native loss layers default to 1"
+                              f"{', 0 for other tops' if len(weights) > 1 else ''})",
+                       " ".join(extra) + " (Caffe gives Python layers none)")
     edits.insert_after(anchor, block_lines + extra, inline + extra_inline)
     ctx.result.migrated[layer.name] = (cls_name, params)
 
 
-def _moved(block, params):
-    """The param_str settings that ``block`` became (shown in its change line)."""
+def _moved(block, params, fork):
+    """The param_str settings that ``block`` became (shown in its change line): its movable
+    fields', and, on a fork's own block, the settings the rule adds that no block gives
+    (caffe-face's CenterLoss: the mode it ran in, ``update: solver``)."""
     keys = list(dict.fromkeys(_MOVABLE.get(block.name, {}).values()))
-    if block.name == "center_loss_param":
-        keys.append("update")       # the mode caffe-face's CenterLoss ran in (set by _center)
+    if block.name in _FORK_BLOCKS and block.name == next((b for b in fork.blocks if b in _FORK_BLOCKS), None):
+        given = {key for b in fork.blocks for key in _MOVABLE.get(b, {}).values()}
+        keys += [k for k in params if k not in given]
     return {k: params[k] for k in keys if k in params}
 
 
@@ -611,7 +416,7 @@ def _unknown_types(ctx, root, keep_unknown):
     import caffe
     known = set(caffe.layer_type_list())
     for field in root.all("layer"):
-        layer = _Layer(field)
+        layer = Layer(field)
         if not layer.type or layer.type in known:
             continue
         message = (f"{layer.label}: type '{layer.type}' is not a layer type of this Caffe "
@@ -675,7 +480,7 @@ def migrate_text(text, *, hed=False, keep_unknown=False):
         root = textproto.parse(text)
     except textproto.TextProtoError as err:
         raise MigrationError(f"not a prototxt: {err}") from None
-    ctx = _Context(text, hed)
+    ctx = Context(text, hed, _descriptor)
     _given_twice(ctx, root)
     if ctx.result.problems:     # Caffe refuses the net: no translation to show (it would read one of the two)
         return ctx.result
@@ -683,22 +488,24 @@ def migrate_text(text, *, hed=False, keep_unknown=False):
     if root.all("layers"):
         for v1 in root.all("layers"):
             kind = v1.get("type") or ""
-            if kind in ("INFOGAIN_LOSS", "PYTHON") or (hed and kind == "SIGMOID_CROSS_ENTROPY_LOSS"):
+            if kind in _V1_TYPES or (hed and kind in _V1_HED_TYPES):
                 ctx.result.problems.append(
                     f"{layer_label(v1.get('name'), [t.value for t in v1.all('top')])}: the net uses "
                     f"the old 'layers' format (V1); convert it with Caffe's upgrade_net_proto_text "
                     f"tool first")
     table = dict(_NATIVE, **(_HED if hed else {}))
-    layers = [_Layer(field) for field in root.all("layer")]
+    layers = [Layer(field) for field in root.all("layer")]
     records = [(layer.bottoms, layer.tops, _loss_weights(layer.f)) for layer in layers]
     for i, layer in enumerate(layers):
         if layer.type in table:
-            convert, blocks = table[layer.type]
-            _rewrite_native(ctx, edits, layer, convert, blocks)
+            _rewrite_native(ctx, edits, layer, table[layer.type], False)
         elif layer.type == "Python":
             pp = layer.f.get("python_param")
-            if pp is not None and pp.get("module") == "caffe_losses":
+            module, name = (pp.get("module"), pp.get("layer")) if pp is not None else (None, None)
+            if module == "caffe_losses":
                 _rewrite_python(ctx, edits, layer, weighted_downstream(records, i))
+            elif (module, name) in _PYTHON and (hed or not _PYTHON[module, name].hed):
+                _rewrite_native(ctx, edits, layer, _PYTHON[module, name], weighted_downstream(records, i))
         for top in layer.tops:
             ctx.writer[top] = layer
             if top not in layer.bottoms:

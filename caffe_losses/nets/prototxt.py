@@ -25,11 +25,10 @@ __all__ = ["read_text", "parse_text", "read_net_param", "read_solver_param", "re
            "working_directory", "layer_label", "weighted_downstream", "FORK_FIELDS", "unknown_field_label",
            "fork_fields_hint"]
 
-# fork-only LayerParameter fields -> where they come from
-FORK_FIELDS = {
-    "smooth_l1_loss_param": "fast-rcnn / py-faster-rcnn's SmoothL1Loss",
-    "center_loss_param": "caffe-face's CenterLoss",
-}
+# fork-only LayerParameter fields -> where they come from: the families' fork_blocks,
+# filled in by the registry (caffe_losses.losses), which every import of the package
+# runs first; this module is below the families (their rules read nets with it)
+FORK_FIELDS = {}
 
 
 def layer_label(name, tops):

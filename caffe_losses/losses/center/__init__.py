@@ -1,6 +1,9 @@
 """Center loss (Wen et al. 2016) beside a softmax loss (seed 004)."""
 
-from caffe_losses.losses.family import Family
+from caffe_losses.losses.center import lint, migrate
+from caffe_losses.losses.family import Family, ForkBlock, ForkLayer
+
+CAFFE_FACE = "caffe-face's CenterLoss"
 
 FAMILY = Family(
     name="center",
@@ -9,4 +12,15 @@ FAMILY = Family(
     templates=("center_loss_lenetpp",),
     demo="center",
     native={},      # none: its baseline is the same net without it
+    migrate=(ForkLayer("CenterLoss", CAFFE_FACE, migrate.caffe_face_center,
+                       blocks=("center_loss_param", "loss_param"),
+                       doc="`CenterLoss` with `update: solver` (the same centers, filler and "
+                           "`param { }`)"),),
+    fork_blocks=(ForkBlock("center_loss_param", CAFFE_FACE, "CenterLossParameter",
+                           fields=(("num_output", "UINT32"),
+                                   ("center_filler", "MESSAGE", "FillerParameter"),
+                                   ("axis", "INT32"))),),
+    movable={"center_loss_param": {"num_output": "num_classes", "center_filler": "center_filler"}},
+    fork_keys={"num_output": ("caffe-face's", "num_classes")},
+    lint=lint.RULES,
 )

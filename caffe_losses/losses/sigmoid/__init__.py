@@ -1,6 +1,7 @@
 """Weighted sigmoid cross-entropy: positives weighted per element or per class (seed 002)."""
 
-from caffe_losses.losses.family import Family
+from caffe_losses.losses.family import Family, ForkLayer
+from caffe_losses.losses.sigmoid import migrate
 
 FAMILY = Family(
     name="sigmoid",
@@ -9,4 +10,7 @@ FAMILY = Family(
     templates=("sigmoid_edges", "sigmoid_multilabel"),
     demo="sigmoid",
     native={"WeightedSigmoidCrossEntropyLoss": "SigmoidCrossEntropyLoss"},
+    migrate=(ForkLayer("SigmoidCrossEntropyLoss", "HED's SigmoidCrossEntropyLoss", migrate.hed_sigmoid,
+                       blocks=("loss_param",), hed=True,
+                       doc="`WeightedSigmoidCrossEntropyLoss` with `balance: auto` (only with `--hed`)"),),
 )
