@@ -205,6 +205,7 @@ _NATIVE = {fl.type: fl for family in FAMILIES for fl in family.migrate if not fl
 _PYTHON = {tuple(fl.python): fl for family in FAMILIES for fl in family.migrate if fl.python}
 _HED = {fl.type: fl for family in FAMILIES for fl in family.migrate if fl.hed and not fl.python}
 _FORK_BLOCKS = {block.name: block for family in FAMILIES for block in family.fork_blocks}
+_WEIGHTS = {cls: carry for family in FAMILIES for cls, carry in family.weights.items()}
 _MOVABLE = {"loss_param": LOSS_PARAM_KEYS}          # read by loss_param (normalize: the old bool)
 for _family in FAMILIES:
     _MOVABLE.update(_family.movable)
@@ -341,17 +342,23 @@ def _rewrite_native(ctx, edits, layer, fork, weighted_later):
     anchor = (f.all("top") or f.all("bottom") or [type_field])[-1]
     block_lines, inline = _python_param_lines(cls_name, params, _unit(edits, f))
     extra, extra_inline = [], ""
-    if not f.all("loss_weight") and not (fork.python and weighted_later):
+    specs = ctx.params.pop(id(f), [])            # param { } specs the rule adds (rewrite.Context.add_param)
+    if specs and f.all("param"):
+        edits.insert_after(f.all("param")[-1], specs, " ".join(specs))
+    elif specs:
+        extra, extra_inline = list(specs), " " + " ".join(specs)
+    # a layer that is not a loss (MarginProduct's logits) gets no loss_weight
+    if not f.all("loss_weight") and not (fork.python and weighted_later) and cls_name.endswith("Loss"):
         weights = [1] + [0] * (len(layer.tops) - 1)
-        extra = [f"loss_weight: {w}" for w in weights]
-        extra_inline = " " + " ".join(extra)
+        extra += [f"loss_weight: {w}" for w in weights]
+        extra_inline += " " + " ".join(f"loss_weight: {w}" for w in weights)
         if fork.python:
             ctx.change(layer, "no loss_weight (Caffe gives Python layers none: this loss did not train)",
-                       " ".join(extra))
+                       " ".join(f"loss_weight: {w}" for w in weights))
         else:
             ctx.change(layer, f"no loss_weight (native loss layers default to 1"
                               f"{', 0 for other tops' if len(weights) > 1 else ''})",
-                       " ".join(extra) + " (Caffe gives Python layers none)")
+                       " ".join(f"loss_weight: {w}" for w in weights) + " (Caffe gives Python layers none)")
     edits.insert_after(anchor, block_lines + extra, inline + extra_inline)
     ctx.result.migrated[layer.name] = (cls_name, params)
 
@@ -600,6 +607,13 @@ def inspect_weights(model_bytes, net_param, migration):
                 blob.shape.dim[:] = list(shape)
                 changed = True
             lines.append(f"{label}: copied, the centers ({shape[0]}x{shape[1]})")
+        elif cls_name in _WEIGHTS:         # the family's own rule (Family.weights)
+            line, problem, did = _WEIGHTS[cls_name](label, params, layer)
+            if problem:
+                problems.append(problem)
+                continue
+            changed |= bool(did)
+            lines.append(line)
         elif shapes:
             problems.append(f"{label}: the model holds {len(shapes)} blob(s) ({shown}) there, but "
                             f"the migrated {cls_name} has none")

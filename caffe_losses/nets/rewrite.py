@@ -99,6 +99,13 @@ class Context:
         self.producer = {}      # blob -> the layer that made it (in-place layers not counted)
         self.writer = {}        # blob -> the layer that wrote it last (in-place layers too)
         self.notes = self.result.notes
+        self.params = {}        # id(layer.f) -> param { } specs a rule adds (add_param)
+
+    def add_param(self, layer, spec):
+        """Appends ``spec`` (``"param { lr_mult: 0 decay_mult: 0 }"``) after the layer's own
+        ``param`` blocks: for a layer that keeps more blobs than the fork's (a count the solver
+        must not move).  The rule writes its own change line."""
+        self.params.setdefault(id(layer.f), []).append(spec)
 
     def problem(self, layer, message):
         self.result.problems.append(f"{layer.label}: {message}")
