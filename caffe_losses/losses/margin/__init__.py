@@ -46,6 +46,6 @@ FAMILY = Family(
     movable={"margin_inner_product_param": {"num_output": "num_classes", "weight_filler": "weight_filler",
                                             "base": "base", "gamma": "gamma", "power": "power",
                                             "lambda_min": "lambda_min", "iteration": "iteration"}},
-    fork_keys={"num_output": ("SphereFace's", "num_classes")},
+    # fork_keys: SphereFace's num_output is caffe-face's too (num_classes): center's hint says it
     weights={"MarginProduct": migrate.carry_weights},
 )
