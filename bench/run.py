@@ -8,22 +8,20 @@ run do not depend on that as much):
 
 1. End to end, what a user feels: iterations per second of real training
    (``solver.step``) of one net with our loss and the same net with the native
-   loss (or without the extra loss, for CenterLoss): LeNet at MNIST size
-   (1 x 28 x 28, batch 64) with SoftmaxWithInfogainLoss (H = I and a full H),
-   LeNet++ with and without CenterLoss, a small FCN-style segmentation net
-   (8 x 21 x 128 x 128 scores) with per-pixel infogain, an HED-like edge net
-   (8 x 1 x 128 x 128) with WeightedSigmoidCrossEntropyLoss, and the tiny
-   digits templates (reported only: their iteration is a fraction of a
-   millisecond, so they show the fixed cost of a Python layer call).
-   Target on LeNet-size and larger nets: our loss costs at most 2% of an
-   iteration more than the native one.
+   loss (or without the extra loss).  Target on LeNet-size and larger nets:
+   our loss costs at most 2% of an iteration more than the native one.  The
+   tiny digits templates are reported only: their iteration is a fraction of
+   a millisecond, so they show the fixed cost of a Python layer call.
 2. Per layer: forward + backward of a net holding only the inputs and the
-   loss (``net._forward`` / ``net._backward``, the C++ entry points) at
-   N x C from 32 x 10 to 256 x 1000 and 8 x 21 x 128 x 128.  Targets at
-   N * C >= 256k: at least 3x faster than native InfogainLoss and
-   SigmoidCrossEntropyLoss, 2x faster than SoftmaxWithLoss with H = I; and
-   never slower than the seed's weighted-sigmoid Python layer
-   (``tests/seed_layers.py``) at any size.
+   loss (``net._forward`` / ``net._backward``, the C++ entry points), with
+   speed targets from N * C >= 256k; and the fixed cost of any Python layer
+   (``bench/noop_layer.py``).
+
+The cases and their targets are the families': each family whose declaration
+says ``bench=True`` has a ``bench`` module (``caffe_losses/losses/<family>/bench.py``)
+yielding :class:`caffe_losses.losses.family.BenchCase` rows; this script times
+them, in the registry's order (``caffe_losses.losses.FAMILIES``), and keeps no
+per-loss case of its own.
 
 The header says which SIMD extensions NumPy found, so figures from different
 machines can be told apart.  ``--avx2`` reruns the benchmark with NumPy's
@@ -60,17 +58,18 @@ import caffe  # noqa: E402
 from caffe.proto import caffe_pb2  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
 
-from caffe_losses.files.figures import pyplot, save_figure# noqa: E402
-from caffe_losses.files.hmatrix import save_h# noqa: E402
-from caffe_losses.glue.params import load_yaml# noqa: E402
-from caffe_losses.nets.prototxt import read_net_param, read_solver_param, working_directory# noqa: E402
-from caffe_losses.nets.templates import TEMPLATE_ROOT, prepare_template# noqa: E402
-from caffe_losses.glue.testing import net_from_text# noqa: E402
+from caffe_losses.files.figures import pyplot, save_figure  # noqa: E402
+from caffe_losses.glue.netbuild import LARGE, SOLVER, layer_net_text, native_loss, python_loss, swap_type  # noqa: E402
+from caffe_losses.glue.params import load_yaml  # noqa: E402
+from caffe_losses.glue.testing import net_from_text  # noqa: E402
+from caffe_losses.losses import FAMILIES, LAYERS  # noqa: E402
+from caffe_losses.losses.family import BenchCase  # noqa: E402
+from caffe_losses.nets.prototxt import read_net_param, read_solver_param, working_directory  # noqa: E402
+from caffe_losses.nets.templates import TEMPLATE_ROOT, prepare_template  # noqa: E402
 
 caffe.set_mode_cpu()
 
 CLOCK = time.perf_counter  # --clock cpu: time.process_time (this process's CPU time, all its threads)
-E2E_TARGET = 0.02            # our loss may cost at most 2% of an iteration more than the native one
 AVX2_ENV = "CAFFE_LOSSES_BENCH_AVX2"
 
 
@@ -115,114 +114,44 @@ def copy_bandwidth():
 
 
 # ---------------------------------------------------------------------------
-# Prototxt pieces
+# The cases: the families' bench modules
 # ---------------------------------------------------------------------------
 
-def _input(name, shape):
-    dims = " ".join(f"dim: {d}" for d in shape)
-    return f'layer {{ name: "{name}" type: "Input" top: "{name}" input_param {{ shape {{ {dims} }} }} }}'
+def _bench_modules():
+    return [family.module("bench") for family in FAMILIES if family.bench]
 
 
-def python_loss(layer, bottoms, param_str="", module="caffe_losses", name="loss", top="loss",
-                loss_weight=1):
-    b = " ".join(f'bottom: "{x}"' for x in bottoms)
-    ps = param_str.replace('"', '\\"')
-    return (f'layer {{ name: "{name}" type: "Python" {b} top: "{top}" python_param {{ '
-            f'module: "{module}" layer: "{layer}" param_str: "{ps}" }} loss_weight: {loss_weight} }}')
+def e2e_cases(tmp, tiny=False):
+    """The families' net cases (:class:`BenchCase`), in the registry's order."""
+    for module in _bench_modules():
+        yield from module.net_cases(tmp, tiny)
 
 
-def native_loss(ltype, bottoms, extra="", name="loss", top="loss"):
-    b = " ".join(f'bottom: "{x}"' for x in bottoms)
-    return f'layer {{ name: "{name}" type: "{ltype}" {b} top: "{top}" {extra} }}'
-
-
-def write_h(path, h):
-    """Writes H as Caffe reads it (the package's :func:`caffe_losses.files.hmatrix.save_h`); returns ``path``."""
-    save_h(path, h)
-    return path
-
-
-def conv(name, bottom, num, kernel, pad=0, stride=1, top=None):
-    return (f'layer {{ name: "{name}" type: "Convolution" bottom: "{bottom}" top: "{top or name}" '
-            f'convolution_param {{ num_output: {num} kernel_size: {kernel} pad: {pad} stride: {stride} '
-            f'weight_filler {{ type: "xavier" }} bias_filler {{ type: "constant" }} }} }}')
-
-
-def act(kind, name, blob):
-    return f'layer {{ name: "{name}" type: "{kind}" bottom: "{blob}" top: "{blob}" }}'
-
-
-def pool(name, bottom):
-    return (f'layer {{ name: "{name}" type: "Pooling" bottom: "{bottom}" top: "{name}" '
-            f'pooling_param {{ pool: MAX kernel_size: 2 stride: 2 }} }}')
-
-
-def ip(name, bottom, num):
-    return (f'layer {{ name: "{name}" type: "InnerProduct" bottom: "{bottom}" top: "{name}" '
-            f'inner_product_param {{ num_output: {num} weight_filler {{ type: "xavier" }} '
-            f'bias_filler {{ type: "constant" }} }} }}')
+def layer_cases(tmp, tiny=False):
+    """The families' per-layer cases, then the fixed cost of any Python layer."""
+    for module in _bench_modules():
+        yield from module.layer_cases(tmp, tiny)
+    # a layer that does nothing, against the cheapest native loss, at the smallest size
+    n, c = (4, 3) if tiny else (32, 10)
+    shapes = {"pred": (n, c), "target": (n, c)}
+    pred = np.random.RandomState(0).randn(n, c).astype(np.float32)
+    yield BenchCase("python floor", f"N={n} C={c}", n * c, "NoOp Python layer (bench)", "EuclideanLoss (native)",
+                    layer_net_text(shapes, python_loss("NoOpLoss", ["pred", "target"], module="noop_layer")),
+                    layer_net_text(shapes, native_loss("EuclideanLoss", ["pred", "target"])),
+                    {"pred": pred, "target": pred * 0}, memory=False)
 
 
 # ---------------------------------------------------------------------------
-# End-to-end nets: (layers up to the scores, input shapes, input data)
+# Solvers
 # ---------------------------------------------------------------------------
 
-def lenet(batch, size):
-    """BVLC's examples/mnist/lenet_train_test.prototxt, Input layers instead of LMDB."""
-    body = [conv("conv1", "data", 20, 5), pool("pool1", "conv1"), conv("conv2", "pool1", 50, 5),
-            pool("pool2", "conv2"), ip("ip1", "pool2", 500), act("ReLU", "relu1", "ip1"),
-            ip("ip2", "ip1", 10)]
-    return body, {"data": (batch, 1, size, size), "label": (batch,)}
-
-
-def lenetpp(batch, size):
-    """The LeNet++ of ydwen/caffe-face's MNIST example: 6 convolutions, PReLU, a 2-D feature."""
-    body = []
-    bottom = "data"
-    for stage, width in ((1, 32), (2, 64), (3, 128)):
-        for k in (1, 2):
-            name = f"conv{stage}_{k}"
-            body += [conv(name, bottom, width, 5, pad=2), act("PReLU", f"prelu{stage}_{k}", name)]
-            bottom = name
-        body.append(pool(f"pool{stage}", bottom))
-        bottom = f"pool{stage}"
-    body += [ip("ip1", bottom, 2), act("PReLU", "prelu_fc1", "ip1"), ip("ip2", "ip1", 10),
-             native_loss("SoftmaxWithLoss", ["ip2", "label"], name="softmax_loss", top="softmax_loss")]
-    return body, {"data": (batch, 1, size, size), "label": (batch,)}
-
-
-def fcn(batch, size, classes=21):
-    """A small FCN: two 3x3 convolutions, a pool, 1x1 scores, a fixed bilinear 2x upsampling."""
-    body = [conv("conv1", "data", 16, 3, pad=1), act("ReLU", "relu1", "conv1"), pool("pool1", "conv1"),
-            conv("conv2", "pool1", 32, 3, pad=1), act("ReLU", "relu2", "conv2"),
-            conv("score_pool", "conv2", classes, 1),
-            f'layer {{ name: "upscore" type: "Deconvolution" bottom: "score_pool" top: "score" '
-            f'param {{ lr_mult: 0 }} convolution_param {{ num_output: {classes} group: {classes} '
-            f'kernel_size: 4 stride: 2 pad: 1 bias_term: false weight_filler {{ type: "bilinear" }} }} }}']
-    return body, {"data": (batch, 3, size, size), "label": (batch, 1, size, size)}
-
-
-def hed(batch, size):
-    """An HED-like edge net: two 3x3 convolutions and a 1x1 side output of one channel."""
-    body = [conv("conv1_1", "data", 16, 3, pad=1), act("ReLU", "relu1_1", "conv1_1"),
-            conv("conv1_2", "conv1_1", 16, 3, pad=1), act("ReLU", "relu1_2", "conv1_2"),
-            conv("score", "conv1_2", 1, 1)]
-    return body, {"data": (batch, 3, size, size), "label": (batch, 1, size, size)}
-
-
-def solver_text(net_path, seed=1701):
-    return (f'net: "{net_path}"\nbase_lr: 0.001\nmomentum: 0.9\nweight_decay: 0.0005\n'
-            f'lr_policy: "fixed"\nmax_iter: 100000000\ndisplay: 0\nsnapshot: 0\n'
-            f'snapshot_after_train: false\nsolver_mode: CPU\nrandom_seed: {seed}\n')
-
-
-def make_solver(folder, tag, net_text):
+def make_solver(folder, tag, net_text, solver=None):
     net_path = os.path.join(folder, f"{tag}_net.prototxt")
     with open(net_path, "w") as f:
         f.write(net_text)
     solver_path = os.path.join(folder, f"{tag}_solver.prototxt")
     with open(solver_path, "w") as f:
-        f.write(solver_text(net_path))
+        f.write(f'net: "{net_path}"\n' + (SOLVER if solver is None else solver))
     return caffe.SGDSolver(solver_path)
 
 
@@ -233,87 +162,23 @@ def fill(net, data):
             net.blobs[name].data[...] = value
 
 
-def e2e_cases(tmp, tiny=False):
-    """Yields (net, size label, ours name, native name, make_ours(), make_native(), target?)."""
-    rng = np.random.RandomState(0)
-    batch, mnist = (2, 16) if tiny else (64, 28)
-    seg_n, seg_size = (1, 16) if tiny else (8, 128)
+def solver_pair(tmp, tag, case):
+    """Solver factories (ours, native) for a net case."""
+    if case.template:
+        return template_pair(tmp, case.template)
 
-    def digits(shapes):
-        return {"data": rng.rand(*shapes["data"]).astype(np.float32),
-                "label": rng.randint(0, 10, shapes["label"]).astype(np.float32)}
-
-    def pair(tag, body, shapes, data, ours, native):
-        head = [_input(name, shape) for name, shape in shapes.items()]
-
-        def build(loss, side):
-            def make():
-                solver = make_solver(tmp, f"{tag}_{side}", "\n".join(head + body + [loss]) + "\n")
-                fill(solver.net, data)
-                return solver
-            return make
-        return build(ours, "ours"), build(native, "native")
-
-    body, shapes = lenet(batch, mnist)
-    data = digits(shapes)
-    size = f"{batch}x1x{mnist}x{mnist}"
-    eye = write_h(os.path.join(tmp, "I10.binaryproto"), np.eye(10))
-    full = write_h(os.path.join(tmp, "H10.binaryproto"), 0.5 * np.eye(10) + 0.5 * rng.rand(10, 10))
-    for h_name, h_path, native_name, native_text in [
-            ("H=I", eye, "SoftmaxWithLoss", native_loss("SoftmaxWithLoss", ["ip2", "label"])),
-            ("H=I", eye, "InfogainLoss", native_loss("InfogainLoss", ["ip2", "label"],
-                                                     f'infogain_loss_param {{ source: "{eye}" }}')),
-            ("full H", full, "InfogainLoss", native_loss("InfogainLoss", ["ip2", "label"],
-                                                         f'infogain_loss_param {{ source: "{full}" }}'))]:
-        ours = python_loss("SoftmaxWithInfogainLoss", ["ip2", "label"], f"{{source: '{h_path}'}}")
-        yield (f"LeNet, {h_name}", size, "SoftmaxWithInfogainLoss", native_name,
-               *pair(f"lenet_{native_name}_{h_name[0]}", body, shapes, data, ours, native_text), True)
-
-    body, shapes = lenetpp(batch, mnist)
-    ours = python_loss("CenterLoss", ["ip1", "label"], "{num_classes: 10, alpha: 0.5}",
-                       name="center_loss", top="center_loss", loss_weight=0.01)
-    ours = ours.replace("loss_weight", "param { lr_mult: 0 decay_mult: 0 } loss_weight")
-    yield ("LeNet++", size, "SoftmaxWithLoss + CenterLoss", "SoftmaxWithLoss only",
-           *pair("lenetpp", body, shapes, digits(shapes), ours, ""), True)
-
-    classes = 21
-    body, shapes = fcn(seg_n, seg_size, classes)
-    data = {"data": rng.rand(*shapes["data"]).astype(np.float32),
-            "label": rng.randint(0, classes, shapes["label"]).astype(np.float32)}
-    size = f"{seg_n}x{classes}x{seg_size}x{seg_size}"
-    weights = np.diag(0.5 + rng.rand(classes))                       # class weights (imbalance)
-    similar = weights @ np.exp(-3 * rng.rand(classes, classes))      # full: weights x similarity
-    for h_name, h in (("class-weight H", weights), ("full H", similar)):
-        path = write_h(os.path.join(tmp, f"seg_{h_name[0]}.binaryproto"), h)
-        ours = python_loss("SoftmaxWithInfogainLoss", ["score", "label"], f"{{source: '{path}'}}")
-        native = native_loss("InfogainLoss", ["score", "label"], f'infogain_loss_param {{ source: "{path}" }}')
-        yield (f"FCN, {h_name}", size, "SoftmaxWithInfogainLoss", "InfogainLoss",
-               *pair(f"fcn_{h_name[0]}", body, shapes, data, ours, native), True)
-
-    body, shapes = hed(seg_n, seg_size)
-    data = {"data": rng.rand(*shapes["data"]).astype(np.float32),
-            "label": (rng.rand(*shapes["label"]) < 0.1).astype(np.float32)}
-    ours = python_loss("WeightedSigmoidCrossEntropyLoss", ["score", "label"], "{pos_weight: 9}")
-    native = native_loss("SigmoidCrossEntropyLoss", ["score", "label"])
-    yield ("HED-like", f"{seg_n}x1x{seg_size}x{seg_size}", "WeightedSigmoidCrossEntropyLoss",
-           "SigmoidCrossEntropyLoss", *pair("hed", body, shapes, data, ours, native), True)
-
-    for template, ours_name, native_name in TEMPLATE_CASES:
-        yield (f"template {template}", "digits 8x8", ours_name, native_name,
-               *template_pair(tmp, template), False)
-
-
-# The tiny digits templates, each against its prototxt with the native loss
-# (the Python loss swapped for the native layer, or removed for CenterLoss).
-TEMPLATE_CASES = [
-    ("infogain_digits_source", "SoftmaxWithInfogainLoss", "InfogainLoss"),
-    ("infogain_digits_constant", "SoftmaxWithInfogainLoss (H bottom)", "InfogainLoss (H bottom)"),
-    ("center_loss_lenetpp", "SoftmaxWithLoss + CenterLoss", "SoftmaxWithLoss only"),
-]
+    def build(text, side):
+        def make():
+            solver = make_solver(tmp, f"{tag}_{side}", text, case.solver)
+            fill(solver.net, case.data)
+            return solver
+        return make
+    return build(case.ours_net, "ours"), build(case.native_net, "native")
 
 
 def _to_native(param):
-    """The net with each Python loss of this package replaced by its native counterpart."""
+    """The net with each layer of this package replaced by its native counterpart (the family's
+    ``Family.native``, or its bench module's ``to_native(layer, keys)``: kept, changed or removed)."""
     out = caffe_pb2.NetParameter()
     out.CopyFrom(param)
     del out.layer[:]
@@ -322,18 +187,17 @@ def _to_native(param):
             out.layer.add().CopyFrom(layer)
             continue
         kind = layer.python_param.layer
-        if kind == "CenterLoss":
-            continue                                    # the same net without it
-        new = out.layer.add()
-        new.CopyFrom(layer)
-        if kind == "SoftmaxWithInfogainLoss":           # native InfogainLoss: the same bottoms and tops
-            new.type = "InfogainLoss"
-            new.ClearField("python_param")
-            keys = load_yaml(layer.python_param.param_str or "{}") or {}
-            if "source" in keys:
-                new.infogain_loss_param.source = keys["source"]
-        elif kind != "Constant":                        # Constant (H as a bottom) stays
-            raise ValueError(f"no native counterpart known for {kind}")
+        family = LAYERS[kind]
+        convert = getattr(family.module("bench"), "to_native", None) if family.bench else None
+        if convert is not None:
+            new = convert(layer, load_yaml(layer.python_param.param_str or "{}") or {})
+        elif kind in family.native:
+            new = swap_type(layer, family.native[kind])
+        else:
+            raise ValueError(f"no native counterpart known for {kind} (family {family.name}: "
+                             f"neither Family.native nor its bench module's to_native says one)")
+        if new is not None:
+            out.layer.add().CopyFrom(new)
     return out
 
 
@@ -427,16 +291,15 @@ def run_e2e(tmp, args):
         "of interleaved rounds; extra: median of the paired ratios - 1; +-: half their IQR)",
         f"{'net':<34} {'size':<13} {'ours':<34} {'it/s':>8} {'native':<24} {'it/s':>8} "
         f"{'extra':>7} {'+-':>6}  target", args)
-    for net, size, ours_name, native_name, make_ours, make_native, has_target in e2e_cases(tmp, args.tiny):
-        if args.only and args.only not in net:
+    for number, case in enumerate(e2e_cases(tmp, args.tiny)):
+        if args.only and args.only not in case.label:
             continue
+        make_ours, make_native = solver_pair(tmp, f"net{number}", case)
         t_o, t_n, ratio, spread = time_steps(make_ours(), make_native(), rounds, 0.005 if args.tiny else 0.2)
         extra = ratio - 1
-        if has_target:
-            ok = "met" if extra <= E2E_TARGET else "MISSED"
-            target = f"at most {E2E_TARGET:.0%} more per iteration than native"
-        else:
-            ok = target = ""
+        ok = "" if case.target is None else ("met" if ratio <= case.target[0] else "MISSED")
+        target = case.target[1] if case.target else ""
+        net, size, ours_name, native_name = case.label, case.size, case.ours, case.native
         rows.append({"section": "end-to-end", "family": net, "size": size, "ours": ours_name,
                      "native": native_name, "ours_ms": t_o * 1e3, "native_ms": t_n * 1e3,
                      "ratio": ratio, "spread": spread, "target": target, "target_ok": ok})
@@ -449,110 +312,10 @@ def run_e2e(tmp, args):
 # Per-layer cases
 # ---------------------------------------------------------------------------
 
-def build(shapes, layer_text):
-    text = "force_backward: true\n" + "\n".join([_input(n, s) for n, s in shapes.items()] + [layer_text]) + "\n"
-    return net_from_text(text)
-
-
 def fwd_bwd(net):
     n = len(net.layers)
     net._forward(0, n - 1)
     net._backward(n - 1, 0)
-
-
-def layer_cases(tmp, tiny=False):
-    """Yields (family, size label, elements, ours name, native name, ours net, native net, data)."""
-    rng = np.random.RandomState(0)
-    class_sizes = [(4, 3)] if tiny else [(32, 10), (256, 10), (256, 100), (256, 1000)]
-    for n, c in class_sizes:
-        size = f"N={n} C={c}"
-        scores = rng.randn(n, c).astype(np.float32) * 3
-        label = rng.randint(0, c, n).astype(np.float32)
-        shapes = {"scores": (n, c), "label": (n,)}
-        data = {"scores": scores, "label": label}
-        hpath = write_h(os.path.join(tmp, f"H_{c}.binaryproto"), rng.rand(c, c))
-        ipath = write_h(os.path.join(tmp, f"I_{c}.binaryproto"), np.eye(c))
-        yield ("infogain", size, n * c, "SoftmaxWithInfogainLoss", "InfogainLoss (native)",
-               build(shapes, python_loss("SoftmaxWithInfogainLoss", ["scores", "label"], f"{{source: '{hpath}'}}")),
-               build(shapes, native_loss("InfogainLoss", ["scores", "label"],
-                                         f'infogain_loss_param {{ source: "{hpath}" }}')),
-               data)
-        yield ("infogain H=I", size, n * c, "SoftmaxWithInfogainLoss", "SoftmaxWithLoss (native)",
-               build(shapes, python_loss("SoftmaxWithInfogainLoss", ["scores", "label"], f"{{source: '{ipath}'}}")),
-               build(shapes, native_loss("SoftmaxWithLoss", ["scores", "label"])),
-               data)
-
-        target = (rng.rand(n, c) < 0.1).astype(np.float32)
-        sshapes = {"scores": (n, c), "target": (n, c)}
-        sdata = {"scores": scores, "target": target}
-        yield ("sigmoid", size, n * c, "WeightedSigmoidCrossEntropyLoss", "SigmoidCrossEntropyLoss (native)",
-               build(sshapes, python_loss("WeightedSigmoidCrossEntropyLoss", ["scores", "target"], "{pos_weight: 5}")),
-               build(sshapes, native_loss("SigmoidCrossEntropyLoss", ["scores", "target"])),
-               sdata)
-        yield ("sigmoid vs seed", size, n * c, "WeightedSigmoidCrossEntropyLoss", "seed 002 Python layer",
-               build(sshapes, python_loss("WeightedSigmoidCrossEntropyLoss", ["scores", "target"],
-                                          "{pos_weight: 5, normalization: NONE}")),
-               build(sshapes, python_loss("SigmoidCrossEntropyWeightLossLayer", ["scores", "target"],
-                                          '{"cls_weight": 5}', module="seed_layers")),
-               sdata)
-
-        pred = rng.randn(n, c).astype(np.float32)
-        rshapes = {"pred": (n, c), "target": (n, c)}
-        rdata = {"pred": pred, "target": rng.randn(n, c).astype(np.float32)}
-        yield ("smoothl1", size, n * c, "SmoothL1Loss", "EuclideanLoss (native)",
-               build(rshapes, python_loss("SmoothL1Loss", ["pred", "target"])),
-               build(rshapes, native_loss("EuclideanLoss", ["pred", "target"])),
-               rdata)
-
-        feats = rng.randn(n, c).astype(np.float32)
-        yield ("center", size, n * c, "CenterLoss", "EuclideanLoss (native, same data size)",
-               build({"feat": (n, c), "label": (n,)},
-                     python_loss("CenterLoss", ["feat", "label"], "{num_classes: 10}")),
-               build({"feat": (n, c), "target": (n, c)}, native_loss("EuclideanLoss", ["feat", "target"])),
-               {"feat": feats, "label": rng.randint(0, 10, n).astype(np.float32),
-                "target": rng.randn(n, c).astype(np.float32)})
-
-    # the fixed cost of any Python layer: a layer that does nothing, against
-    # the cheapest native loss, at the smallest size
-    n, c = (4, 3) if tiny else (32, 10)
-    pred = rng.randn(n, c).astype(np.float32)
-    yield ("python floor", f"N={n} C={c}", n * c, "NoOp Python layer (bench)", "EuclideanLoss (native)",
-           build({"pred": (n, c), "target": (n, c)}, python_loss("NoOpLoss", ["pred", "target"], module="noop_layer")),
-           build({"pred": (n, c), "target": (n, c)}, native_loss("EuclideanLoss", ["pred", "target"])),
-           {"pred": pred, "target": pred * 0})
-
-    # segmentation: classes on axis 1, one label per pixel
-    n, c, hh = (1, 3, 8) if tiny else (8, 21, 128)
-    size = f"N={n} C={c} {hh}x{hh}"
-    shapes = {"scores": (n, c, hh, hh), "label": (n, 1, hh, hh)}
-    data = {"scores": rng.randn(n, c, hh, hh).astype(np.float32),
-            "label": rng.randint(0, c, (n, 1, hh, hh)).astype(np.float32)}
-    hpath = write_h(os.path.join(tmp, "H_seg.binaryproto"), rng.rand(c, c))
-    ipath = write_h(os.path.join(tmp, "I_seg.binaryproto"), np.eye(c))
-    yield ("infogain", size, n * c * hh * hh, "SoftmaxWithInfogainLoss", "InfogainLoss (native)",
-           build(shapes, python_loss("SoftmaxWithInfogainLoss", ["scores", "label"], f"{{source: '{hpath}'}}")),
-           build(shapes, native_loss("InfogainLoss", ["scores", "label"], f'infogain_loss_param {{ source: "{hpath}" }}')),
-           data)
-    yield ("infogain H=I", size, n * c * hh * hh, "SoftmaxWithInfogainLoss", "SoftmaxWithLoss (native)",
-           build(shapes, python_loss("SoftmaxWithInfogainLoss", ["scores", "label"], f"{{source: '{ipath}'}}")),
-           build(shapes, native_loss("SoftmaxWithLoss", ["scores", "label"])),
-           data)
-
-
-LARGE = 256 * 1000     # N * C from which the per-layer speed targets apply
-LARGE_TARGETS = {      # family -> (max ratio ours/native, text)
-    "infogain": (1 / 3, "at least 3x faster than native InfogainLoss"),
-    "infogain H=I": (1 / 2, "at least 2x faster than native SoftmaxWithLoss"),
-    "sigmoid": (1 / 3, "at least 3x faster than native SigmoidCrossEntropyLoss"),
-}
-
-
-def layer_target(family, elements):
-    if family == "sigmoid vs seed":
-        return (1.0, "never slower than the seed's layer")
-    if elements >= LARGE and family in LARGE_TARGETS:
-        return LARGE_TARGETS[family]
-    return None
 
 
 def time_pair(ours, native, data, rounds, inner):
@@ -582,12 +345,14 @@ def run_layers(tmp, args):
         "ours/native: median of the paired ratios; +-: half their IQR)",
         f"{'family':<16} {'size':<17} {'ours':<32} {'ms':>8} {'native':<38} {'ms':>8} "
         f"{'ours/native':>11} {'+-':>5}  target", args)
-    for family, size, elements, ours_name, native_name, ours, native, data in layer_cases(tmp, args.tiny):
-        if args.only and args.only not in family:
+    for case in layer_cases(tmp, args.tiny):
+        if args.only and args.only not in case.label:
             continue
+        family, size, elements, ours_name, native_name = case.label, case.size, case.elements, case.ours, case.native
         inner = 1 if args.tiny else (5 if elements > 10**6 else (20 if elements >= LARGE else 100))
-        t_o, t_n, ratio, spread = time_pair(ours, native, data, rounds, inner)
-        tgt = layer_target(family, elements)
+        t_o, t_n, ratio, spread = time_pair(net_from_text(case.ours_net), net_from_text(case.native_net),
+                                            case.data, rounds, inner)
+        tgt = case.target
         ok = "" if tgt is None else ("met" if ratio <= tgt[0] else "MISSED")
         rows.append({"section": "per-layer", "family": family, "size": size, "ours": ours_name,
                      "native": native_name, "ours_ms": t_o * 1e3, "native_ms": t_n * 1e3,
@@ -612,16 +377,17 @@ def current_rss_mib():
 def rss_growth(tmp, iterations=1000):
     """Resident memory (MiB) after 100 and after ``iterations`` forward+backward passes of each layer."""
     rows = []
-    for family, size, _, ours_name, _, ours, _, data in layer_cases(tmp):
-        if size != "N=256 C=100" or family in ("sigmoid vs seed",):
+    for case in layer_cases(tmp):
+        if case.size != "N=256 C=100" or not case.memory:
             continue
-        fill(ours, data)
+        ours = net_from_text(case.ours_net)
+        fill(ours, case.data)
         for _ in range(100):
             fwd_bwd(ours)
         before = current_rss_mib()
         for _ in range(iterations - 100):
             fwd_bwd(ours)
-        rows.append((f"{ours_name} ({family})", before, current_rss_mib()))
+        rows.append((f"{case.ours} ({case.label})", before, current_rss_mib()))
     return rows
 
 

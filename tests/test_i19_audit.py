@@ -243,10 +243,11 @@ def test_the_repository_scripts_without_pycaffe_say_one_line(tmp_path, script, a
 
 SECOND_STOP_AFTER_SNAPSHOT = """
 import os, signal, sys
-from caffe_losses import cli, training
+from caffe_losses import cli
+from caffe_losses.training import loop
 
 SIG = getattr(signal, sys.argv[1])
-step = training._Run.step
+step = loop._Run.step
 
 
 def stop_at_3(self):                      # the first stop: as a user's Ctrl-C / `docker stop`
@@ -262,8 +263,8 @@ def curve(*args, **kwargs):               # the second stop comes while the curv
     raise AssertionError("the second stop did not stop")
 
 
-training._Run.step = stop_at_3
-training.plot_curve = curve
+loop._Run.step = stop_at_3
+loop.plot_curve = curve
 sys.exit(cli.main(["train", "solver.prototxt", "--no-progress"]))
 """
 

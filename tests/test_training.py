@@ -12,7 +12,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from caffe_losses.training import _Progress, snapshot_files, snapshot_prefix
+from caffe_losses.training import snapshot_files, snapshot_prefix
+from caffe_losses.training.console import _Progress
 from test_train_cli import NET as TINY_NET, write_solver as write_tiny   # net.prototxt, solver (snap/tiny)
 
 BIN = os.path.dirname(sys.executable)

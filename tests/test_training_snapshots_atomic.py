@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from caffe_losses import training
+from caffe_losses.training import curves, loop, snapshots
 from test_training import write_failing_net
 from test_train_cli import NET as TINY_NET, write_solver as write_tiny   # net.prototxt, solver (snap/tiny)
 
@@ -89,7 +90,7 @@ def test_snapshot_written_under_a_temporary_name_then_renamed(tmp_path, monkeypa
         assert f["learned_net"][()] == b"snap/tiny_iter_2.caffemodel.h5"
     proc = train(tmp_path, "--snapshot", "snap/tiny_iter_2.solverstate.h5", "--max-iter", "4")
     assert proc.returncode == 0 and "trained to iteration 4" in proc.stdout, proc.stderr
-    assert training._partial_prefix("snap/tiny") == f"snap/.tiny.{os.getpid()}.partial"
+    assert snapshots._partial_prefix("snap/tiny") == f"snap/.tiny.{os.getpid()}.partial"
 
 
 def big_net(folder, params=6_000_000):
@@ -217,7 +218,7 @@ def test_accuracy_panel_runs_from_0_to_1(tmp_path, monkeypatch):
 
     path = training.plot_curve(history([0.95, 0.952, 0.948, 0.951]), str(tmp_path / "curve.png"))
     assert os.path.getsize(path) > 5000
-    assert seen["limits"][1] == training.SCORE_AXIS_01 == (-0.02, 1.02)
+    assert seen["limits"][1] == curves.SCORE_AXIS_01 == (-0.02, 1.02)
     assert seen["labels"][1] == "test net outputs (0 to 1)"
     assert seen["legend"] == ["test accuracy (0.948 to 0.952)"]
     # outputs beyond [0, 1] (a mean error...): their own range, printed in the legend
@@ -237,14 +238,14 @@ def test_in_process_snapshots_are_atomic_too(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     forks = []
-    monkeypatch.setattr(training, "_in_child", lambda work: forks.append(work))
-    real_run = training._Run
+    monkeypatch.setattr(loop, "_in_child", lambda work: forks.append(work))
+    real_run = loop._Run
 
     def no_fork(*args, **kwargs):
         kwargs["fork"] = False
         return real_run(*args, **kwargs)
 
-    monkeypatch.setattr(training, "_Run", no_fork)
+    monkeypatch.setattr(loop, "_Run", no_fork)
     history = training.train("solver.prototxt", progress=False, report=False)
     assert forks == [] and [s[0] for s in history["snapshots"]] == [2, 3]
     assert sorted(os.listdir(tmp_path / "snap")) == ["tiny_iter_2.caffemodel", "tiny_iter_2.solverstate",
@@ -254,7 +255,7 @@ def test_in_process_snapshots_are_atomic_too(tmp_path, monkeypatch):
     state.ParseFromString((tmp_path / "snap/tiny_iter_3.solverstate").read_bytes())
     assert state.iter == 3 and state.learned_net == "snap/tiny_iter_3.caffemodel"
     # no room on the disk: refused before Caffe writes (it would abort), the earlier files kept
-    monkeypatch.setattr(training.shutil, "disk_usage", lambda path: type("U", (), {"free": 10})())
+    monkeypatch.setattr(snapshots.shutil, "disk_usage", lambda path: type("U", (), {"free": 10})())
     before = digests(tmp_path / "snap")
     with pytest.raises(training.TrainingError, match=r"cannot write the snapshot of iteration 4 .*the disk has "
                                                      r"10 bytes free.*Nothing was written under those names"):

@@ -214,7 +214,7 @@ def add_arguments(parser):
     parser.add_argument("--kink", type=_non_negative, metavar="K",
                         help="leave out elements x with K - R <= |x| <= K + R, where the function "
                              "is not smooth (Caffe's GradientChecker kink; e.g. 0 for ReLU, "
-                             "1/sigma^2 for SmoothL1Loss against a zero target)")
+                             "1/sigma^2 for a smooth L1 (Huber) loss against a zero target)")
     parser.add_argument("--kink-range", type=_non_negative, metavar="R",
                         help="R of --kink (Caffe's kink_range; default: the stepsize)")
     parser.add_argument("--max-checks", type=_positive_int, default=200,

@@ -35,6 +35,7 @@ import sys
 
 from google.protobuf import text_format
 
+from caffe_losses.losses import FAMILIES
 from caffe_losses.nets import preflight, textproto
 from caffe_losses.nets.migrate import MigrationError, inspect_weights, migrate_text
 from caffe_losses.nets.netshapes import NetBuildError, build_shapes
@@ -50,9 +51,10 @@ def add_arguments(parser):
     parser.add_argument("net", help="the net prototxt to migrate (it is never modified); a solver "
                                      "prototxt: the net file it names")
     parser.add_argument("-o", "--output", required=True, help="where to write the migrated net")
+    hed = " and ".join(sorted({rule.type for family in FAMILIES for rule in family.migrate if rule.hed}))
     parser.add_argument("--hed", action="store_true",
-                        help="the net is HED's: its SigmoidCrossEntropyLoss layers are the fork's "
-                             "class-balanced loss (without --hed they are left alone)")
+                        help=f"the net is HED's: its {hed or 'native loss'} layers are the fork's "
+                             f"class-balanced loss (without --hed they are left alone)")
     parser.add_argument("--keep-unknown", action="store_true",
                         help="keep layers migrate does not translate: fork-only fields (e.g. "
                              "ROIPooling's roi_pooling_param) and layer types this Caffe lacks; the "

@@ -32,6 +32,8 @@ import tempfile
 import numpy as np
 from google.protobuf import text_format
 
+from caffe_losses.glue.netbuild import inputs
+
 # caffe (pycaffe) is imported inside the functions that use it: the CLI imports this
 # module, and must run without pycaffe to say that it is missing (tests/test_layout.py).
 
@@ -129,9 +131,7 @@ def layer_net_param(module, layer, bottoms, *, tops=("loss",), param_str="", los
     ``param_str`` -- quotes, newlines -- is escaped correctly in the text)."""
     from caffe.proto import caffe_pb2
     net = caffe_pb2.NetParameter(name="gradcheck", force_backward=True)
-    for bname, shape in bottoms.items():
-        inp = net.layer.add(name=bname, type="Input", top=[bname])
-        inp.input_param.shape.add(dim=[int(d) for d in shape])
+    text_format.Merge(inputs(bottoms), net)
     py = net.layer.add(name=name, type="Python", bottom=list(bottoms), top=list(tops))
     py.python_param.module, py.python_param.layer = module, layer
     py.python_param.param_str = param_str

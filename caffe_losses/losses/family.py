@@ -128,18 +128,36 @@ class ForkBlock:
 class BenchCase:
     """One row of ``make bench``: our layer (or net) against the native one, timed in the same run.
 
+    A family's ``bench`` module yields them from ``layer_cases(tmp, tiny)``
+    (timed by forward + backward of each net) and ``net_cases(tmp, tiny)``
+    (timed by ``solver.step``); ``tmp`` is a folder for the files a case
+    needs (H matrices ...), ``tiny`` asks for toy sizes (the smoke test).
+    :mod:`caffe_losses.glue.netbuild` has the net text, bodies and shared
+    targets to build them from.
+
     Attributes:
-      label: the row's name (``"sigmoid"``, ``"LeNet, H=I"``).
+      label: the row's name (``"sigmoid"``, ``"LeNet, H=I"``); ``bench/run.py
+        --only`` matches it.
       size: the input size as printed (``"N=256 C=1000"``).
-      elements: the element count the per-layer targets apply from.
+      elements: the input's element count (a per-layer case).
       ours, native: what each side is, as printed.
       ours_net, native_net: each side's net prototxt text; its inputs are
-        ``Input`` layers named as the keys of ``data`` (a net case also
-        carries its solver settings in ``solver``).
-      data: {input blob: array} filled before timing.
-      target: ``(max ratio ours / native, text)`` or None.
-      solver: for a net case, extra solver prototxt lines (a net case is
-        timed by ``solver.step``; a layer case by forward + backward).
+        ``Input`` layers named as the keys of ``data``.  A per-layer net
+        sets ``force_backward: true`` (``netbuild.layer_net_text``).
+      data: {input blob: array} filled before timing (a side's net may
+        lack some of them).
+      target: ``(max ratio ours / native, text)`` or None (reported only).
+      solver: a net case's solver prototxt without its ``net:`` line (None:
+        ``netbuild.SOLVER``).
+      template: a net case timed on a prepared copy of this folder of
+        ``prototxt_templates/`` instead of ``ours_net``: its
+        ``train_val.prototxt`` against the same net with each of our layers
+        replaced by its native counterpart (``Family.native``; the family's
+        ``bench`` module may define ``to_native(layer, keys)`` returning the
+        native ``LayerParameter``, the layer itself to keep it, or None to
+        remove it).
+      memory: a per-layer case whose resident memory ``make bench`` reports
+        (False for a second row of the same layer).
     """
 
     label: str
@@ -147,8 +165,10 @@ class BenchCase:
     elements: int
     ours: str
     native: str
-    ours_net: str
-    native_net: str
-    data: dict
+    ours_net: str = ""
+    native_net: str = ""
+    data: dict = dataclasses.field(default_factory=dict)
     target: tuple = None
     solver: str = None
+    template: str = None
+    memory: bool = True

@@ -18,7 +18,7 @@ import numpy as np
 from caffe_losses.nets import preflight
 from caffe_losses.nets.prototxt import read_net_param
 from caffe_losses.files.safety import OutputError, check_output, output_file
-from caffe_losses.training import _ChildFailed, _in_child
+from caffe_losses.training.snapshots import _ChildFailed, _in_child
 
 # caffe (pycaffe) is imported inside the functions that use it: the CLI imports this
 # module, and must run without pycaffe to say that it is missing (tests/test_layout.py).

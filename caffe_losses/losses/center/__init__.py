@@ -9,6 +9,7 @@ FAMILY = Family(
     name="center",
     layers=("CenterLoss",),
     docs="center_loss.md",
+    bench=True,
     templates=("center_loss_lenetpp",),
     demo="center",
     native={},      # none: its baseline is the same net without it

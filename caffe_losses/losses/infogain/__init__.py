@@ -7,6 +7,7 @@ FAMILY = Family(
     name="infogain",
     layers=("SoftmaxWithInfogainLoss", "InfogainLoss", "Constant"),
     docs="infogain.md",
+    bench=True,
     templates=("infogain_digits_source", "infogain_digits_constant", "infogain_segmentation"),
     demo="infogain",
     native={"SoftmaxWithInfogainLoss": "InfogainLoss", "InfogainLoss": "InfogainLoss"},

@@ -9,6 +9,7 @@ FAMILY = Family(
     name="regression",
     layers=("SmoothL1Loss", "Expectation", "MeanVarianceLoss"),
     docs="regression.md",
+    bench=True,
     templates=("age_sigmoid_smoothl1", "age_softmax_surgery", "age_expectation", "age_mean_variance"),
     demo="age",
     native={"SmoothL1Loss": "EuclideanLoss"},

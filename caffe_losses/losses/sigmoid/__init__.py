@@ -7,6 +7,7 @@ FAMILY = Family(
     name="sigmoid",
     layers=("WeightedSigmoidCrossEntropyLoss",),
     docs="sigmoid.md",
+    bench=True,
     templates=("sigmoid_edges", "sigmoid_multilabel"),
     demo="sigmoid",
     native={"WeightedSigmoidCrossEntropyLoss": "SigmoidCrossEntropyLoss"},
