@@ -48,4 +48,5 @@ FAMILY = Family(
                                             "lambda_min": "lambda_min", "iteration": "iteration"}},
     # fork_keys: SphereFace's num_output is caffe-face's too (num_classes): center's hint says it
     weights={"MarginProduct": migrate.carry_weights},
+    bench=True,
 )
