@@ -36,8 +36,16 @@ TEMPLATE = "margin_digits"
 SMALL_ITERS = 30
 FAR = 1e-2
 CENTER_WEIGHT = 0.1
+
+
+def center_layer():
+    """The center family's layer class (its declaration names it; this recipe borrows it)."""
+    from caffe_losses.losses import FAMILIES
+    return next(f for f in FAMILIES if f.name == "center").layers[0]
+
+
 BASELINES = {"softmax": "InnerProduct + SoftmaxWithLoss (native)",
-             "center": f"InnerProduct + SoftmaxWithLoss + {CENTER_WEIGHT:g} x CenterLoss"}
+             "center": f"InnerProduct + SoftmaxWithLoss + {CENTER_WEIGHT:g} x {center_layer()}"}
 
 
 def verification(features, labels, far=FAR):
@@ -108,13 +116,13 @@ def center_net(path):
     from caffe.proto import caffe_pb2
     net, classes = _softmax_param(path)
     center = net.layer.add(name="center_loss", type="Python", bottom=["feature", "label"], top=["center_loss"])
-    center.python_param.module, center.python_param.layer = "caffe_losses", "CenterLoss"
+    center.python_param.module, center.python_param.layer = "caffe_losses", center_layer()
     center.python_param.param_str = f"{{num_classes: {classes}, alpha: 0.5}}"
     center.param.add(lr_mult=0, decay_mult=0)
     center.loss_weight.append(CENTER_WEIGHT)
     center.include.add(phase=caffe_pb2.TRAIN)
     net.name += "_center"
-    runner.write_net(path, net, f"baseline: {TEMPLATE} with InnerProduct + CenterLoss instead of MarginProduct")
+    runner.write_net(path, net, f"baseline: {TEMPLATE} with InnerProduct + {center_layer()} instead of MarginProduct")
 
 
 def plan(out_dir, *, small=False, seeds=None):
