@@ -365,3 +365,35 @@ def test_where_the_forks_differ_from_marginproduct():
     assert top[0, 0] == pytest.approx(0.2)
     g, _, _ = core.target_margin(np.array([0.2]), np.array([math.sqrt(1 - 0.04)]), m2=0, m3=0.35)
     assert g[0] == pytest.approx(0.2 - 0.35)
+
+
+def test_migrated_sphereface_net_trains_with_weight_decay(tmp_path):
+    # the count's param { lr_mult: 0 decay_mult: 0 } that migrate adds keeps the solver off blob 1
+    result = migrate_text(SPHEREFACE_NET.replace("TYPE", "QUADRUPLE"))
+    (tmp_path / "net.prototxt").write_text(result.text)
+    (tmp_path / "solver.prototxt").write_text(
+        f'net: "{tmp_path}/net.prototxt"\nbase_lr: 0.1\nmomentum: 0.9\nweight_decay: 0.0005\n'
+        f'lr_policy: "fixed"\nmax_iter: 10\nsnapshot_after_train: false\nrandom_seed: 1\n')
+    solver = caffe.SGDSolver(str(tmp_path / "solver.prototxt"))
+    solver.net.blobs["fc5"].data[...] = np.random.RandomState(5).randn(6, 4)
+    solver.net.blobs["label"].data[...] = [0, 1, 2, 3, 4, 0]
+    w0 = solver.net.params["fc6"][0].data.copy()
+    solver.step(4)
+    assert solver.net.params["fc6"][1].data.tolist() == [4.0]
+    assert not np.allclose(solver.net.params["fc6"][0].data, w0)
+    assert float(solver.net.blobs["lambda"].data[0]) == pytest.approx(sphereface_lambda(4, 1000, 0.12, 1, 5))
+
+
+def test_the_replacement_loads_the_forks_normalised_inner_product_weights(tmp_path):
+    # the docs' recipe: MarginProduct named as the fork's InnerProduct (normalize: true, no bias)
+    (w,) = _fork_model(tmp_path / "fork.caffemodel", [(5, 4)], name="fc6_l2", layer_type="InnerProduct")
+    net_text = textwrap.dedent("""\
+        layer { name: "data" type: "Input" top: "fc5" top: "label"
+                input_param { shape { dim: 6 dim: 4 } shape { dim: 6 } } }
+        layer { name: "fc6_l2" type: "Python" bottom: "fc5" bottom: "label" top: "fc6_margin_scale"
+                python_param { module: "caffe_losses" layer: "MarginProduct"
+                               param_str: "{num_classes: 5, scale: 30, m2: 0, m3: 0.35}" }
+                param { lr_mult: 1 } }
+        """)
+    net = net_from_text(net_text, weights=str(tmp_path / "fork.caffemodel"))
+    np.testing.assert_array_equal(net.params["fc6_l2"][0].data, w)
