@@ -64,6 +64,43 @@ def sphereface_lambda(it, base, gamma, power, lambda_min):
     return max(base * (1 + gamma * it) ** (-power), lambda_min)
 
 
+def sphereface_backward(x, w, label, margin_type, lam, top_diff):
+    """MarginInnerProductLayer::Backward_cpu, loop by loop (w: the unit rows its forward left)."""
+    x_norm = np.sqrt((x * x).sum(1))
+    cos_t = (x @ w.T) / x_norm[:, None]
+    sign_0 = caffe_sign(cos_t)
+    w_diff = top_diff.T @ x                                   # caffe_cpu_gemm(CblasTrans, ..., top_diff, bottom_data)
+    if margin_type == "SINGLE":
+        return top_diff @ w, w_diff
+    bottom_diff = np.zeros_like(x)
+    for i in range(len(x)):
+        gt = int(label[i])
+        for j in range(w.shape[0]):
+            c, s0 = cos_t[i, j], sign_0[i, j]
+            if j != gt:
+                bottom_diff[i] += 1.0 / (1.0 + lam) * top_diff[i, j] * w[j]
+                continue
+            if margin_type == "DOUBLE":
+                coeff_w = 4.0 * s0 * c
+                coeff_x = 1.0 / (-x_norm[i]) * (2.0 * s0 * c * c + 1.0)
+            elif margin_type == "TRIPLE":
+                s1 = caffe_sign(np.array(abs(c) - 0.5))
+                s2 = s0 * (1 + s1) - 2
+                coeff_w = s1 * (12.0 * c * c - 3.0)
+                coeff_x = 1.0 / (-x_norm[i]) * (8.0 * s1 * c ** 3 - s2)
+            else:
+                s3 = s0 * caffe_sign(np.array(2 * c * c - 1))
+                s4 = 2 * s0 + s3 - 3
+                coeff_w = s3 * (32.0 * c ** 3 - 16.0 * c)
+                coeff_x = 1.0 / (-x_norm[i]) * (s3 * (24.0 * c ** 4 - 8.0 * c * c - 1.0) - s4)
+            coeff_norm = math.sqrt(coeff_w * coeff_w + coeff_x * coeff_x)
+            coeff_w, coeff_x = coeff_w / coeff_norm, coeff_x / coeff_norm
+            bottom_diff[i] += 1.0 / (1.0 + lam) * top_diff[i, j] * coeff_w * w[j]
+            bottom_diff[i] += 1.0 / (1.0 + lam) * top_diff[i, j] * coeff_x * x[i]
+    bottom_diff += lam / (1.0 + lam) * top_diff @ w           # + lambda/(1 + lambda) * w
+    return bottom_diff, w_diff
+
+
 def normalized_chain(x, w):
     """The forks' Normalize (L2 of the features) and InnerProduct with normalize: true (rows of W)."""
     u = x / np.linalg.norm(x, axis=1, keepdims=True)
@@ -169,6 +206,36 @@ def test_sphereface_logits_and_lambda_as_the_fork(margin_type):
         np.testing.assert_allclose(net.blobs["fc6"].data, expected, rtol=2e-4, atol=2e-4)
         assert float(net.blobs["lambda"].data[0]) == pytest.approx(lam if margin_type != "SINGLE" else 0.0,
                                                                    rel=1e-6)
+
+
+@pytest.mark.parametrize("margin_type", ["SINGLE", "DOUBLE", "TRIPLE", "QUADRUPLE"])
+def test_sphereface_gradients_are_the_forks(margin_type):
+    # migrate sets gradient: sphereface: the fork's Backward_cpu, its W normalised in place
+    result = migrate_text(SPHEREFACE_NET.replace("TYPE", margin_type))
+    assert "gradient: sphereface" in result.text
+    net = net_from_text("force_backward: true\n" + result.text)
+    rng = np.random.RandomState(6)
+    x, y = rng.randn(6, 4).astype(np.float32), np.array([0, 1, 2, 3, 4, 0], np.float32)
+    for it in (1, 2):
+        net.params["fc6"][0].diff[...] = 0
+        net.blobs["fc5"].data[...], net.blobs["label"].data[...] = x, y
+        net.forward()
+        w = net.params["fc6"][0].data.astype(np.float64).copy()
+        np.testing.assert_allclose(np.linalg.norm(w, axis=1), 1, rtol=1e-6)     # normalised in place
+        dz = rng.randn(6, 5).astype(np.float32)
+        net.blobs["fc6"].diff[...] = dz
+        net.backward(start="fc6")
+        lam = sphereface_lambda(it, 1000, 0.12, 1, 5)
+        bottom_diff, w_diff = sphereface_backward(x.astype(np.float64), w, y, margin_type, lam, dz.astype(np.float64))
+        np.testing.assert_allclose(net.blobs["fc5"].diff, bottom_diff, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(net.params["fc6"][0].diff, w_diff, rtol=1e-4, atol=1e-5)
+
+
+def test_gradient_sphereface_only_with_the_forks_logits():
+    from caffe_losses.glue.testing import layer_net
+    with pytest.raises(ValueError, match="'gradient: sphereface'.*feature_norm=False"):
+        layer_net("caffe_losses", "MarginProduct", {"x": (2, 3), "label": (2,)}, tops=("z",), loss_weight=None,
+                  param_str="{num_classes: 4, m1: 4, gradient: sphereface}")
 
 
 def test_sphereface_single_gradient_is_the_forks():

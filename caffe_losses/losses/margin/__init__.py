@@ -17,8 +17,9 @@ FAMILY = Family(
     native={"MarginProduct": "InnerProduct"},   # InnerProduct (no bias) before the same softmax loss
     migrate=(
         ForkLayer("MarginInnerProduct", SPHEREFACE, migrate.sphereface, blocks=("margin_inner_product_param",),
-                  doc="`MarginProduct` with `feature_norm: true`, `m1` from its type, its lambda annealing "
-                      "and class weights (`--weights` carries them; the iteration count becomes blob 1)"),
+                  doc="`MarginProduct` with `feature_norm: true`, `m1` from its type, its lambda annealing, "
+                      "`gradient: sphereface` and class weights (`--weights` carries them; the iteration "
+                      "count becomes blob 1)"),
         ForkLayer("CombinedMargin", COMBINED, migrate.combined_margin, blocks=("combined_margin_param",),
                   doc="refused: one `MarginProduct` replaces its cosine chain (Normalize, normalized "
                       "InnerProduct, Scale); the message writes it (docs/margin.md)"),

@@ -83,8 +83,8 @@ import numpy as np
 
 from caffe_losses.losses import common
 
-__all__ = ["margin_forward", "margin_backward", "target_margin", "sphereface_lambda",
-           "chebyshev", "row_norms"]
+__all__ = ["margin_forward", "margin_backward", "sphereface_fork_backward", "target_margin",
+           "sphereface_lambda", "chebyshev", "row_norms"]
 
 
 def target_margin(t, sin_t, *, m1=1, m2=0.5, m3=0.0, easy_margin=False, lam=0.0):
@@ -155,6 +155,9 @@ class MarginCache:
     r: np.ndarray          # (n, D) unit (u - t v_y) / sin(theta)
     g: np.ndarray          # g(t), the target's logit / s
     shape: tuple           # the features' shape
+    x: np.ndarray = None   # (N, D) the features (read by sphereface_fork_backward)
+    m1: int = 1
+    lam: float = 0.0
 
 
 def _unit_rows(owner, a, what):
@@ -218,7 +221,7 @@ def margin_forward(x, weight, labels=None, *, scale=64.0, feature_norm=False, m1
     p = np.where(sin_t[:, None] > 0, pv / safe, 0)
     r = np.where(sin_t[:, None] > 0, ru / row_norms(ru).clip(min=np.finfo(f.dtype).tiny)[:, None], 0)
     return logits, MarginCache(u, v, x_norm, w_norm, cos, s, feature_norm, rows, y, t, a, b, p, r, g,
-                               np.shape(x))
+                               np.shape(x), f, m1, lam)
 
 
 def margin_backward(cache, dz, *, out_x=None, out_w=None, accumulate_w=False):
@@ -257,3 +260,43 @@ def margin_backward(cache, dz, *, out_x=None, out_w=None, accumulate_w=False):
     else:
         out_w[...] = dw
     return (gx.reshape(c.shape) if out_x is None else out_x), out_w
+
+
+def sphereface_fork_backward(cache, dz, *, out_x=None, out_w=None, accumulate_w=False):
+    """The gradients SphereFace's fork computes (``gradient: sphereface``), not the exact ones.
+
+    wy1iu/sphereface's ``MarginInnerProductLayer::Backward_cpu`` (its weights
+    are unit rows, normalised in place by its forward):
+
+    * features, at a label: the exact derivative of ``|x| psi(t)`` is
+      ``c_w W_y + c_x x`` with ``c_w = psi'(t)``, ``c_x = (psi - t psi') / |x|``;
+      the fork divides ``(c_w, c_x)`` by its length, then mixes it as the
+      forward does: ``dz (c_w W_y + c_x x) / (1 + lambda) + lambda / (1 + lambda) dz W_y``;
+      elsewhere ``dz_j W_j`` (exact: ``|x| cos_j = <x, W_j>``);
+    * weights: ``dW = dz^T x``, as a plain ``InnerProduct`` (margin and
+      normalisation left out).
+
+    Only for ``feature_norm`` with ``m2 = m3 = 0`` (SphereFace's own logits).
+    """
+    c = cache
+    dx = dz @ c.v
+    if c.m1 > 1 and len(c.rows):
+        rows, y = c.rows, c.y
+        psi, slope, _ = target_margin(c.t, c.t, m1=c.m1, lam=0.0)
+        cw, cx = slope, (psi - c.t * slope) / c.x_norm[rows]
+        length = np.sqrt(cw * cw + cx * cx)
+        cw, cx = cw / length, cx / length
+        dt = dz[rows, y][:, None]
+        inv = c.x.dtype.type(1.0 / (1.0 + c.lam))
+        dx[rows] += dt * inv * (cw[:, None] * c.v[y] + cx[:, None] * c.x[rows]) \
+            + dt * c.x.dtype.type(c.lam * inv - 1) * c.v[y]   # the mixed lambda W_y term, less dz W_y above
+    dw = dz.T @ c.x
+    gx = common.out_view(out_x, dx.shape, dx.dtype)
+    gx[...] = dx
+    if out_w is not None:
+        if accumulate_w:
+            out_w += dw
+        else:
+            out_w[...] = dw
+        dw = out_w
+    return (gx.reshape(c.shape) if out_x is None else out_x), dw

@@ -9,12 +9,13 @@ from caffe_losses.losses.margin import core
 from caffe_losses.losses.common import check_label_count
 from caffe_losses.glue.fillers import as_filler, fill
 from caffe_losses.glue.base import PythonLayer
-from caffe_losses.glue.params import FLOAT32_EXACT_INT, REQUIRED, Param, as_bool, as_float, as_int
+from caffe_losses.glue.params import FLOAT32_EXACT_INT, REQUIRED, Param, as_bool, as_float, as_int, as_str
 from caffe_losses.files.safety import check_allocation
 
 __all__ = ["MarginProduct", "ANNEALING", "DEFAULT_SCALE"]
 
 DEFAULT_SCALE = 64.0
+GRADIENTS = ("exact", "sphereface")
 DEFAULT_M2 = 0.5
 ANNEALING = {"base": 1.0, "gamma": 0.0, "power": 1.0, "lambda_min": 0.0, "iteration": 0}
 """SphereFace's annealing keys and its fork's defaults (``MarginInnerProductParameter``)."""
@@ -68,7 +69,9 @@ class MarginProduct(PythonLayer):
       ``m1 = 1``, else 0); m3 (default 0); easy_margin (default false);
       base, gamma, power, lambda_min, iteration (``m1 > 1``; the fork's
       defaults 1, 0, 1, 0, 0); weight_filler (default xavier); margin_in_test
-      (default false); ignore_label (a label that gets no margin).
+      (default false); ignore_label (a label that gets no margin); gradient
+      (``exact``, default, or ``sphereface``: the fork's gradients and its
+      in-place normalisation of W, :func:`core.sphereface_fork_backward`).
 
     Prototxt::
 
@@ -104,6 +107,9 @@ class MarginProduct(PythonLayer):
         Param("margin_in_test", as_bool, False,
               doc="apply the margin in the TEST phase too (when a label bottom is given)"),
         Param("ignore_label", as_int, None, doc="samples with this label get no margin"),
+        Param("gradient", as_str, "exact", choices=GRADIENTS, doc=(
+            "exact (default), or sphereface: the fork's gradients and its in-place normalisation of W "
+            "(feature_norm with m2 = m3 = 0 only)")),
     )
     BOTTOMS = ("features",)
     OPTIONAL_BOTTOMS = ("label",)
@@ -165,6 +171,10 @@ class MarginProduct(PythonLayer):
             for key, default in ANNEALING.items():
                 if p[key] is None:
                     p[key] = default
+        if p["gradient"] == "sphereface" and not (p["feature_norm"] and p["m2"] == 0 and p["m3"] == 0):
+            self.fail(f"'gradient: sphereface' is the gradient of SphereFace's fork, whose logits are "
+                      f"feature_norm: true with m2 = m3 = 0. Received: feature_norm={p['feature_norm']}, "
+                      f"m2={p['m2']}, m3={p['m3']}")
 
     def check_bottoms(self, bottom):
         shape = tuple(bottom[0].data.shape)
@@ -202,6 +212,11 @@ class MarginProduct(PythonLayer):
         if p["m1"] > 1 and (self.margin or len(top) > 1):
             self.lam = self._lambda()
         labels = data[1] if self.margin else None
+        if p["gradient"] == "sphereface":      # the fork's forward normalises its weights in place
+            w = self.blobs[0].data
+            norms = core.row_norms(w)
+            if (norms > 0).all() and np.isfinite(norms).all():
+                self.blobs[0].data[...] = w / norms[:, None]
         logits, cache = core.margin_forward(
             data[0], self.blobs[0].data, labels, scale=p["scale"], feature_norm=p["feature_norm"],
             m1=p["m1"], m2=p["m2"], m3=p["m3"], easy_margin=p["easy_margin"], lam=self.lam,
@@ -219,7 +234,10 @@ class MarginProduct(PythonLayer):
             self.fail("backward without a forward this layer accepted (the last forward was refused)")
         if len(bottom) > 1 and propagate_down[1]:
             bottom[1].diff[...] = 0
-        if propagate_down[0]:
+        if self.params["gradient"] == "sphereface":
+            core.sphereface_fork_backward(self.cache, top[0].diff, out_w=self.blobs[0].diff, accumulate_w=True,
+                                          out_x=bottom[0].diff if propagate_down[0] else None)
+        elif propagate_down[0]:
             core.margin_backward(self.cache, top[0].diff, out_x=bottom[0].diff,
                                  out_w=self.blobs[0].diff, accumulate_w=True)
         else:

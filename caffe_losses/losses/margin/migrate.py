@@ -1,7 +1,8 @@
 """``caffe-losses migrate``'s rules for the angular-margin forks (see :mod:`caffe_losses.nets.rewrite`).
 
 * SphereFace's ``MarginInnerProduct`` (wy1iu/sphereface) is one layer with the
-  class weights, like ``MarginProduct``: translated, weights carried.
+  class weights, like ``MarginProduct``: translated (its logits, lambda and, with
+  ``gradient: sphereface``, its gradients), weights carried.
 * The cosine-margin layers (CombinedMargin-caffe's and arcface-caffe's
   ``CombinedMargin``, arcface-caffe's ``CosinAddm``, AM-Softmax's
   ``LabelSpecificAdd``) act on the cosines of a chain of fork layers (a
@@ -104,6 +105,11 @@ def sphereface(ctx, layer):
                            f"features and label")
     # the fork applies its margin whenever a label is given, TEST phase included
     params["margin_in_test"] = True
+    # and trains with its own gradients (unit-length target coefficients, dW = dz^T x) on
+    # weights it normalises in place: gradient: sphereface does the same
+    params["gradient"] = "sphereface"
+    ctx.notes.append(f"{layer.label}: gradient: sphereface reproduces the fork's gradients, which are not "
+                     f"the exact ones; gradient: exact trains with the derivatives of the same logits")
     ctx.notes.append(f"{layer.label}: the fork's TEST-phase copy counts its own iterations for lambda; "
                      f"MarginProduct's TEST phase reads the TRAIN count (shared blob 1)" if m1 > 1 else
                      f"{layer.label}: translated exactly (|x| cos, no margin)")
