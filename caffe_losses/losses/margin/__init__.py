@@ -1,7 +1,7 @@
 """Angular-margin logits (SphereFace, CosFace / AM-Softmax, ArcFace, combined margin) with the class weights as a layer blob (issue 22)."""
 
 from caffe_losses.losses.family import Family, ForkBlock, ForkLayer
-from caffe_losses.losses.margin import migrate
+from caffe_losses.losses.margin import lint, migrate
 
 SPHEREFACE = "SphereFace's MarginInnerProduct"
 COMBINED = "CombinedMargin-caffe's / arcface-caffe's CombinedMargin"
@@ -50,4 +50,5 @@ FAMILY = Family(
     # fork_keys: SphereFace's num_output is caffe-face's too (num_classes): center's hint says it
     weights={"MarginProduct": migrate.carry_weights},
     bench=True,
+    lint=lint.RULES,
 )
