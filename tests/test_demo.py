@@ -49,7 +49,8 @@ def test_results_file_has_the_structure_and_every_recipe(small_run):
                        ("sigmoid", "WeightedSigmoidCrossEntropyLoss"),
                        ("age", "SmoothL1Loss"), ("age", "EuclideanLoss (native)"),
                        ("age", "SmoothL1Loss (on Expectation)"), ("age", "MeanVarianceLoss"),
-                       ("center", "CenterLoss (+ SoftmaxWithLoss)")}
+                       ("center", "CenterLoss (+ SoftmaxWithLoss)"),
+                       ("margin", "MarginProduct + SoftmaxWithLoss")}
     metrics = {r["family"]: [] for r in doc["rows"]}
     for r in doc["rows"]:
         metrics[r["family"]].append((r["role"], r["metric"].split(" (")[0]))
@@ -61,6 +62,8 @@ def test_results_file_has_the_structure_and_every_recipe(small_run):
     assert metrics["age"] == 4 * [("purpose", "MAE in years")] + [("reference", "MAE in years")]
     assert metrics["center"] == [("purpose", "intra/inter distance ratio of the 2-D features"),
                                  ("check", "accuracy")]
+    assert metrics["margin"] == 2 * [("purpose", "ROC AUC, held-out digit pairs by cosine"),
+                                     ("trade-off", "TAR@FAR=1e-2, held-out digit pairs")]
     for r in doc["rows"]:
         assert r["verdict"] in report.VERDICTS + ("expected gain", "expected cost", "reference")
         if r["role"] != "reference":
