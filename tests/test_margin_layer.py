@@ -309,3 +309,25 @@ def test_lambda_top_follows_the_forks_count():
         assert float(net.blobs["lambda"].data[0]) == pytest.approx(core.sphereface_lambda(
             it, base=100, gamma=1, power=2), rel=1e-6)
         assert net.params["under_test"][1].data[0] == it
+
+
+def test_four_d_features_batch_changes_and_unread_test_labels():
+    # (N, D, 1, 1) features, a batch-size change, and TEST labels outside the classes (open-set data)
+    net = margin_net("{num_classes: 5, scale: 4, m2: 0.2}", n=6, d=4, phase=caffe.TEST)
+    net.blobs["x"].reshape(3, 4, 1, 1)
+    net.blobs["label"].reshape(3)
+    rng = np.random.RandomState(12)
+    net.blobs["x"].data[...] = rng.randn(3, 4, 1, 1)
+    net.blobs["label"].data[...] = [7, 8, 9]              # not classes of the layer: not read in TEST
+    net.forward()
+    assert net.blobs["logits"].data.shape == (3, 5)
+    w = net.params["under_test"][0].data.astype(np.float64)
+    x = net.blobs["x"].data.reshape(3, 4).astype(np.float64)
+    np.testing.assert_allclose(net.blobs["logits"].data, reference_logits(x, w, [], scale=4), rtol=1e-5, atol=1e-5)
+    train = margin_net("{num_classes: 5, scale: 4, m2: 0.2}", n=6, d=4)
+    train.blobs["x"].reshape(3, 4, 1, 1)
+    train.blobs["label"].reshape(3)
+    train.blobs["x"].data[...] = rng.randn(3, 4, 1, 1)
+    train.blobs["label"].data[...] = [7, 8, 9]
+    with pytest.raises(ValueError, match=r"bottom 'label' holds 7\.0"):
+        train.forward()
