@@ -42,7 +42,7 @@ SCANNED = ("caffe_losses", "bench", "tools")
 
 # native Caffe layers the package uses as building blocks beyond standing in
 # for one family's layer: others may name them
-GENERIC = {"SoftmaxWithLoss", "EuclideanLoss", "SigmoidCrossEntropyLoss"}
+GENERIC = {"SoftmaxWithLoss", "EuclideanLoss", "SigmoidCrossEntropyLoss", "InnerProduct"}
 
 # modules outside caffe_losses/losses/<family>/ that belong to that family: its
 # commands (their public paths stay: `caffe-losses make-infogain-h`,

@@ -6,7 +6,7 @@ share.  Add a family: its package, then its line below.
 """
 
 from caffe_losses.glue import params
-from caffe_losses.losses import center, dice, focal, infogain, regression, sigmoid
+from caffe_losses.losses import center, dice, focal, infogain, margin, regression, sigmoid
 from caffe_losses.nets import prototxt
 
 FAMILIES = (
@@ -16,6 +16,7 @@ FAMILIES = (
     center.FAMILY,
     focal.FAMILY,
     dice.FAMILY,
+    margin.FAMILY,
 )
 
 LAYERS = {layer: family for family in FAMILIES for layer in family.layers}

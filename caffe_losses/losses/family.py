@@ -43,6 +43,10 @@ class Family:
         for the "did you mean" of a bad ``param_str``.
       lint: functions ``rule(ctx, layer)`` that ``caffe-losses check`` calls
         for every layer of a net (:mod:`caffe_losses.nets.lint`).
+      weights: {our layer class: ``carry(label, params, stored)``} for ``migrate
+        --weights``: ``stored`` is the ``.caffemodel``'s ``LayerParameter`` of a
+        migrated layer of that class (its blobs may be edited in place);
+        returns ``(report line, problem or None, changed)``.
       bench: True when it has a ``bench`` module: ``layer_cases(tmp, tiny)``
         and ``net_cases(tmp, tiny)``, each yielding :class:`BenchCase`, and
         optionally ``to_native(layer, keys)`` (see :attr:`BenchCase.template`).
@@ -60,6 +64,7 @@ class Family:
     fork_keys: dict = dataclasses.field(default_factory=dict)
     lint: tuple = ()
     bench: bool = False
+    weights: dict = dataclasses.field(default_factory=dict)
 
     def module(self, part):
         """Its module ``part`` (``layer``, ``experiment``, ...), imported."""

@@ -205,6 +205,7 @@ _NATIVE = {fl.type: fl for family in FAMILIES for fl in family.migrate if not fl
 _PYTHON = {tuple(fl.python): fl for family in FAMILIES for fl in family.migrate if fl.python}
 _HED = {fl.type: fl for family in FAMILIES for fl in family.migrate if fl.hed and not fl.python}
 _FORK_BLOCKS = {block.name: block for family in FAMILIES for block in family.fork_blocks}
+_WEIGHTS = {cls: carry for family in FAMILIES for cls, carry in family.weights.items()}
 _MOVABLE = {"loss_param": LOSS_PARAM_KEYS}          # read by loss_param (normalize: the old bool)
 for _family in FAMILIES:
     _MOVABLE.update(_family.movable)
@@ -342,17 +343,23 @@ def _rewrite_native(ctx, edits, layer, fork, weighted_later):
     anchor = (f.all("top") or f.all("bottom") or [type_field])[-1]
     block_lines, inline = _python_param_lines(cls_name, params, _unit(edits, f))
     extra, extra_inline = [], ""
-    if not f.all("loss_weight") and not (fork.python and weighted_later):
+    specs = ctx.params.pop(id(f), [])            # param { } specs the rule adds (rewrite.Context.add_param)
+    if specs and f.all("param"):
+        edits.insert_after(f.all("param")[-1], specs, " ".join(specs))
+    elif specs:
+        extra, extra_inline = list(specs), " " + " ".join(specs)
+    # a layer that is not a loss (MarginProduct's logits) gets no loss_weight
+    if not f.all("loss_weight") and not (fork.python and weighted_later) and cls_name.endswith("Loss"):
         weights = [1] + [0] * (len(layer.tops) - 1)
-        extra = [f"loss_weight: {w}" for w in weights]
-        extra_inline = " " + " ".join(extra)
+        extra += [f"loss_weight: {w}" for w in weights]
+        extra_inline += " " + " ".join(f"loss_weight: {w}" for w in weights)
         if fork.python:
             ctx.change(layer, "no loss_weight (Caffe gives Python layers none: this loss did not train)",
-                       " ".join(extra))
+                       " ".join(f"loss_weight: {w}" for w in weights))
         else:
             ctx.change(layer, f"no loss_weight (native loss layers default to 1"
                               f"{', 0 for other tops' if len(weights) > 1 else ''})",
-                       " ".join(extra) + " (Caffe gives Python layers none)")
+                       " ".join(f"loss_weight: {w}" for w in weights) + " (Caffe gives Python layers none)")
     edits.insert_after(anchor, block_lines + extra, inline + extra_inline)
     ctx.result.migrated[layer.name] = (cls_name, params)
 
@@ -600,20 +607,15 @@ def _has_unknown_fields(message):
     return clean.ByteSize() != message.ByteSize()
 
 
-def _stored_blobs(cls_name):
-    """The layer class's ``stored_blobs(shapes, params)`` (a layer with blobs of its own), or None."""
-    return getattr(getattr(caffe_losses, cls_name, None), "stored_blobs", None)
-
-
 def inspect_weights(model_bytes, net_param, migration):
     """Whether a ``.caffemodel`` trained with the original net loads into the migrated one.
 
     Caffe copies blobs layer by layer, by name (``Net::CopyTrainedLayersFrom``),
     and needs the same number of blobs and the same shapes.  The layers that
     migrate did not touch are the same layers, so their blobs load as they
-    did; this checks the rewritten ones: a layer class with blobs of its own
-    says how it keeps a stored model's (``stored_blobs(shapes, params)``,
-    e.g. a fork's trained centers); the others keep none.
+    did; this checks the rewritten ones: a layer with blobs of its own has its
+    family's ``weights`` rule (:class:`caffe_losses.losses.family.Family`:
+    a fork's trained centers or class weights); the others keep none.
 
     Args:
       model_bytes: the ``.caffemodel`` file's bytes (a binary NetParameter;
@@ -655,20 +657,14 @@ def inspect_weights(model_bytes, net_param, migration):
                 lines.append(f"{label}: copied, {len(shapes)} blob(s) ({shown}), layer unchanged")
             continue
         cls_name, params = migration.migrated[layer.name]
-        hook = _stored_blobs(cls_name)
-        if hook is not None:             # a layer with blobs of its own
-            try:
-                keep, line = hook(shapes, params)
-            except ValueError as err:
-                problems.append(f"{label}: {err}")
+        carry = _WEIGHTS.get(cls_name)
+        if carry is not None:             # a layer with blobs of its own (its family's ``weights``)
+            line, problem, did = carry(label, params, layer)
+            if problem:
+                problems.append(problem)
                 continue
-            for blob, shape in zip(layer.blobs, keep):
-                if _stored_shape(blob) != tuple(shape):
-                    for legacy in ("num", "channels", "height", "width"):
-                        blob.ClearField(legacy)
-                    blob.shape.dim[:] = list(shape)
-                    changed = True
-            lines.append(f"{label}: {line}")
+            changed |= bool(did)
+            lines.append(line)
         elif shapes:
             problems.append(f"{label}: the model holds {len(shapes)} blob(s) ({shown}) there, but "
                             f"the migrated {cls_name} has none")
@@ -687,7 +683,7 @@ def inspect_weights(model_bytes, net_param, migration):
                 layer.blobs.extend(blobs)
     present = {layer.name for layer in stored}
     for name, (cls_name, params) in migration.migrated.items():
-        hook = _stored_blobs(cls_name)
-        if hook is not None and name not in present:
-            lines.append(f"{layer_label(name, [])}: {hook(None, params)[1]}")
+        carry = _WEIGHTS.get(cls_name)
+        if carry is not None and name not in present:
+            lines.append(carry(layer_label(name, []), params, None)[0])
     return lines, problems, (model if changed and not problems else None)

@@ -99,6 +99,13 @@ class Context:
         self.producer = {}      # blob -> the layer that made it (in-place layers not counted)
         self.writer = {}        # blob -> the layer that wrote it last (in-place layers too)
         self.notes = self.result.notes
+        self.params = {}        # id(layer.f) -> param { } specs a rule adds (add_param)
+
+    def add_param(self, layer, spec):
+        """Appends ``spec`` (``"param { lr_mult: 0 decay_mult: 0 }"``) after the layer's own
+        ``param`` blocks: for a layer that keeps more blobs than the fork's (a count the solver
+        must not move).  The rule writes its own change line."""
+        self.params.setdefault(id(layer.f), []).append(spec)
 
     def problem(self, layer, message):
         self.result.problems.append(f"{layer.label}: {message}")
@@ -172,3 +179,17 @@ def fork_param_str(layer):
     """The ``param_str`` text of a fork's Python layer ("" when it has none)."""
     pp = layer.f.get("python_param")
     return (pp.get("param_str") or "") if pp is not None else ""
+
+
+def stored_shapes(stored):
+    """A ``.caffemodel`` layer's blob shapes, Caffe's legacy num/channels/height/width read as 4-D."""
+    return [tuple(b.shape.dim) if b.HasField("shape") else (b.num, b.channels, b.height, b.width)
+            for b in stored.blobs]
+
+
+def reshape_stored(blob, shape):
+    """Gives a stored blob ``shape`` (its legacy 4-D fields cleared), as a family's ``weights`` rule does."""
+    for legacy in ("num", "channels", "height", "width"):
+        blob.ClearField(legacy)
+    blob.shape.dim[:] = list(shape)
+

@@ -24,4 +24,5 @@ FAMILY = Family(
     movable={"center_loss_param": {"num_output": "num_classes", "center_filler": "center_filler"}},
     fork_keys={"num_output": ("caffe-face's", "num_classes")},
     lint=lint.RULES,
+    weights={"CenterLoss": migrate.carry_centers},
 )

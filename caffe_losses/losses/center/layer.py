@@ -163,29 +163,6 @@ class CenterLoss(LossLayer):
     BOTTOMS = ("features", "label")
     DIFF_BOTTOMS = (0,)
 
-    @staticmethod
-    def stored_blobs(shapes, params):
-        """``migrate --weights``: a trained model's blobs for this layer (caffe-face's centers).
-
-        Args:
-          shapes: the stored blobs' shapes, or None when the model has no such layer.
-          params: the migrated layer's param_str settings.
-
-        Returns:
-          (the shapes to store, a report line); raises ValueError when they do not fit.
-        """
-        n = params.get("num_classes")
-        if shapes is None:
-            return None, "no centers in the model: initialised as the migrated layer says (center_filler, or zeros)"
-        shape = shapes[0] if len(shapes) == 1 else ()
-        if len(shape) == 4 and shape[:2] == (1, 1):          # Caffe's legacy 1 x 1 x N x K
-            shape = shape[2:]
-        if len(shapes) != 1 or len(shape) != 2 or shape[0] != n:
-            shown = ", ".join("x".join(map(str, s)) for s in shapes)
-            raise ValueError(f"the model holds {len(shapes)} blob(s) ({shown}) there, but the migrated "
-                             f"CenterLoss (num_classes: {n}) keeps one, the centers, {n} x D")
-        return [shape], f"copied, the centers ({shape[0]}x{shape[1]})"
-
     def layer_setup(self, bottom, top):
         super().layer_setup(bottom, top)
         self.train = self.phase == caffe.TRAIN

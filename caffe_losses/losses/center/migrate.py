@@ -1,6 +1,6 @@
 """``caffe-losses migrate``'s rule for caffe-face's CenterLoss (see :mod:`caffe_losses.nets.rewrite`)."""
 
-from caffe_losses.nets.rewrite import filler, subfields
+from caffe_losses.nets.rewrite import filler, reshape_stored, stored_shapes, subfields
 
 
 def caffe_face_center(ctx, layer):
@@ -34,3 +34,29 @@ def caffe_face_center(ctx, layer):
         ctx.notes.append(f"{layer.label}: caffe-face's CenterLoss reads no loss_param "
                          f"(it divides by N): dropped")
     return "CenterLoss", params
+
+
+def carry_centers(label, params, stored):
+    """``migrate --weights``: caffe-face's trained centers become CenterLoss's blob (Family.weights).
+
+    ``stored`` is the model's layer (None when the model has none); Caffe's
+    legacy 1 x 1 x N x K shape is rewritten as N x K.  Returns (report line,
+    problem or None, whether the model changed).
+    """
+    n = params.get("num_classes")
+    if stored is None:
+        return (f"{label}: no centers in the model: initialised as the migrated layer says "
+                f"(center_filler, or zeros)"), None, False
+    shapes = stored_shapes(stored)
+    shape = shapes[0] if len(shapes) == 1 else ()
+    if len(shape) == 4 and shape[:2] == (1, 1):          # Caffe's legacy 1 x 1 x N x K
+        shape = shape[2:]
+    if len(shapes) != 1 or len(shape) != 2 or shape[0] != n:
+        shown = ", ".join("x".join(map(str, s)) for s in shapes)
+        return None, (f"{label}: the model holds {len(shapes)} blob(s) ({shown}) there, but the migrated "
+                      f"CenterLoss (num_classes: {n}) keeps one, the centers, {n} x D"), False
+    changed = shapes[0] != shape
+    if changed:
+        reshape_stored(stored.blobs[0], shape)
+    return f"{label}: copied, the centers ({shape[0]}x{shape[1]})", None, changed
+
