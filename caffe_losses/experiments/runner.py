@@ -204,6 +204,15 @@ def _copy_fixed_layers(net, caffemodel, layers):
             target[...] = np.asarray(blob.data, dtype=target.dtype).reshape(target.shape)
 
 
+def _check_finite(solver, job):
+    """A run whose loss turned NaN or inf is refused, not scored (its metrics would be noise)."""
+    for name in solver.net.outputs:
+        value = solver.net.blobs[name].data
+        if not np.all(np.isfinite(value)):
+            raise RuntimeError(f"{job.label()}: the training diverged: its output '{name}' is "
+                               f"{value.ravel()[0]} at iteration {solver.iter}")
+
+
 def run_job(job):
     """Trains one job; returns its test-set curve and final evaluation.
 
@@ -226,6 +235,7 @@ def run_job(job):
         for point in eval_points(job.max_iter):
             if point > solver.iter:
                 solver.step(point - solver.iter)
+                _check_finite(solver, job)
             metrics, arrays = evaluate(test_net, job.n_test)
             iters.append(int(solver.iter))
             for name, value in metrics.items():
