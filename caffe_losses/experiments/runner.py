@@ -26,7 +26,7 @@ import numpy as np
 from google.protobuf import text_format
 
 from caffe_losses.files.figures import pyplot, save_figure
-from caffe_losses.nets.prototxt import read_solver_param, working_directory
+from caffe_losses.nets.prototxt import read_net_param, read_solver_param, working_directory
 from caffe_losses.nets.templates import TEMPLATE_ROOT, prepare_data
 
 # caffe (pycaffe) and matplotlib (optional, the demo extra) are imported inside the
@@ -148,6 +148,25 @@ def write_net(path, net, note):
     with open(path, "w") as f:
         f.write(f"# {note}\n" + text_format.MessageToString(net))
     return path
+
+
+def native_baseline(path, native, note, *, name="loss", normalization="VALID", **loss_param):
+    """Replaces the Python loss ``name`` of the net at ``path`` by Caffe's layer ``native``.
+
+    The same bottoms and tops; ``loss_param { normalization }`` by name, and
+    the other ``loss_param`` fields from the keywords (``ignore_label=255``).
+    Returns the layer, for a recipe to set more (``softmax_param``).
+    """
+    from caffe.proto import caffe_pb2
+    net = read_net_param(path)
+    (layer,) = [l for l in net.layer if l.name == name]
+    layer.type = native
+    layer.ClearField("python_param")
+    layer.loss_param.normalization = caffe_pb2.LossParameter.NormalizationMode.Value(normalization)
+    for key, value in loss_param.items():
+        setattr(layer.loss_param, key, value)
+    write_net(path, net, note)
+    return layer
 
 
 def write_solver(folder, seed, *, source="solver.prototxt", max_iter=None):

@@ -16,6 +16,7 @@ Training rows are written in a fixed order and read with ``shuffle: false``
 import numpy as np
 
 from caffe_losses.data import write_splits
+from caffe_losses.data.shapes import shapes
 
 __all__ = ["segmentation_data", "prepare_segmentation", "IGNORE_LABEL", "NUM_CLASSES", "SMALL_CLASSES",
            "CLASS_NAMES"]
@@ -27,34 +28,8 @@ CLASS_NAMES = ("background", "rectangle", "dot", "bar")
 
 
 def segmentation_data(n, *, size=16, seed=0):
-    """Toy per-pixel data: 4 classes, two of them small, borders ignored.
-
-    Class 1 is one large rectangle per image (5 to 8 pixels a side, about a
-    fifth of the pixels), class 2 two or three 2 x 2 dots, class 3 one or two
-    1 x 4 bars (horizontal or vertical), class 0 the rest (drawn in that order:
-    a later object covers an earlier one).  The image is 1 on every object, 0
-    elsewhere, plus Gaussian noise: only size and shape tell the classes
-    apart.  The one-pixel border is labelled ``IGNORE_LABEL``.
-
-    Returns:
-      (images (n, 1, size, size) float32, labels (n, 1, size, size) float32).
-    """
-    rng = np.random.RandomState(seed)
-    labels = np.zeros((n, size, size), np.float32)
-    for i in range(n):   # data generation only, once per prepare
-        h, w = rng.randint(5, 9, size=2)
-        r, c = rng.randint(1, size - h), rng.randint(1, size - w)
-        labels[i, r:r + h, c:c + w] = 1
-        for _ in range(rng.randint(2, 4)):
-            r, c = rng.randint(1, size - 3, size=2)
-            labels[i, r:r + 2, c:c + 2] = 2
-        for _ in range(rng.randint(1, 3)):
-            h, w = (1, 4) if rng.rand() < 0.5 else (4, 1)
-            r, c = rng.randint(1, size - h), rng.randint(1, size - w)
-            labels[i, r:r + h, c:c + w] = 3
-    images = (labels > 0).astype(np.float32) + 0.35 * rng.randn(n, size, size).astype(np.float32)
-    labels[:, 0, :] = labels[:, -1, :] = labels[:, :, 0] = labels[:, :, -1] = IGNORE_LABEL
-    return images[:, None], labels[:, None]
+    """Toy per-pixel data: 4 classes (rectangles, dots, bars, the rest), dots and bars small, borders ``IGNORE_LABEL`` (:func:`caffe_losses.data.shapes.shapes`)."""
+    return shapes(n, size=size, seed=seed, bars=True, ignore_label=IGNORE_LABEL)
 
 
 def prepare_segmentation(folder, *, small=False, seed=0):

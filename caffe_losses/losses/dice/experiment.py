@@ -25,7 +25,6 @@ from caffe_losses.experiments import report, runner
 from caffe_losses.experiments.runner import finals
 from caffe_losses.files.features import forward_rows
 from caffe_losses.losses.dice.data import CLASS_NAMES, IGNORE_LABEL, NUM_CLASSES, SMALL_CLASSES
-from caffe_losses.nets.prototxt import read_net_param
 
 # caffe (pycaffe) is imported inside the functions that use it: the CLI imports this
 # module, and must run without it (tests/test_layout.py).
@@ -41,14 +40,8 @@ BASELINE = "SoftmaxWithLoss (native)"
 
 def baseline_net(path):
     """Replaces the Python Dice loss of the net at ``path`` by native SoftmaxWithLoss (ignore 255, VALID)."""
-    from caffe.proto import caffe_pb2
-    net = read_net_param(path)
-    (layer,) = [l for l in net.layer if l.name == "loss"]
-    layer.type = "SoftmaxWithLoss"
-    layer.ClearField("python_param")
-    layer.loss_param.ignore_label = IGNORE_LABEL
-    layer.loss_param.normalization = caffe_pb2.LossParameter.VALID
-    runner.write_net(path, net, f"baseline: {TEMPLATE} with Caffe's native SoftmaxWithLoss")
+    runner.native_baseline(path, "SoftmaxWithLoss", f"baseline: {TEMPLATE} with Caffe's native SoftmaxWithLoss",
+                           ignore_label=IGNORE_LABEL)
 
 
 def class_dice(pred, label, num_classes=NUM_CLASSES, ignore_label=IGNORE_LABEL):

@@ -19,6 +19,7 @@ import numpy as np
 from caffe_losses.files import hmatrix
 from caffe_losses.data import write_splits
 from caffe_losses.data.digits import load_digits
+from caffe_losses.data.shapes import shapes
 
 __all__ = ["MINORITY", "MINORITY_KEEP", "imbalanced_digits", "digit_distances",
            "segmentation_data", "prepare_source", "prepare_constant", "prepare_segmentation",
@@ -119,31 +120,8 @@ def prepare_constant(folder, *, small=False, seed=0, temperature=0.25):
 
 
 def segmentation_data(n, *, size=16, seed=0):
-    """Toy per-pixel data: 3 classes, one of them rare, borders ignored.
-
-    Class 1 is one large rectangle per image (about a fifth of the pixels),
-    class 2 two or three 2 x 2 dots (about 4% of the pixels), class 0 the
-    rest. The image is 1 on rectangles and dots alike, 0 elsewhere, plus
-    Gaussian noise: only their size tells dots from rectangles, so the net
-    needs spatial context (its stacked 3 x 3 convolutions). The one-pixel
-    border is labelled
-    ``IGNORE_LABEL``.
-
-    Returns:
-      (images (n, 1, size, size) float32, labels (n, 1, size, size) float32).
-    """
-    rng = np.random.RandomState(seed)
-    labels = np.zeros((n, size, size), np.float32)
-    for i in range(n):   # data generation only, once per prepare
-        h, w = rng.randint(5, 9, size=2)
-        r, c = rng.randint(1, size - h), rng.randint(1, size - w)
-        labels[i, r:r + h, c:c + w] = 1
-        for _ in range(rng.randint(2, 4)):
-            r, c = rng.randint(1, size - 3, size=2)
-            labels[i, r:r + 2, c:c + 2] = 2
-    images = (labels > 0).astype(np.float32) + 0.35 * rng.randn(n, size, size).astype(np.float32)
-    labels[:, 0, :] = labels[:, -1, :] = labels[:, :, 0] = labels[:, :, -1] = IGNORE_LABEL
-    return images[:, None], labels[:, None]
+    """Toy per-pixel data: 3 classes (rectangles, dots, the rest), the dots rare, borders ``IGNORE_LABEL`` (:func:`caffe_losses.data.shapes.shapes`)."""
+    return shapes(n, size=size, seed=seed, bars=False, ignore_label=IGNORE_LABEL)
 
 
 def prepare_segmentation(folder, *, small=False, seed=0):

@@ -24,7 +24,6 @@ from caffe_losses.experiments import report, runner
 from caffe_losses.experiments.runner import finals
 from caffe_losses.files.features import forward_rows
 from caffe_losses.files.figures import pyplot, save_figure
-from caffe_losses.nets.prototxt import read_net_param
 
 # caffe (pycaffe) and matplotlib (optional, the demo extra) are imported inside the
 # functions that use them: the CLI imports this module, and must run without either
@@ -41,13 +40,7 @@ BASELINE = "SoftmaxWithLoss (native)"
 
 def baseline_net(path):
     """Replaces the Python infogain loss of the net at ``path`` by native SoftmaxWithLoss (VALID)."""
-    from caffe.proto import caffe_pb2
-    net = read_net_param(path)
-    (layer,) = [l for l in net.layer if l.name == "loss"]
-    layer.type = "SoftmaxWithLoss"
-    layer.ClearField("python_param")
-    layer.loss_param.normalization = caffe_pb2.LossParameter.VALID
-    runner.write_net(path, net, f"baseline: {TEMPLATE} with Caffe's native SoftmaxWithLoss")
+    runner.native_baseline(path, "SoftmaxWithLoss", f"baseline: {TEMPLATE} with Caffe's native SoftmaxWithLoss")
 
 
 def _recalls(pred, label, num_classes=10):
