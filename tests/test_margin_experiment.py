@@ -50,7 +50,8 @@ def test_small_plan_runs_all_three_nets(tmp_path):
     jobs = experiment.plan(str(tmp_path / "margin"), small=True, seeds=(1701, 1702))
     assert sorted({j.variant for j in jobs}) == ["center", "ours", "softmax"]
     layers = {v: [(l.type, l.python_param.layer) for l in read_net_param(
-        os.path.join(str(tmp_path / "margin"), v, "train_val.prototxt")).layer] for v in ("ours", "softmax", "center")}
+        os.path.join(str(tmp_path / "margin"), folder, "train_val.prototxt")).layer]
+              for v, folder in (("ours", "ours"), ("softmax", "baseline"), ("center", "baseline_center"))}
     assert ("Python", "MarginProduct") in layers["ours"]
     assert ("InnerProduct", "") in layers["softmax"] and all(l != "MarginProduct" for _, l in layers["softmax"])
     assert ("Python", experiment.center_layer()) in layers["center"]

@@ -130,8 +130,8 @@ def plan(out_dir, *, small=False, seeds=None):
     common = dict(template=TEMPLATE, evaluate=f"{__name__}:evaluate", cost=5.0)
     return runner.plan(FAMILY, out_dir, [
         runner.Variant("ours", "ours", **common),
-        runner.Variant("softmax", "softmax", edit_net=softmax_net, **common),
-        runner.Variant("center", "center", edit_net=center_net, **common)],
+        runner.Variant("softmax", "baseline", edit_net=softmax_net, **common),
+        runner.Variant("center", "baseline_center", edit_net=center_net, **common)],
         small=small, seeds=seeds, small_iters=SMALL_ITERS)
 
 
