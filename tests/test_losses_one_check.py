@@ -11,6 +11,7 @@ import pytest
 
 from caffe_losses import cli
 from caffe_losses.files import hmatrix
+from caffe_losses.losses import common
 from caffe_losses.losses.center import core as center_core
 from caffe_losses.losses.infogain import core as ig
 from caffe_losses.losses.regression import core as reg
@@ -99,7 +100,7 @@ def test_make_pos_weight_uses_the_layers_target_check(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "t.npy holds 2 at index (1, 1); expected targets in [0, 1]" in err
     # the same value and index as the layer's own check finds
-    layer = message(sg.check_targets, "L", bad)
+    layer = message(common.check_targets, "L", bad)
     assert "holds 2.0 at index (1, 1)" in layer
 
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from caffe_losses.losses.common import softplus
-from caffe_losses.losses.sigmoid.core import check_targets, weighted_sigmoid_cross_entropy_kernel, weighted_sigmoid_cross_entropy_backward as backward, weighted_sigmoid_cross_entropy_forward as forward
+from caffe_losses.losses.common import check_targets
+from caffe_losses.losses.sigmoid.core import weighted_sigmoid_cross_entropy_kernel, weighted_sigmoid_cross_entropy_backward as backward, weighted_sigmoid_cross_entropy_forward as forward
 from caffe_losses.glue.testing import check_gradient
 
 RNG = np.random.RandomState(4)

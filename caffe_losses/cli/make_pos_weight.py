@@ -20,7 +20,8 @@ import sys
 
 import numpy as np
 
-from caffe_losses.losses.sigmoid.core import channel_shape, check_targets
+from caffe_losses.losses.common import check_targets
+from caffe_losses.losses.sigmoid.core import channel_shape
 from caffe_losses.files.hmatrix import read_labels
 from caffe_losses.glue.params import FLOAT32_MAX
 

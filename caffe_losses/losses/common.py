@@ -149,6 +149,72 @@ def check_label_count(owner, n, label_shape, xname=None, x_shape=None):
                          f"{n} values, got {count} {tuple(label_shape)}")
 
 
+def check_targets(owner, target, ignore_label=None, name="target", *, describe=None):
+    """Checks that targets lie in [0, 1] or equal ``ignore_label``.
+
+    The one check of targets: the sigmoid-form layers and ``caffe-losses
+    make-pos-weight`` call it.
+
+    Args:
+      owner: layer/function name for messages.
+      target: array of target values (soft targets allowed).
+      ignore_label: a value allowed anywhere, meaning "leave this element out";
+        None for none.
+      name: the bottom's name in messages.
+      describe: optional ``describe(value, index, count) -> message`` for
+        callers that speak of a file rather than a bottom (the tool).
+
+    Returns:
+      boolean mask of the ignored elements, or None when none is ignored.
+
+    Raises:
+      ValueError naming the first bad value, its index and what was expected
+      (NaN and inf are bad values too).
+    """
+    target = np.asarray(target)
+    ignored = None
+    if ignore_label is not None:
+        ignored = target == ignore_label
+        if not ignored.any():
+            ignored = None
+    if target.size == 0:
+        return ignored
+    if target.min() >= 0 and target.max() <= 1:     # the usual batch; False for NaN
+        return ignored
+    bad = ~((target >= 0) & (target <= 1))
+    if ignored is not None:
+        bad &= ~ignored
+    if not bad.any():
+        return ignored
+    idx = first_bad_index(bad)
+    if describe is not None:
+        raise ValueError(describe(float(target[idx]), idx, int(bad.sum())))
+    extra = f" or the ignore_label {ignore_label}" if ignore_label is not None else ""
+    raise ValueError(f"{owner}: bottom '{name}' holds {float(target[idx])} at index {idx}; "
+                     f"expected values in [0, 1]{extra} ({int(bad.sum())} bad value(s))")
+
+
+def check_positions(owner, shape, label_shape, axis=1, xname="scores"):
+    """``(O, C, I)`` of predictions ``shape`` with classes on ``axis``, one label per position.
+
+    The shape rule of Caffe's ``SoftmaxWithLoss`` (labels N x H x W or
+    N x 1 x H x W for N x C x H x W scores), shared by the softmax-form losses.
+    """
+    shape = tuple(int(s) for s in shape)
+    try:
+        O, C, I = canonical_shape(shape, axis)
+    except ValueError:
+        raise ValueError(f"{owner}: 'axis' must be in [-{len(shape)}, {len(shape)}) for bottom "
+                         f"'{xname}' of shape {shape}. Received: axis={axis}") from None
+    count = math.prod(label_shape)
+    if count != O * I:
+        raise ValueError(
+            f"{owner}: bottom 'label' must hold one label per position of '{xname}' "
+            f"{shape} (axis {axis}): expected {O * I} values, got {count} "
+            f"{tuple(label_shape)}; e.g. scores N x C x H x W need labels N x H x W or N x 1 x H x W")
+    return O, C, I
+
+
 def out_view(out, shape, dtype):
     """``out`` viewed as ``shape`` (same count, C-contiguous: no copy), or a new array when None.
 

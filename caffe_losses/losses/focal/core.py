@@ -277,7 +277,7 @@ def _sigmoid_inputs(owner, scores, targets, gamma, alpha, ignore_label, normaliz
     _check_normalization(owner, normalization, SIGMOID_NORMALIZATIONS)
     common.check_same_count(owner, "scores", x.shape, "targets", np.shape(targets))
     t = np.asarray(targets, dtype=x.dtype).reshape(x.shape)
-    ignored = check_targets(owner, t, ignore_label)
+    ignored = common.check_targets(owner, t, ignore_label, name="targets")
     valid = 1 if ignored is None else ~ignored
     t = t if ignored is None else np.where(ignored, 0, t).astype(x.dtype)
     n = x.shape[0] if x.ndim else 1
@@ -287,27 +287,6 @@ def _sigmoid_inputs(owner, scores, targets, gamma, alpha, ignore_label, normaliz
     else:
         norm = common.normalizer(normalization, n, x.size // max(n, 1), count)
     return x, t, valid, norm
-
-
-def check_targets(owner, targets, ignore_label=None, name="targets"):
-    """Targets in [0, 1] or equal to ``ignore_label`` (NaN refused); returns the ignored mask or None."""
-    t = np.asarray(targets)
-    ignored = None
-    if ignore_label is not None:
-        ignored = t == ignore_label
-        if not ignored.any():
-            ignored = None
-    if t.size == 0 or (t.min() >= 0 and t.max() <= 1):
-        return ignored
-    bad = ~((t >= 0) & (t <= 1))
-    if ignored is not None:
-        bad &= ~ignored
-    if not bad.any():
-        return ignored
-    idx = common.first_bad_index(bad)
-    extra = f" or the ignore_label {ignore_label}" if ignore_label is not None else ""
-    raise ValueError(f"{owner}: bottom '{name}' holds {float(t[idx])} at index {idx}; expected values "
-                     f"in [0, 1]{extra} ({int(bad.sum())} bad value(s))")
 
 
 def check_alpha(owner, alpha, num_classes=None):
@@ -333,18 +312,7 @@ def _class_alpha(alpha, num_classes, dtype):
 
 def check_shapes(owner, shape, label_shape, axis=1):
     """``(O, C, I)`` of scores ``shape`` with classes on ``axis``, checked against the labels' count."""
-    shape = tuple(int(s) for s in shape)
-    try:
-        O, C, I = common.canonical_shape(shape, axis)
-    except ValueError:
-        raise ValueError(f"{owner}: 'axis' must be in [-{len(shape)}, {len(shape)}) for bottom "
-                         f"'scores' of shape {shape}. Received: axis={axis}") from None
-    count = math.prod(label_shape)
-    if count != O * I:
-        raise ValueError(f"{owner}: bottom 'label' must hold one label per position of 'scores' "
-                         f"{shape} (axis {axis}): expected {O * I} values, got {count} "
-                         f"{tuple(label_shape)}; e.g. scores N x C x H x W need labels N x 1 x H x W")
-    return O, C, I
+    return common.check_positions(owner, shape, label_shape, axis)
 
 
 def _softmax_inputs(owner, x, label, gamma, alpha, axis, ignore_label, normalization):

@@ -501,17 +501,7 @@ def check_shapes(owner, shape, label_shape, axis=1, xname="scores", *, h_bottom=
       (O, C, I).
     """
     shape = tuple(int(s) for s in shape)
-    try:
-        O, C, I = common.canonical_shape(shape, axis)
-    except ValueError:
-        raise ValueError(f"{owner}: 'axis' must be in [-{len(shape)}, {len(shape)}) for bottom "
-                         f"'{xname}' of shape {shape}. Received: axis={axis}") from None
-    count = math.prod(label_shape)
-    if count != O * I:
-        raise ValueError(
-            f"{owner}: bottom 'label' must hold one label per position of '{xname}' "
-            f"{shape} (axis {axis}): expected {O * I} values, got {count} "
-            f"{tuple(label_shape)}; e.g. scores N x C x H x W need labels N x H x W or N x 1 x H x W")
+    O, C, I = common.check_positions(owner, shape, label_shape, axis, xname)
     if h_source is not None and h_source[1] != C:
         what, L = h_source
         raise ValueError(f"{owner}: {what} holds a {L} x {L} H, but bottom '{xname}' {shape} has "

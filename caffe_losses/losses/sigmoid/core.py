@@ -19,8 +19,8 @@ Kernel (same inputs and results; held to the reference by
 
 Helpers:
 
-* :func:`check_targets`: targets in [0, 1] or equal to the ignore label (the
-  layer's check and ``caffe-losses make-pos-weight``'s).
+* targets in [0, 1] or equal to the ignore label: :func:`caffe_losses.losses.common.check_targets`
+  (the layer's check and ``caffe-losses make-pos-weight``'s).
 * :func:`check_weight_count`: one ``pos_weight`` per channel (the layer's
   ``reshape`` check too).
 * :func:`channel_shape`: a scores blob as (N, C, inner).
@@ -36,7 +36,7 @@ from caffe_losses.losses import common
 
 __all__ = ["weighted_sigmoid_cross_entropy_forward", "weighted_sigmoid_cross_entropy_backward",
            "weighted_sigmoid_cross_entropy_kernel",
-           "check_targets", "check_weight_count", "channel_shape", "BALANCES"]
+           "check_weight_count", "channel_shape", "BALANCES"]
 
 OWNER = "weighted_sigmoid_cross_entropy"
 BALANCES = ("none", "auto")
@@ -279,7 +279,7 @@ def _inputs(owner, scores, target, pos_weight, neg_weight, balance, ignore_label
         key = (x.shape, x.dtype, owner, pos_weight if np.ndim(pos_weight) == 0 else tuple(pos_weight),
                neg_weight, balance, normalization)
         wp, wn, norm = workspace.memo("settings", key, settings)
-    ignored = check_targets(owner, t, ignore_label)  # indexes of the target's own shape
+    ignored = common.check_targets(owner, t, ignore_label)  # indexes of the target's own shape
     x, t = x.reshape(n, c, inner), t.reshape(n, c, inner)
     if ignored is None:
         return x, t, 1, wp, wn, norm
@@ -345,50 +345,6 @@ def check_weight_count(owner, key, count, shape, channels=None):
                          f"{tuple(shape)} has {channels} channel(s) along axis 1: expected one "
                          f"weight per channel")
     return channels
-
-
-def check_targets(owner, target, ignore_label=None, name="target", *, describe=None):
-    """Checks that targets lie in [0, 1] or equal ``ignore_label``.
-
-    The one check of targets: the layer and ``caffe-losses make-pos-weight``
-    both call it.
-
-    Args:
-      owner: layer/function name for messages.
-      target: array of target values (soft targets allowed).
-      ignore_label: a value allowed anywhere, meaning "leave this element out";
-        None for none.
-      name: the bottom's name in messages.
-      describe: optional ``describe(value, index, count) -> message`` for
-        callers that speak of a file rather than a bottom (the tool).
-
-    Returns:
-      boolean mask of the ignored elements, or None when none is ignored.
-
-    Raises:
-      ValueError naming the first bad value, its index and what was expected
-      (NaN and inf are bad values too).
-    """
-    ignored = None
-    if ignore_label is not None:
-        ignored = target == ignore_label
-        if not ignored.any():
-            ignored = None
-    if target.size == 0:
-        return ignored
-    if target.min() >= 0 and target.max() <= 1:     # the usual batch; False for NaN
-        return ignored
-    bad = ~((target >= 0) & (target <= 1))
-    if ignored is not None:
-        bad &= ~ignored
-    if not bad.any():
-        return ignored
-    idx = common.first_bad_index(bad)
-    if describe is not None:
-        raise ValueError(describe(float(target[idx]), idx, int(bad.sum())))
-    extra = f" or the ignore_label {ignore_label}" if ignore_label is not None else ""
-    raise ValueError(f"{owner}: bottom '{name}' holds {float(target[idx])} at index {idx}; "
-                     f"expected values in [0, 1]{extra} ({int(bad.sum())} bad value(s))")
 
 
 def channel_shape(shape):
