@@ -50,7 +50,7 @@ from caffe_losses.files.safety import FLOAT32_MAX, FLOAT32_OVERFLOW
 __all__ = [
     "REQUIRED", "Param", "ParamTypeError", "parse_params", "describe_params", "load_yaml",
     "as_int", "as_float", "as_bool", "as_str", "as_float_list", "as_number_or_list",
-    "NORMALIZATIONS", "normalization_param", "ignore_label_param", "show",
+    "NORMALIZATIONS", "as_name", "normalization_param", "ignore_label_param", "show",
     "fits_float32", "FLOAT32_MAX", "MAX_DEPTH",
 ]
 
@@ -267,15 +267,20 @@ def as_number_or_list(value):
 NORMALIZATIONS = ("FULL", "VALID", "BATCH_SIZE", "NONE")
 
 
-def _as_normalization(value):
-    if not isinstance(value, str) or value.strip().upper() not in NORMALIZATIONS:
-        raise ValueError("must be one of " + ", ".join(NORMALIZATIONS))
-    return value.strip().upper()
+def as_name(names):
+    """A converter: one of the strings ``names``, in any case, returned as ``names`` spells it."""
+    by_key = {name.lower(): name for name in names}
+
+    def convert(value):
+        if not isinstance(value, str) or value.strip().lower() not in by_key:
+            raise ValueError("must be one of " + ", ".join(names))
+        return by_key[value.strip().lower()]
+    return convert
 
 
-def normalization_param(default):
-    """``normalization``: Caffe's LossParameter.NormalizationMode, by name."""
-    return Param("normalization", _as_normalization, default, doc=(
+def normalization_param(default, modes=NORMALIZATIONS, doc=None):
+    """``normalization``: Caffe's LossParameter.NormalizationMode by name, or a loss's own ``modes``."""
+    return Param("normalization", as_name(modes), default, doc=doc or (
         "FULL (all positions), VALID (non-ignored positions), BATCH_SIZE (N) or NONE; "
         "the divisor is at least 1, as in Caffe"))
 

@@ -3,17 +3,9 @@
 from caffe_losses.losses.common import Workspace
 from caffe_losses.losses.dice import core
 from caffe_losses.glue.base import LossLayer
-from caffe_losses.glue.params import Param, as_bool, as_float, as_float_list, ignore_label_param
+from caffe_losses.glue.params import Param, as_bool, as_name, as_float, as_float_list, ignore_label_param
 
 __all__ = ["DiceLoss"]
-
-
-def _as_choice(choices):
-    def convert(value):
-        if isinstance(value, str) and value.strip().lower() in choices:
-            return value.strip().lower()
-        raise ValueError("must be one of " + ", ".join(choices))
-    return convert
 
 
 def _as_weights(value):
@@ -84,7 +76,7 @@ class DiceLoss(LossLayer):
     """
 
     PARAMS = (
-        Param("activation", _as_choice(core.ACTIVATIONS), "softmax",
+        Param("activation", as_name(core.ACTIVATIONS), "softmax",
               doc="softmax over axis 1 (C >= 2), sigmoid per element, or none (probabilities in)"),
         Param("smooth", as_float, 1e-5, low=0, low_open=True,
               doc="added to every numerator and denominator, > 0"),

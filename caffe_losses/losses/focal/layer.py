@@ -6,7 +6,8 @@ The maths, its derivation and the ``gamma < 1`` limit live in
 
 from caffe_losses.losses.focal import core
 from caffe_losses.glue.base import LossLayer
-from caffe_losses.glue.params import Param, as_float, as_int, as_number_or_list, ignore_label_param
+from caffe_losses.glue.params import (Param, as_float, as_int, as_number_or_list, ignore_label_param,
+                                     normalization_param)
 
 __all__ = ["SigmoidFocalLoss", "SoftmaxFocalLoss"]
 
@@ -16,14 +17,6 @@ def _as_alpha_or_none(value):
     if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "~")):
         return None
     return as_float(value)
-
-
-def _normalization(choices):
-    def convert(value):
-        if not isinstance(value, str) or value.strip().upper() not in choices:
-            raise ValueError("must be one of " + ", ".join(choices))
-        return value.strip().upper()
-    return convert
 
 
 def _gamma():
@@ -84,8 +77,8 @@ class SigmoidFocalLoss(LossLayer):
         Param("alpha", _as_alpha_or_none, 0.25, low=0, high=1,
               doc="weight of the positive term in [0, 1], or none"),
         ignore_label_param(),
-        Param("normalization", _normalization(core.SIGMOID_NORMALIZATIONS), "VALID",
-              doc="VALID, FULL, BATCH_SIZE, NONE or POSITIVES (targets equal to 1); at least 1"),
+        normalization_param("VALID", core.SIGMOID_NORMALIZATIONS,
+                            doc="VALID, FULL, BATCH_SIZE, NONE or POSITIVES (targets equal to 1); at least 1"),
     )
     BOTTOMS = ("scores", "targets")
     DIFF_BOTTOMS = (0,)
@@ -161,8 +154,8 @@ class SoftmaxFocalLoss(LossLayer):
               doc="a number >= 0 or a list of one weight per class"),
         Param("axis", as_int, 1, low=-32, high=31, doc="the class axis of the scores"),
         ignore_label_param(),
-        Param("normalization", _normalization(core.SOFTMAX_NORMALIZATIONS), "VALID",
-              doc="VALID, FULL, BATCH_SIZE or NONE, as SoftmaxWithLoss; at least 1"),
+        normalization_param("VALID", core.SOFTMAX_NORMALIZATIONS,
+                            doc="VALID, FULL, BATCH_SIZE or NONE, as SoftmaxWithLoss; at least 1"),
     )
     BOTTOMS = ("scores", "label")
     OPTIONAL_TOPS = ("prob",)
