@@ -46,14 +46,13 @@ import numpy as np
 
 from caffe_losses.files.hmatrix import MAX_BLOB_AXES, read_npy
 from caffe_losses.glue.params import FLOAT32_EXACT_INT
-from caffe_losses.files.safety import check_allocation, float32_overflow, overflows_float32
+from caffe_losses.files.safety import BLOB_MAX_COUNT, check_allocation, float32_overflow, overflows_float32
 from caffe_losses.glue.testing import GradientCheckError, check_net_gradient, layer_net
 
 # caffe (pycaffe) is imported inside the functions that use it: the CLI imports this
 # module, and must run without pycaffe to say that it is missing (tests/test_layout.py).
 
 KINDS = ("normal", "int", "const", "file")
-BLOB_MAX_COUNT = 2 ** 31 - 1     # what a Caffe blob holds at most
 
 
 class Spec:

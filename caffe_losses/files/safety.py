@@ -32,9 +32,10 @@ import numpy as np
 
 __all__ = ["OutputError", "check_output", "not_a_file", "output_file", "figure_output", "available_memory", "check_allocation",
            "float32_overflow", "overflows_float32", "format_bytes", "shown_path", "read_bytes", "FLOAT32_MAX",
-           "FLOAT32_OVERFLOW"]
+           "FLOAT32_OVERFLOW", "BLOB_MAX_COUNT"]
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)          # 3.4028235e+38
+BLOB_MAX_COUNT = 2 ** 31 - 1                           # what a Caffe blob holds at most (it aborts on more)
 # Every float64 below this in magnitude rounds to a finite float32 (the
 # largest float32 plus half its last step; the halfway point rounds up).
 FLOAT32_OVERFLOW = 2.0 ** 128 - 2.0 ** 103

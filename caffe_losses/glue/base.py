@@ -53,7 +53,8 @@ import caffe
 
 from caffe_losses.losses.common import check_finite, check_same_count, raise_non_finite
 from caffe_losses.glue.params import parse_params
-from caffe_losses.files.safety import overflows_float32
+from caffe_losses.glue.fillers import fill
+from caffe_losses.files.safety import BLOB_MAX_COUNT, check_allocation, overflows_float32
 
 __all__ = ["PythonLayer", "LossLayer", "LossWeightWarning"]
 
@@ -170,6 +171,26 @@ class PythonLayer(caffe.Layer):
 
     def fail(self, message):
         raise ValueError(f"{self.owner}: {message}")
+
+    def add_class_blob(self, num_classes, dim, what, filler, key):
+        """Adds the layer's learnable ``num_classes x dim`` blob, filled by ``filler`` (None: zeros).
+
+        ``what`` names it in messages (the centers, the class weights); one Caffe
+        cannot hold, or memory cannot, is refused before it is allocated; a bad
+        ``filler`` is refused naming ``key``.  Caffe saves it in snapshots and
+        ``.caffemodel`` files and the solver updates it with the layer's ``param``.
+        """
+        count = num_classes * dim
+        what = f"{what} ({num_classes} x {dim} float32, data and diff)"
+        if count > BLOB_MAX_COUNT:
+            self.fail(f"{what} would hold {count} values, more than a Caffe blob can ({BLOB_MAX_COUNT}): "
+                      f"lower num_classes ({num_classes}) or the feature size ({dim})")
+        check_allocation(2 * 4 * count, what, owner=self.owner)
+        self.blobs.add_blob(num_classes, dim)
+        try:
+            self.blobs[len(self.blobs) - 1].data[...] = 0 if filler is None else fill((num_classes, dim), filler)
+        except ValueError as err:
+            self.fail(f"{key}: {err}")
 
     def require_same_count(self, bottom, i, j):
         check_same_count(self.owner, self.bottom_name(i), bottom[i].data.shape,

@@ -8,17 +8,16 @@ import caffe
 
 from caffe_losses.losses.center import core
 from caffe_losses.losses.common import check_label_count
-from caffe_losses.glue.fillers import as_filler, fill
+from caffe_losses.glue.fillers import as_filler
 from caffe_losses.glue.base import LossLayer
 from caffe_losses.glue.params import FLOAT32_EXACT_INT, REQUIRED, Param, as_float, as_int, normalization_param
-from caffe_losses.files.safety import check_allocation, overflows_float32
+from caffe_losses.files.safety import overflows_float32
 
 __all__ = ["CenterLoss", "CenterUpdateWarning"]
 
 UPDATES = ("direct", "solver")
 DEFAULT_ALPHA = 0.5
 # Caffe's Blob refuses (aborts on) more than INT_MAX values.
-BLOB_MAX_COUNT = 2 ** 31 - 1
 
 
 class CenterUpdateWarning(UserWarning):
@@ -186,19 +185,9 @@ class CenterLoss(LossLayer):
                       f"Received: alpha={self.params['alpha']}")
         if self.params["alpha"] is None:
             self.params["alpha"] = DEFAULT_ALPHA
-        count = self.num_classes * self.dim
-        what = f"the centers ({self.num_classes} x {self.dim} float32, data and diff)"
-        if count > BLOB_MAX_COUNT:
-            self.fail(f"{what} would hold {count} values, more than a Caffe blob can "
-                      f"({BLOB_MAX_COUNT}): lower num_classes ({self.num_classes}) or the feature "
-                      f"size ({self.dim})")
-        check_allocation(2 * 4 * count, what, owner=self.owner)
-        self.blobs.add_blob(self.num_classes, self.dim)   # the centers: learnable, snapshotted
-        filler = self.params["center_filler"]
-        try:
-            self.blobs[0].data[...] = 0 if filler is None else fill(self.blobs[0].data.shape, filler)
-        except ValueError as err:
-            self.fail(f"center_filler: {err}")
+        # the centers: learnable, snapshotted
+        self.add_class_blob(self.num_classes, self.dim, "the centers", self.params["center_filler"],
+                            "center_filler")
         self.cache = None             # the last accepted forward's, for backward
         self._after_update = None     # the centers' bytes this layer left, for the direct-mode guard
         self._warned = False

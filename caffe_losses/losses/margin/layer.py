@@ -7,10 +7,9 @@ import numpy as np
 
 from caffe_losses.losses.margin import core
 from caffe_losses.losses.common import check_label_count
-from caffe_losses.glue.fillers import as_filler, fill
+from caffe_losses.glue.fillers import as_filler
 from caffe_losses.glue.base import PythonLayer
 from caffe_losses.glue.params import FLOAT32_EXACT_INT, REQUIRED, Param, as_bool, as_float, as_int, as_str
-from caffe_losses.files.safety import check_allocation
 
 __all__ = ["MarginProduct", "ANNEALING", "DEFAULT_SCALE"]
 
@@ -19,7 +18,6 @@ GRADIENTS = ("exact", "sphereface")
 DEFAULT_M2 = 0.5
 ANNEALING = {"base": 1.0, "gamma": 0.0, "power": 1.0, "lambda_min": 0.0, "iteration": 0}
 """SphereFace's annealing keys and its fork's defaults (``MarginInnerProductParameter``)."""
-BLOB_MAX_COUNT = 2 ** 31 - 1     # Caffe's Blob aborts on more values
 
 
 class MarginProduct(PythonLayer):
@@ -125,19 +123,9 @@ class MarginProduct(PythonLayer):
         self.require_nonempty(bottom, (0,))
         self.dim = math.prod(shape[1:])
         self.num_classes = p["num_classes"]
-        count = self.num_classes * self.dim
-        what = f"the class weights ({self.num_classes} x {self.dim} float32, data and diff)"
-        if count > BLOB_MAX_COUNT:
-            self.fail(f"{what} would hold {count} values, more than a Caffe blob can ({BLOB_MAX_COUNT}): "
-                      f"lower num_classes ({self.num_classes}) or the feature size ({self.dim})")
-        check_allocation(2 * 4 * count, what, owner=self.owner)
         self.train = self.phase == caffe.TRAIN
         self.margin = len(bottom) > 1 and (self.train or p["margin_in_test"])
-        self.blobs.add_blob(self.num_classes, self.dim)
-        try:
-            self.blobs[0].data[...] = fill(self.blobs[0].data.shape, p["weight_filler"])
-        except ValueError as err:
-            self.fail(f"weight_filler: {err}")
+        self.add_class_blob(self.num_classes, self.dim, "the class weights", p["weight_filler"], "weight_filler")
         if p["m1"] > 1:
             self.blobs.add_blob(1)
             self.blobs[1].data[0] = p["iteration"]
