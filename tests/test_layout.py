@@ -20,7 +20,7 @@ PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # imported modules (and their submodules) that may be imported inside a function anywhere
 ALLOWED_ANYWHERE = {
     "caffe": "pycaffe: the CLI imports every tool module, and must run without pycaffe to say in one "
-             "line that it is missing (tests/test_i19_first_minute.py); caffe_losses.core and .params "
+             "line that it is missing (tests/test_i19_first_minute.py); the cores and glue.params "
              "work without it",
     "caffe_losses.losses": "a family's layer module imports caffe (as above)",
     "matplotlib": "optional: the 'demo' extra (training curves, the demo's figures, plot-features)",
